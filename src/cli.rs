@@ -1,0 +1,166 @@
+//! Command-line interface: clap derive types. Doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Publish a Markdown digest newsletter: feeds, web archive, email, and SMTP sending.
+#[derive(Debug, Parser)]
+#[command(name = "techshack", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: $TECHSHACK_CONFIG, else config/techshack.toml]
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Folder of issues, overriding `issues.dir` for this run
+    #[arg(long, global = true, value_name = "DIR")]
+    pub issues: Option<PathBuf>,
+
+    /// Print only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more about what is done
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write every feed, archive and web page
+    Build(BuildArgs),
+    /// Parse every issue (drafts too) and report every problem
+    Check,
+    /// Write the next issue file from the template
+    New(NewArgs),
+    /// Write the complete message of an issue for a sample recipient
+    Preview(PreviewArgs),
+    /// Send an issue to every active subscriber, resumably
+    Send(SendArgs),
+    /// Show delivery counts of one issue, or of every issue sent so far
+    Status(StatusArgs),
+    /// Manage the subscriber list
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+    /// Serve one-click unsubscribe and double opt-in subscribe over HTTP
+    Serve(ServeArgs),
+    /// Print shell completions
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Output folder [default: feeds.out]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Base URL overriding `site.base_url`
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Include drafts and future issues
+    #[arg(long)]
+    pub drafts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Date of the new issue [default: today in site.timezone]
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<String>,
+    /// Title of the new issue
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The issue's slug (its file name without extension)
+    pub issue: String,
+    /// Write the whole message as an .eml file
+    #[arg(long, value_name = "FILE")]
+    pub eml: Option<PathBuf>,
+    /// Write the HTML part
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write the plain-text part
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The issue's slug
+    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+    pub issue: Option<String>,
+    /// Send the newest published issue of the main feeds
+    #[arg(long)]
+    pub latest: bool,
+    /// With --latest: refuse an issue older than this many days
+    #[arg(long, value_name = "DAYS", default_value_t = 7, requires = "latest")]
+    pub max_age: u32,
+    /// Write each message as an .eml file in DIR instead of sending; records nothing
+    #[arg(long, value_name = "DIR", conflicts_with = "to")]
+    pub dry_run: Option<PathBuf>,
+    /// Send one test copy to ADDR; records nothing
+    #[arg(long, value_name = "ADDR")]
+    pub to: Option<String>,
+    /// Also retry rows whose delivery is unknown after a crash
+    #[arg(long)]
+    pub retry_unknown: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The issue's slug; without it, every issue sent so far
+    pub issue: Option<String>,
+    /// Write every row that is not sent to FILE as CSV
+    #[arg(long, value_name = "FILE", requires = "issue")]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Import subscribers from a CSV file with an `email` column (and optionally `name`)
+    Import {
+        /// The CSV file
+        file: PathBuf,
+        /// Import the valid rows and report the invalid ones
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Add one subscriber
+    Add {
+        /// The address
+        address: String,
+        /// The subscriber's name
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Mark a subscriber unsubscribed (the row is kept)
+    Remove {
+        /// The address
+        address: String,
+    },
+    /// List subscribers
+    List {
+        /// Only subscribers in this status: pending, active, unsubscribed, bounced
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+    },
+    /// Write every subscriber as CSV on stdout
+    Export,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: serve.listen]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}

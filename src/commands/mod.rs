@@ -1,0 +1,83 @@
+//! One file per command; `run` dispatches.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+
+pub mod build;
+pub mod check;
+pub mod new;
+pub mod preview;
+pub mod send;
+pub mod serve;
+pub mod status;
+pub mod subscribers;
+
+/// What every command gets: the loaded config and the global flags.
+pub struct Ctx {
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+impl Ctx {
+    fn load(cli: &Cli) -> Result<Ctx> {
+        let config_path = Config::locate(cli.config.as_deref());
+        let mut config = Config::load(&config_path)?;
+        if let Some(dir) = &cli.issues {
+            config.issues.dir = dir.clone();
+        }
+        Ok(Ctx {
+            config,
+            config_path,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+        })
+    }
+
+    /// Prints a line of progress unless `--quiet`.
+    pub fn info(&self, msg: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    // Commands that need no configuration.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "techshack", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let ctx = Ctx::load(&cli)?;
+    match cli.command {
+        Command::Build(a) => build::run(&ctx, a),
+        Command::Check => check::run(&ctx),
+        Command::New(a) => new::run(&ctx, a),
+        Command::Preview(a) => preview::run(&ctx, a),
+        Command::Send(a) => send::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::Subscribers(a) => subscribers::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a),
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+    }
+}
+
+/// The error of a command whose implementation has not landed yet.
+pub fn not_yet(name: &str) -> Result<u8> {
+    anyhow::bail!("`techshack {name}` is not available in this version yet")
+}

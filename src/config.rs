@@ -1,0 +1,534 @@
+//! Configuration: the TOML file, its defaults, and path resolution.
+//!
+//! Unknown keys are errors naming the key and its line. Relative paths in the file resolve
+//! against the file's own folder.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use chrono::{FixedOffset, NaiveTime, TimeZone};
+use serde::{Deserialize, Deserializer};
+
+/// The default configuration file, relative to the current folder.
+pub const DEFAULT_CONFIG: &str = "config/techshack.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub site: SiteConfig,
+    #[serde(default)]
+    pub issues: IssuesConfig,
+    #[serde(default)]
+    pub templates: TemplatesConfig,
+    #[serde(default)]
+    pub components: BTreeMap<String, String>,
+    #[serde(default)]
+    pub feeds: FeedsConfig,
+    #[serde(default)]
+    pub email: EmailConfig,
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub serve: ServeConfig,
+    /// The folder of the config file; relative paths were resolved against it.
+    #[serde(skip)]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Absolute, without a trailing slash once loaded.
+    pub base_url: String,
+    #[serde(default = "default_issue_path")]
+    pub issue_path: String,
+    #[serde(default = "default_language")]
+    pub language: String,
+    #[serde(default)]
+    pub timezone: Timezone,
+    #[serde(default)]
+    pub author: Option<Author>,
+    #[serde(default)]
+    pub id_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Author {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuesConfig {
+    pub dir: PathBuf,
+    pub filename_date: String,
+    #[serde(deserialize_with = "de_time")]
+    pub time: NaiveTime,
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for IssuesConfig {
+    fn default() -> Self {
+        IssuesConfig {
+            dir: PathBuf::from("issues"),
+            filename_date: "%Y-%m-%d".into(),
+            time: NaiveTime::from_hms_opt(0, 0, 0).expect("midnight"),
+            static_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    /// A user's templates; a file missing here falls back to the built-in one.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedContent {
+    #[default]
+    Full,
+    Summary,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedsConfig {
+    pub out: PathBuf,
+    pub path: String,
+    pub limit: usize,
+    pub content: FeedContent,
+    pub extra: Vec<ExtraFeed>,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        FeedsConfig {
+            out: PathBuf::from("public"),
+            path: "/".into(),
+            limit: 20,
+            content: FeedContent::Full,
+            extra: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraFeed {
+    pub name: String,
+    /// Glob on the issue's file name; matched issues leave the main feeds.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    pub list_id: Option<String>,
+    pub unsubscribe_url: Option<String>,
+    pub unsubscribe_mailto: Option<String>,
+    pub dkim: Option<DkimConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimConfig {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub url: String,
+    pub username: String,
+    pub concurrency: usize,
+    pub rate: f64,
+    pub per_connection: usize,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+    pub retry_after_secs: u64,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            url: "smtp://127.0.0.1:25".into(),
+            username: String::new(),
+            concurrency: 4,
+            rate: 50.0,
+            per_connection: 100,
+            timeout_secs: 30,
+            max_attempts: 5,
+            retry_after_secs: 300,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub db: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            db: PathBuf::from("state/techshack.sqlite3"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub public_url: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+        }
+    }
+}
+
+fn default_issue_path() -> String {
+    "/{slug}.html".into()
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+
+fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
+    let s = String::deserialize(d)?;
+    NaiveTime::parse_from_str(&s, "%H:%M")
+        .or_else(|_| NaiveTime::parse_from_str(&s, "%H:%M:%S"))
+        .map_err(|_| serde::de::Error::custom(format!("invalid time `{s}`, expected HH:MM")))
+}
+
+/// `site.timezone`: an IANA name or a fixed offset such as `+08:00`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Timezone {
+    Named(chrono_tz::Tz),
+    Fixed(FixedOffset),
+}
+
+impl Default for Timezone {
+    fn default() -> Self {
+        Timezone::Named(chrono_tz::UTC)
+    }
+}
+
+impl Timezone {
+    /// The offset in force at a local date and time (the earlier one when ambiguous,
+    /// the one after the gap when the time does not exist).
+    pub fn offset_at(&self, local: chrono::NaiveDateTime) -> FixedOffset {
+        match self {
+            Timezone::Fixed(o) => *o,
+            Timezone::Named(tz) => {
+                use chrono::offset::Offset;
+                match tz.offset_from_local_datetime(&local) {
+                    chrono::LocalResult::Single(o) => o.fix(),
+                    chrono::LocalResult::Ambiguous(a, _) => a.fix(),
+                    chrono::LocalResult::None => tz
+                        .offset_from_local_datetime(&(local + chrono::Duration::hours(1)))
+                        .earliest()
+                        .map(|o| o.fix())
+                        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset")),
+                }
+            }
+        }
+    }
+
+    /// A local date and time in this zone.
+    pub fn localize(&self, local: chrono::NaiveDateTime) -> chrono::DateTime<FixedOffset> {
+        let off = self.offset_at(local);
+        off.from_local_datetime(&local)
+            .single()
+            .unwrap_or_else(|| off.from_utc_datetime(&local))
+    }
+
+    /// The current time in this zone.
+    pub fn now(&self) -> chrono::DateTime<FixedOffset> {
+        let utc = chrono::Utc::now();
+        match self {
+            Timezone::Fixed(o) => utc.with_timezone(o),
+            Timezone::Named(tz) => utc.with_timezone(tz).fixed_offset(),
+        }
+    }
+}
+
+impl FromStr for Timezone {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if let Ok(tz) = s.parse::<chrono_tz::Tz>() {
+            return Ok(Timezone::Named(tz));
+        }
+        let probe = format!("2000-01-01T00:00:00{s}");
+        if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(&probe) {
+            return Ok(Timezone::Fixed(*dt.offset()));
+        }
+        Err(format!("unknown time zone `{s}`: use an IANA name such as `Europe/Berlin` or an offset such as `+08:00`"))
+    }
+}
+
+impl fmt::Display for Timezone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Timezone::Named(tz) => write!(f, "{}", tz.name()),
+            Timezone::Fixed(o) => write!(f, "{o}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timezone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// Which file to read: the flag, else `$TECHSHACK_CONFIG`, else the default.
+    pub fn locate(flag: Option<&Path>) -> PathBuf {
+        if let Some(p) = flag {
+            return p.to_path_buf();
+        }
+        match std::env::var_os("TECHSHACK_CONFIG") {
+            Some(v) if !v.is_empty() => PathBuf::from(v),
+            _ => PathBuf::from(DEFAULT_CONFIG),
+        }
+    }
+
+    /// Reads, parses and validates a config file, resolving its relative paths.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading config {}: check the path or set --config / $TECHSHACK_CONFIG",
+                path.display()
+            )
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let pos = e
+                .span()
+                .map(|s| {
+                    let (l, c) = crate::diag::line_col(text, s.start);
+                    format!(":{l}:{c}")
+                })
+                .unwrap_or_default();
+            anyhow::anyhow!("{}{pos}: error: {}", path.display(), e.message())
+        })?;
+        let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = if root.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            root
+        };
+        config.resolve(&root);
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: error: {e:#}", path.display()))?;
+        Ok(config)
+    }
+
+    fn resolve(&mut self, root: &Path) {
+        let r = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = root.join(&*p);
+            }
+        };
+        r(&mut self.issues.dir);
+        if let Some(p) = self.issues.static_dir.as_mut() {
+            r(p);
+        }
+        if let Some(p) = self.templates.dir.as_mut() {
+            r(p);
+        }
+        r(&mut self.feeds.out);
+        if let Some(d) = self.email.dkim.as_mut() {
+            r(&mut d.key_file);
+        }
+        if let Some(p) = self.smtp.ca_file.as_mut() {
+            r(p);
+        }
+        r(&mut self.state.db);
+        self.root = root.to_path_buf();
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        self.set_base_url(&self.site.base_url.clone())?;
+        if !self.site.issue_path.starts_with('/') || !self.site.issue_path.contains("{slug}") {
+            bail!(
+                "site.issue_path `{}` must start with `/` and contain `{{slug}}`",
+                self.site.issue_path
+            );
+        }
+        if !self.feeds.path.starts_with('/') {
+            bail!("feeds.path `{}` must start with `/`", self.feeds.path);
+        }
+        if !self.feeds.path.ends_with('/') {
+            self.feeds.path.push('/');
+        }
+        if !self.site.issue_path.starts_with(&self.feeds.path) {
+            bail!(
+                "site.issue_path `{}` is not under feeds.path `{}`: the pages could not be written under the feeds' folder",
+                self.site.issue_path,
+                self.feeds.path
+            );
+        }
+        if self.feeds.limit == 0 {
+            bail!("feeds.limit must be at least 1");
+        }
+        if self.site.title.trim().is_empty() {
+            bail!("site.title is empty");
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for x in &self.feeds.extra {
+            let ok = !x.name.is_empty()
+                && x.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !matches!(x.name.as_str(), "atom" | "rss" | "feed" | "items");
+            if !ok {
+                bail!("feeds.extra name `{}` must be letters, digits, `-` or `_`, and not a built-in feed's name", x.name);
+            }
+            if !names.insert(x.name.clone()) {
+                bail!("feeds.extra name `{}` appears twice", x.name);
+            }
+            globset::Glob::new(&x.pattern).with_context(|| {
+                format!("feeds.extra `{}`: invalid glob `{}`", x.name, x.pattern)
+            })?;
+        }
+        if self.smtp.concurrency == 0
+            || self.smtp.per_connection == 0
+            || self.smtp.max_attempts == 0
+        {
+            bail!("smtp.concurrency, smtp.per_connection and smtp.max_attempts must be at least 1");
+        }
+        if self.smtp.rate.is_nan() || self.smtp.rate <= 0.0 {
+            bail!("smtp.rate must be a positive number of messages per second");
+        }
+        Ok(())
+    }
+
+    /// Replaces `site.base_url` (for `build --base-url`), checking it is absolute.
+    pub fn set_base_url(&mut self, raw: &str) -> Result<()> {
+        let u = url::Url::parse(raw)
+            .with_context(|| format!("site.base_url `{raw}` is not an absolute URL"))?;
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+            bail!("site.base_url `{raw}` must be an absolute http(s) URL");
+        }
+        self.site.base_url = raw.trim_end_matches('/').to_string();
+        Ok(())
+    }
+
+    /// The absolute URL of a site path such as `/techshack.weekly/2019-01.html`.
+    pub fn url(&self, site_path: &str) -> String {
+        format!("{}{}", self.site.base_url, site_path)
+    }
+
+    /// The site path of an issue's web page.
+    pub fn issue_site_path(&self, slug: &str) -> String {
+        self.site.issue_path.replace("{slug}", slug)
+    }
+
+    /// The absolute URL of an issue's web page.
+    pub fn issue_url(&self, slug: &str) -> String {
+        self.url(&self.issue_site_path(slug))
+    }
+
+    /// The stable entry id of an issue without an `id` of its own.
+    pub fn issue_id(&self, slug: &str) -> String {
+        match &self.site.id_prefix {
+            Some(p) => format!("{}/{slug}", p.trim_end_matches('/')),
+            None => self.issue_url(slug),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_lines_are_enough() {
+        let c = Config::parse(
+            "[site]\ntitle = \"T\"\nbase_url = \"https://example.com/\"\n",
+            Path::new("c/t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.site.base_url, "https://example.com");
+        assert_eq!(c.issue_url("a"), "https://example.com/a.html");
+        assert_eq!(c.issues.dir, Path::new("c/issues"));
+        assert_eq!(c.feeds.limit, 20);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = Config::parse(
+            "[site]\ntitle = \"T\"\nbase_url = \"https://e.com\"\ncolour = 1\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.toml:4:1: error: unknown field `colour`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn issue_path_must_be_under_feeds_path() {
+        let e = Config::parse(
+            "[site]\ntitle = \"T\"\nbase_url = \"https://e.com\"\nissue_path = \"/a/{slug}.html\"\n[feeds]\npath = \"/b/\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not under feeds.path"), "{e}");
+    }
+
+    #[test]
+    fn timezones() {
+        assert_eq!(
+            "+08:00".parse::<Timezone>().unwrap(),
+            Timezone::Fixed(FixedOffset::east_opt(8 * 3600).unwrap())
+        );
+        assert!(matches!(
+            "Asia/Shanghai".parse::<Timezone>().unwrap(),
+            Timezone::Named(_)
+        ));
+        assert!("Mars/Base".parse::<Timezone>().is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Composing, recording and delivering the newsletter email.
+
+pub mod compose;

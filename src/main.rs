@@ -1,0 +1,23 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use techshack::cli::Cli;
+use techshack::diag::Diagnostics;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match techshack::commands::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if let Some(d) = e.downcast_ref::<Diagnostics>() {
+                for diag in &d.0 {
+                    eprintln!("{diag}");
+                }
+                eprintln!("error: {d}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The one pulldown-cmark pipeline.

@@ -1,0 +1,1 @@
+//! The SQLite schema and migrations.
