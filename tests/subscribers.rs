@@ -111,7 +111,10 @@ fn unsubscribed_and_bounced_are_never_reactivated() {
         .assert()
         .success()
         .stderr(predicate::str::contains("1 kept unsubscribed or bounced"));
-    assert_eq!(list(&s, Some("unsubscribed")), "ann@example.com\tunsubscribed\tAnn\n");
+    assert_eq!(
+        list(&s, Some("unsubscribed")),
+        "ann@example.com\tunsubscribed\tAnn\n"
+    );
     assert_eq!(list(&s, Some("active")), "new@example.com\tactive\t\n");
     s.assert_cmd()
         .args(["subscribers", "remove", "nobody@example.com"])
@@ -133,7 +136,13 @@ fn unsubscribed_and_bounced_are_never_reactivated() {
 fn export_round_trips_through_import() {
     let s = site();
     s.assert_cmd()
-        .args(["subscribers", "add", "a@example.com", "--name", "Quote \"Q\", Comma"])
+        .args([
+            "subscribers",
+            "add",
+            "a@example.com",
+            "--name",
+            "Quote \"Q\", Comma",
+        ])
         .assert()
         .success();
     s.assert_cmd()
@@ -154,7 +163,10 @@ fn export_round_trips_through_import() {
         .clone();
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("email,name,status,added_at\n"), "{text}");
-    assert!(text.contains("a@example.com,\"Quote \"\"Q\"\", Comma\",active,"), "{text}");
+    assert!(
+        text.contains("a@example.com,\"Quote \"\"Q\"\", Comma\",active,"),
+        "{text}"
+    );
     let other = site();
     let f = other.path("export.csv");
     std::fs::write(&f, &text).unwrap();

@@ -5,6 +5,7 @@
 //! Nagle's algorithm holds it until the server's delayed ACK, about 40 ms per message.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -167,12 +168,14 @@ impl Target {
             })?;
         tcp.set_nodelay(true)
             .map_err(|e| ConnectError::Transient(format!("setting TCP_NODELAY: {e}")))?;
-        let mut conn = match self.security {
+        let probe = probe_of(&tcp);
+        let (mut conn, probe) = match self.security {
             Security::Implicit => {
                 // lettre owns the socket here; implicit TLS needs the handshake before the
                 // greeting, which `connect_with_transport` cannot do.
                 drop(tcp);
-                timeout(
+                drop(probe);
+                let c = timeout(
                     step,
                     AsyncSmtpConnection::connect_tokio1(
                         (self.host.as_str(), self.port),
@@ -184,15 +187,19 @@ impl Target {
                 )
                 .await
                 .map_err(|_| self.timed_out("the TLS handshake and greeting"))?
-                .map_err(|e| self.classify_connect(e, "connecting"))?
+                .map_err(|e| self.classify_connect(e, "connecting"))?;
+                (c, None)
             }
-            _ => timeout(
-                step,
-                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
-            )
-            .await
-            .map_err(|_| self.timed_out("the greeting and EHLO"))?
-            .map_err(|e| self.classify_connect(e, "greeting"))?,
+            _ => (
+                timeout(
+                    step,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+                )
+                .await
+                .map_err(|_| self.timed_out("the greeting and EHLO"))?
+                .map_err(|e| self.classify_connect(e, "greeting"))?,
+                probe,
+            ),
         };
         let offered = conn.server_info().supports_feature(Extension::StartTls);
         let want_tls = match self.security {
@@ -250,6 +257,7 @@ impl Target {
             inner: conn,
             delivered: 0,
             broken: false,
+            probe,
         })
     }
 
@@ -295,6 +303,37 @@ pub struct Conn {
     inner: AsyncSmtpConnection,
     pub delivered: usize,
     broken: bool,
+    /// A second handle on the socket, only to peek whether the server hung up.
+    probe: Option<std::net::TcpStream>,
+}
+
+/// A duplicate of the socket's descriptor for `peek`; tokio already made it non-blocking.
+fn probe_of(tcp: &TcpStream) -> Option<std::net::TcpStream> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = tcp.as_fd().try_clone_to_owned().ok()?;
+        Some(std::net::TcpStream::from(fd))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tcp;
+        None
+    }
+}
+
+/// Whether the server has closed the connection: end of stream or reset, without blocking.
+fn peer_closed(probe: Option<&std::net::TcpStream>) -> bool {
+    let Some(p) = probe else { return false };
+    let mut b = [0u8; 1];
+    match p.peek(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ),
+    }
 }
 
 /// What one message's transaction came to.
@@ -422,15 +461,20 @@ impl Conn {
             }
             Ok(Ok(_)) => {}
         }
-        // lettre writes each part, then the final dot, then reads the reply: the flag says
-        // whether the whole content was written, i.e. whether a failure came at the dot.
-        let content_written = std::sync::atomic::AtomicBool::new(false);
+        // lettre writes each part, then the final dot, then reads the reply. Between the two
+        // the iterator notes that the content is out and whether the server has already hung
+        // up: a server that closed before the dot was written cannot have the message.
+        let content_written = AtomicBool::new(false);
+        let closed_before_dot = AtomicBool::new(false);
         let parts = Parts {
             body: Some(body),
             done: &content_written,
+            closed: &closed_before_dot,
+            probe: self.probe.as_ref(),
         };
         let r = timeout(step, self.inner.message_iter(parts)).await;
-        let after_dot = content_written.load(std::sync::atomic::Ordering::SeqCst);
+        let after_dot =
+            content_written.load(Ordering::SeqCst) && !closed_before_dot.load(Ordering::SeqCst);
         match r {
             Err(_) if after_dot => Outcome::Unknown(format!(
                 "no reply to the final dot within {} s",
@@ -470,7 +514,9 @@ impl Conn {
 
 struct Parts<'a> {
     body: Option<&'a [u8]>,
-    done: &'a std::sync::atomic::AtomicBool,
+    done: &'a AtomicBool,
+    closed: &'a AtomicBool,
+    probe: Option<&'a std::net::TcpStream>,
 }
 
 impl<'a> Iterator for Parts<'a> {
@@ -478,7 +524,10 @@ impl<'a> Iterator for Parts<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         let b = self.body.take();
         if b.is_none() {
-            self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+            if peer_closed(self.probe) {
+                self.closed.store(true, Ordering::SeqCst);
+            }
+            self.done.store(true, Ordering::SeqCst);
         }
         b
     }

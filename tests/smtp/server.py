@@ -10,7 +10,7 @@ Faults come from a JSON file (--faults), every key optional:
   disconnect_after: N    after N accepted messages, the next MAIL gets 421 and the connection is
                          closed (once)
   drop_in_data: {"regex": R, "times": N}   the first N DATA phases for a matching address are cut
-                         off halfway through the content (connection closed, no reply)
+                         off: 354, then the connection is closed before the content is complete
   stall_after: N         after N accepted messages the server stops answering anything
   auth:  {"user": U, "password": P}    AUTH required (after STARTTLS)
   tls:   {"cert": FILE, "key": FILE}   STARTTLS offered and required
@@ -102,10 +102,8 @@ class FaultySMTP(SMTP):
             n = self.st.drops.get(a, 0)
             if matches(rule, a) and n < rule.get("times", 1):
                 self.st.drops[a] = n + 1
+                # Invite the content, then hang up before it is complete.
                 await self.push("354 End data with <CR><LF>.<CR><LF>")
-                # Take a few lines of the content, then hang up in the middle of it.
-                for _ in range(3):
-                    await self._reader.readuntil(b"\r\n")
                 self.transport.close()
                 return
         await super().smtp_DATA(arg)
