@@ -139,7 +139,7 @@ def main():
                 and data.login.decode() == auth["user"]
                 and data.password.decode() == auth["password"]
             )
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)
 
         kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls))
     else:
