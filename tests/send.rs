@@ -454,3 +454,36 @@ fn unknown_or_draft_issue_is_an_error() {
         .code(1)
         .stderr(predicate::str::contains("TECHSHACK_SECRET"));
 }
+
+#[test]
+fn sigterm_finishes_the_messages_in_progress_and_defers_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "rate = 100");
+    let addrs = site.subscribe(400);
+    let child = site
+        .cmd()
+        .args(["send", ISSUE])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_lines(&server.log, 40, Duration::from_secs(60));
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let st = site.status();
+    assert_eq!(st["in_flight"] + st["unknown"] + st["pending"], 0, "{st:?}");
+    assert_eq!(st["sent"] + st["deferred"], 400, "{st:?}");
+    assert!(st["deferred"] > 0);
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = server.counts();
+    for a in &addrs {
+        assert_eq!(got.get(a), Some(&1), "{a}");
+    }
+}
