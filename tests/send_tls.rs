@@ -242,3 +242,33 @@ fn plaintext_to_a_host_that_is_not_loopback_is_refused() {
     site.assert_cmd().args(["send", ISSUE]).assert().code(0);
     assert_eq!(local.counts().len(), 3);
 }
+
+#[test]
+fn loopback_uses_starttls_only_with_a_ca_file_and_a_530_fails_no_recipient() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(tmp.path(), "127.0.0.1");
+    let server = Server::start(tmp.path(), json!({"tls": {"cert": cert, "key": key}}));
+    let url = format!("smtp://127.0.0.1:{}", server.port);
+    let site = Site::new(&url, "");
+    site.subscribe(5);
+    // Without smtp.ca_file, loopback stays plaintext; this server insists on STARTTLS (530).
+    site.assert_cmd()
+        .args(["send", ISSUE])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("530").and(predicate::str::contains("smtp.ca_file")));
+    let st = site.status();
+    assert_eq!(
+        (st["pending"], st["failed"], st["total"]),
+        (5, 0, 5),
+        "{st:?}"
+    );
+    Site::write_config(
+        &site.config,
+        &url,
+        &format!("ca_file = {:?}", ca.display().to_string()),
+    );
+    site.assert_cmd().args(["send", ISSUE]).assert().code(0);
+    assert_eq!(server.counts().len(), 5);
+    assert_eq!(site.status()["sent"], 5);
+}

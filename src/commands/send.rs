@@ -351,7 +351,8 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<u8>
         Outcome::Fail { reply: r, .. }
         | Outcome::Defer(r)
         | Outcome::Retry(r)
-        | Outcome::Unknown(r) => bail!("{slug}: the test copy to {address} was not accepted: {r}"),
+        | Outcome::Unknown(r)
+        | Outcome::Abort(r) => bail!("{slug}: the test copy to {address} was not accepted: {r}"),
     }
 }
 

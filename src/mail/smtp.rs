@@ -27,7 +27,9 @@ pub enum Security {
     Implicit,
     /// `smtp://` to another host: STARTTLS or nothing is sent.
     StartTlsRequired,
-    /// `smtp://` to a loopback host: STARTTLS when the server offers it.
+    /// `smtp://` to a loopback host: STARTTLS when the server offers it and `smtp.ca_file`
+    /// says which certificate to trust (a local relay's certificate rarely matches
+    /// `127.0.0.1`, and loopback traffic needs no encryption).
     StartTlsIfOffered,
     /// `smtp://...?tls=none` to a loopback host: plaintext.
     None,
@@ -44,6 +46,7 @@ pub struct Target {
     username: String,
     pub timeout: Duration,
     hello: ClientId,
+    private_ca: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -149,6 +152,7 @@ impl Target {
             username,
             timeout: Duration::from_secs(c.timeout_secs.max(1)),
             hello: ClientId::default(),
+            private_ca: c.ca_file.is_some(),
         })
     }
 
@@ -213,7 +217,7 @@ impl Target {
                 }
                 true
             }
-            Security::StartTlsIfOffered => offered,
+            Security::StartTlsIfOffered => offered && self.private_ca,
             Security::Implicit | Security::None => false,
         };
         if want_tls {
@@ -350,6 +354,9 @@ pub enum Outcome {
     Fail { reply: String, bounce: bool },
     /// No reply to the final dot: the server may have the message.
     Unknown(String),
+    /// A permanent refusal of the session rather than of the recipient (a 5xx to MAIL FROM,
+    /// 530 authentication required): retrying cannot help and no recipient is at fault.
+    Abort(String),
 }
 
 impl Outcome {
@@ -401,7 +408,13 @@ fn classify_error(e: &lettre::transport::smtp::Error, after_dot: bool, what: &st
         let text = std::error::Error::source(e)
             .map(|s| s.to_string())
             .unwrap_or_default();
-        return classify(code.into(), &text);
+        let code = u16::from(code);
+        if code == 530 {
+            return Outcome::Abort(format!(
+                "{code} {text}: the server wants authentication or TLS first; set smtp.username (and smtp.ca_file for STARTTLS on loopback)"
+            ));
+        }
+        return classify(code, &text);
     }
     if after_dot {
         Outcome::Unknown(format!("no reply to the final dot: {e}"))
@@ -435,9 +448,12 @@ impl Conn {
         match timeout(step, self.inner.command(mail)).await {
             Err(_) => return Outcome::Retry("no answer to MAIL FROM".into()),
             Ok(Err(e)) => {
-                return self
-                    .reset_after(classify_error(&e, false, "MAIL FROM"), step)
-                    .await
+                return match classify_error(&e, false, "MAIL FROM") {
+                    Outcome::Fail { reply, .. } => Outcome::Abort(format!(
+                        "the server refused MAIL FROM: {reply}; check email.from and the relay's sender rules"
+                    )),
+                    o => self.reset_after(o, step).await,
+                };
             }
             Ok(Ok(_)) => {}
         }
