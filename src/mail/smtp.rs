@@ -5,7 +5,9 @@
 //! Nagle's algorithm holds it until the server's delayed ACK, about 40 ms per message.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -47,6 +49,8 @@ pub struct Target {
     pub timeout: Duration,
     hello: ClientId,
     private_ca: bool,
+    /// For `smtps://`: the handshake is ours, so the socket keeps `TCP_NODELAY`.
+    implicit: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -115,14 +119,28 @@ impl Target {
             ),
         };
         let port = url.port().unwrap_or(default_port);
+        let ca_pem = match &c.ca_file {
+            Some(ca) => Some(
+                std::fs::read(ca)
+                    .with_context(|| format!("reading smtp.ca_file {}", ca.display()))?,
+            ),
+            None => None,
+        };
+        let implicit = match security {
+            Security::Implicit => Some(rustls_config(ca_pem.as_deref()).with_context(|| {
+                format!(
+                    "smtp.ca_file {}",
+                    c.ca_file.as_deref().unwrap_or(Path::new("")).display()
+                )
+            })?),
+            _ => None,
+        };
         let tls = if security == Security::None {
             None
         } else {
             let mut b = TlsParameters::builder(host.clone());
-            if let Some(ca) = &c.ca_file {
-                let pem = std::fs::read(ca)
-                    .with_context(|| format!("reading smtp.ca_file {}", ca.display()))?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| {
+            if let (Some(ca), Some(pem)) = (&c.ca_file, &ca_pem) {
+                let cert = Certificate::from_pem(pem).map_err(|e| {
                     anyhow::anyhow!("smtp.ca_file {}: not a PEM certificate: {e}", ca.display())
                 })?;
                 b = b.add_root_certificate(cert);
@@ -153,6 +171,7 @@ impl Target {
             timeout: Duration::from_secs(c.timeout_secs.max(1)),
             hello: ClientId::default(),
             private_ca: c.ca_file.is_some(),
+            implicit,
         })
     }
 
@@ -175,24 +194,32 @@ impl Target {
         let probe = probe_of(&tcp);
         let (mut conn, probe) = match self.security {
             Security::Implicit => {
-                // lettre owns the socket here; implicit TLS needs the handshake before the
-                // greeting, which `connect_with_transport` cannot do.
-                drop(tcp);
-                drop(probe);
-                let c = timeout(
+                let config = self
+                    .implicit
+                    .clone()
+                    .ok_or_else(|| ConnectError::Fatal("TLS configuration missing".into()))?;
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| ConnectError::Fatal(format!("`{}`: {e}", self.host)))?;
+                let tls = timeout(
                     step,
-                    AsyncSmtpConnection::connect_tokio1(
-                        (self.host.as_str(), self.port),
-                        Some(step),
-                        &self.hello,
-                        self.tls.clone(),
-                        None,
-                    ),
+                    tokio_rustls::TlsConnector::from(config).connect(name, tcp),
                 )
                 .await
-                .map_err(|_| self.timed_out("the TLS handshake and greeting"))?
-                .map_err(|e| self.classify_connect(e, "connecting"))?;
-                (c, None)
+                .map_err(|_| self.timed_out("the TLS handshake"))?
+                .map_err(|e| {
+                    ConnectError::Fatal(format!(
+                        "TLS with {} failed: {e}; if the server uses a private CA, set smtp.ca_file",
+                        self.host
+                    ))
+                })?;
+                let c = timeout(
+                    step,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(TlsTcp(tls)), &self.hello),
+                )
+                .await
+                .map_err(|_| self.timed_out("the greeting and EHLO"))?
+                .map_err(|e| self.classify_connect(e, "greeting"))?;
+                (c, probe)
             }
             _ => (
                 timeout(
@@ -323,6 +350,77 @@ fn probe_of(tcp: &TcpStream) -> Option<std::net::TcpStream> {
     {
         let _ = tcp;
         None
+    }
+}
+
+/// The rustls client configuration of `smtps://`: the web PKI roots plus `smtp.ca_file`.
+fn rustls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = ca_pem {
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("unusable certificate: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            bail!("no PEM certificate in the file");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A TLS stream lettre can drive as if it were the plain socket.
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl lettre::transport::smtp::client::AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
     }
 }
 

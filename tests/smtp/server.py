@@ -14,6 +14,7 @@ Faults come from a JSON file (--faults), every key optional:
   stall_after: N         after N accepted messages the server stops answering anything
   auth:  {"user": U, "password": P}    AUTH required (after STARTTLS)
   tls:   {"cert": FILE, "key": FILE}   STARTTLS offered and required
+  implicit_tls: true     with tls: TLS from the first byte (smtps) instead of STARTTLS
 """
 
 import argparse
@@ -133,10 +134,14 @@ def main():
 
     kw = {"data_size_limit": 0, "enable_SMTPUTF8": True}
     tls = faults.get("tls")
+    implicit = None
     if tls:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(tls["cert"], tls["key"])
-        kw.update(tls_context=ctx, require_starttls=True)
+        if faults.get("implicit_tls"):
+            implicit = ctx
+        else:
+            kw.update(tls_context=ctx, require_starttls=True)
     auth = faults.get("auth")
     if auth:
         def authenticator(server, session, envelope, mechanism, data):
@@ -147,14 +152,16 @@ def main():
             )
             return AuthResult(success=ok, handled=False)
 
-        kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls))
+        kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls) and implicit is None)
     else:
         kw.update(auth_require_tls=False)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     server = loop.run_until_complete(
-        loop.create_server(lambda: FaultySMTP(handler, state, loop=loop, **kw), a.host, a.port)
+        loop.create_server(
+            lambda: FaultySMTP(handler, state, loop=loop, **kw), a.host, a.port, ssl=implicit
+        )
     )
     port = server.sockets[0].getsockname()[1]
     with open(a.port_file + ".tmp", "w") as f:
