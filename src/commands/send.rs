@@ -126,11 +126,12 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
             Err(ConnectError::Fatal(e)) => bail!(e),
             Err(ConnectError::Transient(e)) => {
                 eprintln!("{slug}: {e}; nothing was sent, try again later");
-                return Ok(None::<(deliver::Report, usize)>);
+                return Ok(None::<(deliver::Report, usize, Option<usize>)>);
             }
         };
-        if let Some(n) = ledger::snapshot(store.conn_mut(), &slug)? {
-            ctx.info(format!("{slug}: {n} active subscriber(s) snapshotted"));
+        let snapshot = ledger::snapshot(store.conn_mut(), &slug)?;
+        if let (Some(n), true) = (snapshot, ctx.verbose) {
+            eprintln!("{slug}: {n} active subscriber(s) snapshotted");
         }
         let rows = ledger::due(store.conn(), &slug, unix_now)?;
         let total = rows.len();
@@ -153,17 +154,21 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
         let finished = writer.finish();
         let report = report?;
         finished?;
-        Ok(Some((report, total)))
+        Ok(Some((report, total, snapshot)))
     });
-    let Some((report, total)) = outcome? else {
+    let Some((report, total, snapshot)) = outcome? else {
         return Ok(EXIT_TEMPFAIL);
     };
     let c = ledger::counts(store.conn(), &slug)?;
     let secs = started.elapsed().as_secs_f64();
     let st = &report.stats;
     let sent = st.sent.load(Ordering::Relaxed);
+    let first = match snapshot {
+        Some(n) => format!("{n} subscriber(s) snapshotted; "),
+        None => String::new(),
+    };
     let mut line = format!(
-        "{slug}: this run sent {sent}, deferred {}, failed {}, unknown {}, skipped {} of {total} due in {secs:.1} s ({:.0} msg/s); ledger: {}",
+        "{slug}: {first}this run sent {sent}, deferred {}, failed {}, unknown {}, skipped {} of {total} due in {secs:.1} s ({:.0} msg/s); ledger: {}",
         st.deferred.load(Ordering::Relaxed) + st.not_attempted.load(Ordering::Relaxed),
         st.failed.load(Ordering::Relaxed),
         st.unknown.load(Ordering::Relaxed),
@@ -346,7 +351,8 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<u8>
         Outcome::Fail { reply: r, .. }
         | Outcome::Defer(r)
         | Outcome::Retry(r)
-        | Outcome::Unknown(r) => bail!("{slug}: the test copy to {address} was not accepted: {r}"),
+        | Outcome::Unknown(r)
+        | Outcome::Abort(r) => bail!("{slug}: the test copy to {address} was not accepted: {r}"),
     }
 }
 

@@ -102,12 +102,15 @@ fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Resu
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map(|p| line_of(&bytes, p.byte())).unwrap_or(0);
                 errors.push(format!("{shown}:{line}:1: error: {e}"));
                 continue;
             }
         };
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let line = rec
+            .position()
+            .map(|p| line_of(&bytes, p.byte()))
+            .unwrap_or(0);
         if rec.iter().all(|f| f.is_empty()) {
             continue;
         }
@@ -136,4 +139,16 @@ fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Resu
         errors.len()
     ));
     Ok(0)
+}
+
+/// The 1-based line of a byte offset, counting LF (so CRLF and LF files agree).
+fn line_of(bytes: &[u8], offset: u64) -> usize {
+    let mut end = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    // After a CRLF the reader may report the record as starting at the LF.
+    while end < bytes.len() && matches!(bytes[end], b'\r' | b'\n') {
+        end += 1;
+    }
+    bytes[..end].iter().filter(|b| **b == b'\n').count() + 1
 }

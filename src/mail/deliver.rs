@@ -417,6 +417,17 @@ async fn worker(s: Arc<Shared>, mut conn: Option<Conn>) -> Result<()> {
                 s.ledger.record(job.row.id, Change::Unknown { reply })?;
                 s.done(&s.stats.unknown);
             }
+            Outcome::Abort(reply) => {
+                s.ledger.record(
+                    job.row.id,
+                    Change::Release {
+                        reply: reply.clone(),
+                    },
+                )?;
+                s.push_front(job);
+                *s.fatal.lock().unwrap_or_else(|x| x.into_inner()) = Some(reply);
+                s.stop.store(true, Ordering::Relaxed);
+            }
         }
     }
     if let Some(c) = conn {

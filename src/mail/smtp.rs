@@ -5,6 +5,9 @@
 //! Nagle's algorithm holds it until the server's delayed ACK, about 40 ms per message.
 
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -26,7 +29,9 @@ pub enum Security {
     Implicit,
     /// `smtp://` to another host: STARTTLS or nothing is sent.
     StartTlsRequired,
-    /// `smtp://` to a loopback host: STARTTLS when the server offers it.
+    /// `smtp://` to a loopback host: STARTTLS when the server offers it and `smtp.ca_file`
+    /// says which certificate to trust (a local relay's certificate rarely matches
+    /// `127.0.0.1`, and loopback traffic needs no encryption).
     StartTlsIfOffered,
     /// `smtp://...?tls=none` to a loopback host: plaintext.
     None,
@@ -43,6 +48,9 @@ pub struct Target {
     username: String,
     pub timeout: Duration,
     hello: ClientId,
+    private_ca: bool,
+    /// For `smtps://`: the handshake is ours, so the socket keeps `TCP_NODELAY`.
+    implicit: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -111,14 +119,28 @@ impl Target {
             ),
         };
         let port = url.port().unwrap_or(default_port);
+        let ca_pem = match &c.ca_file {
+            Some(ca) => Some(
+                std::fs::read(ca)
+                    .with_context(|| format!("reading smtp.ca_file {}", ca.display()))?,
+            ),
+            None => None,
+        };
+        let implicit = match security {
+            Security::Implicit => Some(rustls_config(ca_pem.as_deref()).with_context(|| {
+                format!(
+                    "smtp.ca_file {}",
+                    c.ca_file.as_deref().unwrap_or(Path::new("")).display()
+                )
+            })?),
+            _ => None,
+        };
         let tls = if security == Security::None {
             None
         } else {
             let mut b = TlsParameters::builder(host.clone());
-            if let Some(ca) = &c.ca_file {
-                let pem = std::fs::read(ca)
-                    .with_context(|| format!("reading smtp.ca_file {}", ca.display()))?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| {
+            if let (Some(ca), Some(pem)) = (&c.ca_file, &ca_pem) {
+                let cert = Certificate::from_pem(pem).map_err(|e| {
                     anyhow::anyhow!("smtp.ca_file {}: not a PEM certificate: {e}", ca.display())
                 })?;
                 b = b.add_root_certificate(cert);
@@ -148,6 +170,8 @@ impl Target {
             username,
             timeout: Duration::from_secs(c.timeout_secs.max(1)),
             hello: ClientId::default(),
+            private_ca: c.ca_file.is_some(),
+            implicit,
         })
     }
 
@@ -167,32 +191,46 @@ impl Target {
             })?;
         tcp.set_nodelay(true)
             .map_err(|e| ConnectError::Transient(format!("setting TCP_NODELAY: {e}")))?;
-        let mut conn = match self.security {
+        let probe = probe_of(&tcp);
+        let (mut conn, probe) = match self.security {
             Security::Implicit => {
-                // lettre owns the socket here; implicit TLS needs the handshake before the
-                // greeting, which `connect_with_transport` cannot do.
-                drop(tcp);
-                timeout(
+                let config = self
+                    .implicit
+                    .clone()
+                    .ok_or_else(|| ConnectError::Fatal("TLS configuration missing".into()))?;
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| ConnectError::Fatal(format!("`{}`: {e}", self.host)))?;
+                let tls = timeout(
                     step,
-                    AsyncSmtpConnection::connect_tokio1(
-                        (self.host.as_str(), self.port),
-                        Some(step),
-                        &self.hello,
-                        self.tls.clone(),
-                        None,
-                    ),
+                    tokio_rustls::TlsConnector::from(config).connect(name, tcp),
                 )
                 .await
-                .map_err(|_| self.timed_out("the TLS handshake and greeting"))?
-                .map_err(|e| self.classify_connect(e, "connecting"))?
+                .map_err(|_| self.timed_out("the TLS handshake"))?
+                .map_err(|e| {
+                    ConnectError::Fatal(format!(
+                        "TLS with {} failed: {e}; if the server uses a private CA, set smtp.ca_file",
+                        self.host
+                    ))
+                })?;
+                let c = timeout(
+                    step,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(TlsTcp(tls)), &self.hello),
+                )
+                .await
+                .map_err(|_| self.timed_out("the greeting and EHLO"))?
+                .map_err(|e| self.classify_connect(e, "greeting"))?;
+                (c, probe)
             }
-            _ => timeout(
-                step,
-                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
-            )
-            .await
-            .map_err(|_| self.timed_out("the greeting and EHLO"))?
-            .map_err(|e| self.classify_connect(e, "greeting"))?,
+            _ => (
+                timeout(
+                    step,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+                )
+                .await
+                .map_err(|_| self.timed_out("the greeting and EHLO"))?
+                .map_err(|e| self.classify_connect(e, "greeting"))?,
+                probe,
+            ),
         };
         let offered = conn.server_info().supports_feature(Extension::StartTls);
         let want_tls = match self.security {
@@ -206,7 +244,7 @@ impl Target {
                 }
                 true
             }
-            Security::StartTlsIfOffered => offered,
+            Security::StartTlsIfOffered => offered && self.private_ca,
             Security::Implicit | Security::None => false,
         };
         if want_tls {
@@ -250,6 +288,7 @@ impl Target {
             inner: conn,
             delivered: 0,
             broken: false,
+            probe,
         })
     }
 
@@ -295,6 +334,108 @@ pub struct Conn {
     inner: AsyncSmtpConnection,
     pub delivered: usize,
     broken: bool,
+    /// A second handle on the socket, only to peek whether the server hung up.
+    probe: Option<std::net::TcpStream>,
+}
+
+/// A duplicate of the socket's descriptor for `peek`; tokio already made it non-blocking.
+fn probe_of(tcp: &TcpStream) -> Option<std::net::TcpStream> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = tcp.as_fd().try_clone_to_owned().ok()?;
+        Some(std::net::TcpStream::from(fd))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tcp;
+        None
+    }
+}
+
+/// The rustls client configuration of `smtps://`: the web PKI roots plus `smtp.ca_file`.
+fn rustls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = ca_pem {
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("unusable certificate: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            bail!("no PEM certificate in the file");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A TLS stream lettre can drive as if it were the plain socket.
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl lettre::transport::smtp::client::AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+/// Whether the server has closed the connection: end of stream or reset, without blocking.
+fn peer_closed(probe: Option<&std::net::TcpStream>) -> bool {
+    let Some(p) = probe else { return false };
+    let mut b = [0u8; 1];
+    match p.peek(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ),
+    }
 }
 
 /// What one message's transaction came to.
@@ -311,6 +452,9 @@ pub enum Outcome {
     Fail { reply: String, bounce: bool },
     /// No reply to the final dot: the server may have the message.
     Unknown(String),
+    /// A permanent refusal of the session rather than of the recipient (a 5xx to MAIL FROM,
+    /// 530 authentication required): retrying cannot help and no recipient is at fault.
+    Abort(String),
 }
 
 impl Outcome {
@@ -362,7 +506,13 @@ fn classify_error(e: &lettre::transport::smtp::Error, after_dot: bool, what: &st
         let text = std::error::Error::source(e)
             .map(|s| s.to_string())
             .unwrap_or_default();
-        return classify(code.into(), &text);
+        let code = u16::from(code);
+        if code == 530 {
+            return Outcome::Abort(format!(
+                "{code} {text}: the server wants authentication or TLS first; set smtp.username (and smtp.ca_file for STARTTLS on loopback)"
+            ));
+        }
+        return classify(code, &text);
     }
     if after_dot {
         Outcome::Unknown(format!("no reply to the final dot: {e}"))
@@ -396,9 +546,12 @@ impl Conn {
         match timeout(step, self.inner.command(mail)).await {
             Err(_) => return Outcome::Retry("no answer to MAIL FROM".into()),
             Ok(Err(e)) => {
-                return self
-                    .reset_after(classify_error(&e, false, "MAIL FROM"), step)
-                    .await
+                return match classify_error(&e, false, "MAIL FROM") {
+                    Outcome::Fail { reply, .. } => Outcome::Abort(format!(
+                        "the server refused MAIL FROM: {reply}; check email.from and the relay's sender rules"
+                    )),
+                    o => self.reset_after(o, step).await,
+                };
             }
             Ok(Ok(_)) => {}
         }
@@ -422,15 +575,20 @@ impl Conn {
             }
             Ok(Ok(_)) => {}
         }
-        // lettre writes each part, then the final dot, then reads the reply: the flag says
-        // whether the whole content was written, i.e. whether a failure came at the dot.
-        let content_written = std::sync::atomic::AtomicBool::new(false);
+        // lettre writes each part, then the final dot, then reads the reply. Between the two
+        // the iterator notes that the content is out and whether the server has already hung
+        // up: a server that closed before the dot was written cannot have the message.
+        let content_written = AtomicBool::new(false);
+        let closed_before_dot = AtomicBool::new(false);
         let parts = Parts {
             body: Some(body),
             done: &content_written,
+            closed: &closed_before_dot,
+            probe: self.probe.as_ref(),
         };
         let r = timeout(step, self.inner.message_iter(parts)).await;
-        let after_dot = content_written.load(std::sync::atomic::Ordering::SeqCst);
+        let after_dot =
+            content_written.load(Ordering::SeqCst) && !closed_before_dot.load(Ordering::SeqCst);
         match r {
             Err(_) if after_dot => Outcome::Unknown(format!(
                 "no reply to the final dot within {} s",
@@ -470,7 +628,9 @@ impl Conn {
 
 struct Parts<'a> {
     body: Option<&'a [u8]>,
-    done: &'a std::sync::atomic::AtomicBool,
+    done: &'a AtomicBool,
+    closed: &'a AtomicBool,
+    probe: Option<&'a std::net::TcpStream>,
 }
 
 impl<'a> Iterator for Parts<'a> {
@@ -478,7 +638,10 @@ impl<'a> Iterator for Parts<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         let b = self.body.take();
         if b.is_none() {
-            self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+            if peer_closed(self.probe) {
+                self.closed.store(true, Ordering::SeqCst);
+            }
+            self.done.store(true, Ordering::SeqCst);
         }
         b
     }

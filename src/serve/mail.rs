@@ -86,6 +86,7 @@ impl Mailer {
                 bail!("the SMTP server did not take the message: {r}")
             }
             Outcome::Fail { reply, .. } => bail!("the SMTP server refused the message: {reply}"),
+            Outcome::Abort(r) => bail!("the SMTP server refused the session: {r}"),
         }
     }
 }

@@ -142,6 +142,17 @@ impl Site {
     }
 
     pub fn write_config(config: &Path, smtp_url: &str, smtp: &str) {
+        let mut smtp = smtp.to_string();
+        for (k, v) in [
+            ("concurrency", "4"),
+            ("rate", "5000"),
+            ("timeout_secs", "3"),
+            ("retry_after_secs", "1"),
+        ] {
+            if !smtp.lines().any(|l| l.trim_start().starts_with(k)) {
+                smtp.push_str(&format!("\n{k} = {v}"));
+            }
+        }
         std::fs::write(
             config,
             format!(
@@ -159,10 +170,6 @@ unsubscribe_mailto = "unsubscribe@example.org"
 
 [smtp]
 url = "{smtp_url}"
-concurrency = 4
-rate = 5000
-timeout_secs = 3
-retry_after_secs = 1
 {smtp}
 
 [state]
@@ -215,7 +222,11 @@ db = "state/techshack.sqlite3"
     /// `status ISSUE` as a map of state to count.
     pub fn status(&self) -> HashMap<String, usize> {
         let out = self.cmd().args(["status", ISSUE]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
