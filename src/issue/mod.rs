@@ -53,7 +53,7 @@ pub fn is_issue_file(path: &Path) -> bool {
     let hidden = path
         .file_name()
         .and_then(|n| n.to_str())
-        .is_none_or(|n| n.starts_with('.'));
+        .map_or(true, |n| n.starts_with('.'));
     !hidden
         && path.is_file()
         && matches!(
