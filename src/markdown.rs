@@ -125,7 +125,6 @@ struct RawTag<'h> {
     range: Range<usize>,
     name: &'h str,
     closing: bool,
-    self_closing: bool,
 }
 
 impl<'h> RawTag<'h> {
@@ -176,12 +175,10 @@ fn raw_tag(h: &str, start: usize) -> Option<RawTag<'_>> {
     }
     let end = tag_end(h, start)?;
     let name = &h[name_start..name_start + name_len];
-    let self_closing = h[..end - 1].trim_end().ends_with('/');
     Some(RawTag {
         range: start..end,
         name,
         closing,
-        self_closing,
     })
 }
 
@@ -545,7 +542,8 @@ impl<'a, 's> Builder<'a, 's> {
                 None => return,
             }
         };
-        if !VOID.contains(&name.as_str()) && !tag.self_closing {
+        // Browsers read `<span/>` as an open tag, so it is closed like one.
+        if !VOID.contains(&name.as_str()) {
             self.open_inline.push((name, self.depth));
         }
         self.push(Event::InlineHtml(CowStr::from(open)), offset);
@@ -976,6 +974,8 @@ mod tests {
     fn inline_html_is_balanced_and_clean() {
         let (h, _) = render("a <small>b <b onmouseover=\"x\">c\n\nnext");
         assert_eq!(h, "<p>a <small>b <b>c</b></small></p>\n<p>next</p>\n");
+        let (h, _) = render("a <span/> b");
+        assert_eq!(h, "<p>a <span> b</span></p>\n");
         let (h, _) = render("x </b> <br> <img src=\"i.png\" onerror=\"x\"> <script>y</script>");
         assert!(
             !h.contains("</b>") && !h.contains("onerror") && !h.contains("<script"),
