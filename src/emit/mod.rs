@@ -217,7 +217,10 @@ fn index_site_path(config: &Config) -> &str {
 
 /// The entry of one issue.
 pub fn issue_entry<'a>(issue: &'a Issue, feed_lang: &str) -> Entry<'a> {
-    let html = xml_clean(&issue.html);
+    let html = match html_clean(&issue.html, &issue.url) {
+        h if h.trim().is_empty() => Cow::Owned(link_paragraph(&issue.url, &issue.title)),
+        h => h,
+    };
     let (summary, has_description) = match issue.description.as_deref() {
         Some(d) if !d.trim().is_empty() => (xml_clean(d), true),
         _ => (Cow::Owned(derive_summary(&html)), false),
@@ -249,7 +252,16 @@ pub fn item_entry<'a>(
     feed_lang: &str,
 ) -> Entry<'a> {
     let page_anchor = format!("{}#{}", issue.url, item.anchor);
-    let html = xml_clean(&item.html);
+    // An item without notes still gets content: the link to its article, so no reader shows
+    // an empty entry.
+    let html = match html_clean(&item.html, &issue.url) {
+        h if h.trim().is_empty() => Cow::Owned(link_paragraph(
+            item.main_link()
+                .map_or(issue.url.as_str(), |l| l.url.as_str()),
+            &item.title,
+        )),
+        h => h,
+    };
     let summary = Cow::Owned(derive_summary(&html));
     let shift = Duration::seconds(i64::try_from(index).unwrap_or(i64::MAX / 2_000));
     let (link, related) = match item.main_link() {
@@ -540,6 +552,92 @@ pub fn xml_clean(s: &str) -> Cow<'_, str> {
         return Cow::Borrowed(s);
     }
     Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
+}
+
+/// `<p><a href="URL">TEXT</a></p>`, both escaped.
+fn link_paragraph(url: &str, text: &str) -> String {
+    format!(
+        "<p><a href=\"{}\">{}</a></p>",
+        html_escape(url),
+        html_escape(&xml_clean(text))
+    )
+}
+
+/// Makes rendered HTML safe for every feed reader and validator, on top of `xml_clean`:
+///
+/// - U+FFFD (text that talks about replacement characters) is written `&#xFFFD;`, which shows
+///   the same, where a raw one reads as a decoding error;
+/// - an empty `href` or a bare `#` (a link whose URL was empty or removed) points at the
+///   issue page, as an empty reference means, instead of staying relative;
+/// - an anchor without `href` (raw HTML like `FromIterator<A>` taken for an `<a>` tag) is
+///   unwrapped to its text, since inside a link it would nest anchors.
+///
+/// Each is rare, so the HTML is only searched for it and borrowed when clean.
+pub fn html_clean<'h>(html: &'h str, page_url: &str) -> Cow<'h, str> {
+    use memchr::memmem;
+    let mut out = xml_clean(html);
+    let b = out.as_bytes();
+    let fffd = memmem::find(b, "\u{FFFD}".as_bytes()).is_some();
+    let empty =
+        memmem::find(b, b" href=\"\"").is_some() || memmem::find(b, b" href=\"#\"").is_some();
+    let bare =
+        memmem::find(b, BARE_ANCHOR.as_bytes()).is_some() || memmem::find(b, b"<a>").is_some();
+    if fffd {
+        out = Cow::Owned(out.replace('\u{FFFD}', "&#xFFFD;"));
+    }
+    if empty {
+        let page = html_escape(page_url);
+        out = Cow::Owned(
+            out.replace(" href=\"\"", &format!(" href=\"{page}\""))
+                .replace(" href=\"#\"", &format!(" href=\"{page}#\"")),
+        );
+    }
+    if bare {
+        out = Cow::Owned(unwrap_bare_anchors(&out));
+    }
+    out
+}
+
+/// What the sanitizer makes of a raw `<a>` without `href`.
+const BARE_ANCHOR: &str = "<a rel=\"noopener noreferrer\">";
+
+/// Removes every anchor start tag without attributes but `rel` (see `html_clean`) and the end
+/// tag that closes it, keeping what is between.
+fn unwrap_bare_anchors(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    // End tags still to drop: one per open bare anchor, the next `</a>` closing the innermost.
+    let mut open_bare = 0usize;
+    loop {
+        let next_bare = [
+            rest.find(BARE_ANCHOR).map(|i| (i, BARE_ANCHOR.len())),
+            rest.find("<a>").map(|i| (i, 3)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let next_end = if open_bare > 0 {
+            rest.find("</a>")
+        } else {
+            None
+        };
+        match (next_bare, next_end) {
+            (Some((b, len)), e) if e.map_or(true, |e| b < e) => {
+                out.push_str(&rest[..b]);
+                rest = &rest[b + len..];
+                open_bare += 1;
+            }
+            (_, Some(e)) => {
+                out.push_str(&rest[..e]);
+                rest = &rest[e + 4..];
+                open_bare -= 1;
+            }
+            _ => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
 }
 
 /// The longest derived summary, in characters, before it is cut at a word.

@@ -430,3 +430,41 @@ fn walk(root: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn html_clean_fixes_what_readers_and_validators_trip_on() {
+    let page = "https://e.com/w/1.html";
+    assert!(matches!(
+        html_clean("<p>fine <a href=\"https://x\">x</a></p>", page),
+        Cow::Borrowed(_)
+    ));
+    assert_eq!(
+        html_clean("<p>a \u{FFFD} b\u{1}</p>", page),
+        "<p>a &#xFFFD; b</p>"
+    );
+    assert_eq!(
+        html_clean("<a href=\"\">r/rust</a> <a href=\"#\">meetup</a>", page),
+        "<a href=\"https://e.com/w/1.html\">r/rust</a> <a href=\"https://e.com/w/1.html#\">meetup</a>"
+    );
+    assert_eq!(
+        html_clean(
+            "<a href=\"https://g/1\">add FromIterator<a rel=\"noopener noreferrer\"> to Box</a></a>. <a>x</a> <a href=\"https://g/2\">y</a>",
+            page
+        ),
+        "<a href=\"https://g/1\">add FromIterator to Box</a>. x <a href=\"https://g/2\">y</a>"
+    );
+}
+
+#[test]
+fn an_item_without_notes_links_to_its_article() {
+    let c = config("");
+    let mut i = issue(&c, "x", "2019-01-07T09:00:00Z", 1);
+    i.items[0].html = "\n".into();
+    i.items[0].title = "A & B".into();
+    let e = item_entry(&i, 0, &i.items[0], "en");
+    assert_eq!(
+        e.html,
+        "<p><a href=\"https://example.org/x/0\">A &amp; B</a></p>"
+    );
+    assert_eq!(e.summary, "A & B");
+}
