@@ -51,10 +51,11 @@ pub fn write(doc: &Document<'_, '_>, out: &mut dyn Write) -> Result<()> {
             uri: None,
             extensions: Default::default(),
         }],
+        // No version: a release must not change the bytes of archives already written.
         generator: Some(Generator {
             value: "techshack".into(),
             uri: None,
-            version: Some(env!("CARGO_PKG_VERSION").into()),
+            version: None,
         }),
         links,
         subtitle: (!meta.description.is_empty()).then(|| Text::plain(meta.description.as_str())),

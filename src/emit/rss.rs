@@ -57,7 +57,8 @@ pub fn write(doc: &Document<'_, '_>, out: &mut dyn Write) -> Result<()> {
             .map(|e| format!("{e} ({})", meta.author_name)),
         pub_date: Some(rfc822(&doc.updated)),
         last_build_date: Some(rfc822(&doc.updated)),
-        generator: Some(format!("techshack {}", env!("CARGO_PKG_VERSION"))),
+        // No version: a release must not change the bytes of archives already written.
+        generator: Some("techshack".into()),
         docs: Some("https://www.rssboard.org/rss-specification".into()),
         items: doc.entries.iter().map(|e| item(e, full)).collect(),
         extensions,
