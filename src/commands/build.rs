@@ -28,8 +28,10 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
     if loaded.diagnostics.iter().any(|d| d.is_error()) {
         return Err(Diagnostics(loaded.diagnostics).into());
     }
-    for d in &loaded.diagnostics {
-        eprintln!("{d}");
+    if !ctx.quiet {
+        for d in &loaded.diagnostics {
+            eprintln!("{d}");
+        }
     }
 
     let published = select(&loaded.issues, now, args.drafts);
