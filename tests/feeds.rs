@@ -558,3 +558,36 @@ fn twir_corpus_feeds_are_sound() {
         "{archives} archive pages of the issue feed for 667 issues"
     );
 }
+
+#[test]
+fn a_title_with_line_breaks_comes_out_on_one_line() {
+    let issues = tempfile::tempdir().expect("temporary folder");
+    std::fs::write(
+        issues.path().join("2019-02.md"),
+        "---\ntitle: \"Breaking\\r\\nnews & <more>\\u0007\"\n---\n\n## A\n\n[a.example](https://a.example/)\n\nNotes.\n",
+    )
+    .expect("issue");
+    let out = tempfile::tempdir().expect("temporary folder");
+    build(
+        &fixture().join("techshack.toml"),
+        Some(issues.path()),
+        out.path(),
+        &[],
+    );
+    check_all(out.path());
+    let rss = read(out.path(), "rss.xml");
+    let line = rss
+        .lines()
+        .find(|l| l.contains("Breaking"))
+        .expect("the title");
+    assert!(line.trim_start().starts_with("<title>Breaking"), "{line}");
+    assert!(line.ends_with("&#x3C;more&gt;</title>"), "{line}");
+    let atom =
+        atom_syndication::Feed::read_from(read(out.path(), "atom.xml").as_bytes()).expect("atom");
+    let t = &atom.entries[0].title.value;
+    assert!(!t.contains(['\r', '\n', '\u{7}']), "{t:?}");
+    assert!(
+        t.starts_with("Breaking") && t.ends_with("news & <more>"),
+        "{t:?}"
+    );
+}
