@@ -59,7 +59,12 @@ pub fn write(doc: &Document<'_, '_>, out: &mut dyn Write) -> Result<()> {
         }),
         links,
         subtitle: (!meta.description.is_empty()).then(|| Text::plain(meta.description.as_str())),
-        entries: doc.entries.iter().map(|e| entry(e, meta.content)).collect(),
+        entries: doc
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(n, e)| entry(n, e, meta.content))
+            .collect(),
         extensions,
         namespaces,
         lang: Some(meta.language.clone()),
@@ -69,12 +74,16 @@ pub fn write(doc: &Document<'_, '_>, out: &mut dyn Write) -> Result<()> {
         write_document_declaration: true,
         indent_size: Some(2),
     };
-    feed.write_with_config(&mut *out, config)?;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    feed.write_with_config(&mut buf, config)?;
+    let bodies: Vec<&str> = doc.entries.iter().map(|e| e.html.as_ref()).collect();
+    super::splice_bodies(&buf, &bodies, true, out)?;
     out.write_all(b"\n")?;
     Ok(())
 }
 
-fn entry(e: &Entry<'_>, content: FeedContent) -> AtomEntry {
+/// The `n`-th entry of the document, its content a mark for `splice_bodies`.
+fn entry(n: usize, e: &Entry<'_>, content: FeedContent) -> AtomEntry {
     let mut links = vec![link(&e.link, "alternate", Some("text/html"))];
     if let Some(r) = &e.related {
         links.push(link(r, "related", Some("text/html")));
@@ -106,7 +115,7 @@ fn entry(e: &Entry<'_>, content: FeedContent) -> AtomEntry {
             t
         }),
         content: (content == FeedContent::Full).then(|| Content {
-            value: Some(e.html.to_string()),
+            value: Some(super::body_mark(n)),
             content_type: Some("html".into()),
             lang: e.lang.map(str::to_string),
             ..Default::default()

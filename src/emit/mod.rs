@@ -537,21 +537,100 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
 /// Removes what XML 1.0 forbids (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) and the C1
 /// controls feed readers choke on. Borrows when there is nothing to remove.
 pub fn xml_clean(s: &str) -> Cow<'_, str> {
-    let suspect =
-        |b: &u8| (*b < 0x20 && !matches!(*b, b'\t' | b'\n' | b'\r')) || *b == 0xC2 || *b == 0xEF;
-    if !s.as_bytes().iter().any(suspect) {
+    let Some(mut from) = first_suspect_block(s.as_bytes()) else {
         return Cow::Borrowed(s);
+    };
+    while !s.is_char_boundary(from) {
+        from -= 1;
     }
     let bad = |c: char| {
         (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r'))
             || ('\u{7f}'..='\u{9f}').contains(&c)
             || c == '\u{fffe}'
             || c == '\u{ffff}'
+            || c == '\u{e000}'
+            || c == '\u{e001}'
     };
-    if !s.chars().any(bad) {
+    if !s[from..].chars().any(bad) {
         return Cow::Borrowed(s);
     }
     Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
+}
+
+/// Where `xml_clean` has something to look at (the start of the first 64-byte block holding
+/// it): a C0 control (but tab, LF, CR), DEL, or the lead byte of a C1 control (0xC2), of
+/// U+E000/U+E001 (0xEE) or of U+FFFE/U+FFFF (0xEF). Branch-free within a block, so the
+/// compiler vectorizes it.
+fn first_suspect_block(b: &[u8]) -> Option<usize> {
+    let flag = |x: u8| {
+        (x < 0x20) & (x != b'\t') & (x != b'\n') & (x != b'\r')
+            | (x == 0x7f)
+            | (x == 0xC2)
+            | (x == 0xEE)
+            | (x == 0xEF)
+    };
+    let mut chunks = b.chunks_exact(64);
+    for (k, c) in (&mut chunks).enumerate() {
+        if c.iter().fold(false, |acc, &x| acc | flag(x)) {
+            return Some(k * 64);
+        }
+    }
+    let tail = b.len() - chunks.remainder().len();
+    chunks.remainder().iter().any(|&x| flag(x)).then_some(tail)
+}
+
+/// Marks where an entry's HTML goes in a document the crates wrote: `U+E000 n U+E001`.
+///
+/// The crates would copy every body into their structs and escape it character by character;
+/// instead each body is written by `splice_bodies`, straight from the issue, as CDATA. The
+/// marks cannot occur in any other text of a document: `xml_clean` removes both characters.
+pub fn body_mark(n: usize) -> String {
+    format!("\u{E000}{n}\u{E001}")
+}
+
+/// Copies a document written with `body_mark`s to `out`, each mark replaced by
+/// `bodies[n]` in CDATA: as a whole section when `wrap`, else as the inside of a section the
+/// crate already opened (RSS `content:encoded`). `]]>` inside a body is split across two
+/// sections, so it survives as text.
+pub fn splice_bodies(
+    doc: &[u8],
+    bodies: &[&str],
+    wrap: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    const OPEN: &[u8] = "\u{E000}".as_bytes();
+    const CLOSE: &[u8] = "\u{E001}".as_bytes();
+    let mut rest = doc;
+    while let Some(i) = memchr::memmem::find(rest, OPEN) {
+        let after = &rest[i + OPEN.len()..];
+        let end = memchr::memmem::find(after, CLOSE);
+        let n = end
+            .and_then(|e| std::str::from_utf8(&after[..e]).ok())
+            .and_then(|d| d.parse::<usize>().ok());
+        let (Some(end), Some(body)) = (end, n.and_then(|n| bodies.get(n))) else {
+            return Err(std::io::Error::other("a body mark without its body"));
+        };
+        out.write_all(&rest[..i])?;
+        if wrap {
+            out.write_all(b"<![CDATA[")?;
+        }
+        write_cdata_text(body.as_bytes(), out)?;
+        if wrap {
+            out.write_all(b"]]>")?;
+        }
+        rest = &after[end + CLOSE.len()..];
+    }
+    out.write_all(rest)
+}
+
+/// Text inside a CDATA section, every `]]>` split as `]]` `]]><![CDATA[` `>`.
+fn write_cdata_text(mut text: &[u8], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    while let Some(i) = memchr::memmem::find(text, b"]]>") {
+        out.write_all(&text[..i + 2])?;
+        out.write_all(b"]]><![CDATA[")?;
+        text = &text[i + 2..];
+    }
+    out.write_all(text)
 }
 
 /// `<p><a href="URL">TEXT</a></p>`, both escaped.

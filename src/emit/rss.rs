@@ -60,21 +60,28 @@ pub fn write(doc: &Document<'_, '_>, out: &mut dyn Write) -> Result<()> {
         // No version: a release must not change the bytes of archives already written.
         generator: Some("techshack".into()),
         docs: Some("https://www.rssboard.org/rss-specification".into()),
-        items: doc.entries.iter().map(|e| item(e, full)).collect(),
+        items: doc
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(n, e)| item(n, e, full))
+            .collect(),
         extensions,
         atom_ext: Some(AtomExtension { links }),
         namespaces,
         ..Default::default()
     };
-    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut buf = Vec::with_capacity(16 * 1024);
     channel.pretty_write_to(&mut buf, b' ', 2)?;
     let buf = title_char_refs(&buf);
-    out.write_all(&buf)?;
+    let bodies: Vec<&str> = doc.entries.iter().map(|e| e.html.as_ref()).collect();
+    super::splice_bodies(&buf, &bodies, false, out)?;
     out.write_all(b"\n")?;
     Ok(())
 }
 
-fn item(e: &Entry<'_>, full: bool) -> Item {
+/// The `n`-th item of the document, its content a mark for `splice_bodies`.
+fn item(n: usize, e: &Entry<'_>, full: bool) -> Item {
     let permalink = e.id.starts_with("https://") || e.id.starts_with("http://");
     Item {
         title: Some(e.title.to_string()),
@@ -93,7 +100,7 @@ fn item(e: &Entry<'_>, full: bool) -> Item {
             permalink,
         }),
         pub_date: Some(rfc822(&e.published)),
-        content: full.then(|| e.html.to_string()),
+        content: full.then(|| super::body_mark(n)),
         ..Default::default()
     }
 }

@@ -472,3 +472,31 @@ fn an_item_without_notes_links_to_its_article() {
     );
     assert_eq!(e.summary, "A & B");
 }
+
+#[test]
+fn spliced_bodies_split_cdata_ends_and_marks_cannot_be_forged() {
+    let bodies = ["x ]]> y", "<p>]]></p>"];
+    let splice = |doc: String, wrap: bool, bodies: &[&str]| {
+        let mut out = Vec::new();
+        splice_bodies(doc.as_bytes(), bodies, wrap, &mut out)
+            .map(|()| String::from_utf8(out).unwrap())
+    };
+    // Atom: the whole section is written.
+    assert_eq!(
+        splice(format!("<a>{}</a>", body_mark(0)), true, &bodies).unwrap(),
+        "<a><![CDATA[x ]]]]><![CDATA[> y]]></a>"
+    );
+    // RSS: the crate opened the section already.
+    assert_eq!(
+        splice(
+            format!("<b><![CDATA[{}]]></b>", body_mark(1)),
+            false,
+            &bodies
+        )
+        .unwrap(),
+        "<b><![CDATA[<p>]]]]><![CDATA[></p>]]></b>"
+    );
+    assert!(splice(body_mark(1), true, &bodies[..1]).is_err());
+    // Authors cannot write a mark into any text of a document.
+    assert_eq!(xml_clean(&format!("t{}", body_mark(3))), "t3");
+}
