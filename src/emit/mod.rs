@@ -537,24 +537,41 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
 /// Removes what XML 1.0 forbids (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) and the C1
 /// controls feed readers choke on. Borrows when there is nothing to remove.
 pub fn xml_clean(s: &str) -> Cow<'_, str> {
-    let Some(mut from) = first_suspect_block(s.as_bytes()) else {
+    if !has_forbidden(s.as_bytes()) {
         return Cow::Borrowed(s);
-    };
-    while !s.is_char_boundary(from) {
-        from -= 1;
     }
     let bad = |c: char| {
         (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r'))
             || ('\u{7f}'..='\u{9f}').contains(&c)
-            || c == '\u{fffe}'
-            || c == '\u{ffff}'
-            || c == '\u{e000}'
-            || c == '\u{e001}'
+            || matches!(c, '\u{fffe}' | '\u{ffff}' | '\u{e000}' | '\u{e001}')
     };
-    if !s[from..].chars().any(bad) {
-        return Cow::Borrowed(s);
-    }
     Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
+}
+
+/// Whether UTF-8 text holds a character `xml_clean` removes; only the 64-byte blocks with a
+/// suspect byte are looked at closely.
+fn has_forbidden(b: &[u8]) -> bool {
+    let at = |j: usize| b.get(j).copied().unwrap_or(0);
+    let mut i = 0;
+    while let Some(k) = first_suspect_block(&b[i..]) {
+        let start = i + k;
+        let end = (start + 64).min(b.len());
+        for (j, &x) in b.iter().enumerate().take(end).skip(start) {
+            let bad = match x {
+                x if x < 0x20 => !matches!(x, b'\t' | b'\n' | b'\r'),
+                0x7f => true,
+                0xC2 => (0x80..=0x9f).contains(&at(j + 1)),
+                0xEE => at(j + 1) == 0x80 && matches!(at(j + 2), 0x80 | 0x81),
+                0xEF => at(j + 1) == 0xBF && matches!(at(j + 2), 0xBE | 0xBF),
+                _ => false,
+            };
+            if bad {
+                return true;
+            }
+        }
+        i = end;
+    }
+    false
 }
 
 /// Where `xml_clean` has something to look at (the start of the first 64-byte block holding

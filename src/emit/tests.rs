@@ -500,3 +500,15 @@ fn spliced_bodies_split_cdata_ends_and_marks_cannot_be_forged() {
     // Authors cannot write a mark into any text of a document.
     assert_eq!(xml_clean(&format!("t{}", body_mark(3))), "t3");
 }
+
+#[test]
+fn xml_clean_finds_forbidden_characters_in_any_block() {
+    let long = "é\u{a0}，".repeat(100);
+    assert!(matches!(xml_clean(&long), Cow::Borrowed(_)));
+    for bad in [
+        '\u{1}', '\u{7f}', '\u{80}', '\u{9f}', '\u{e000}', '\u{e001}', '\u{fffe}', '\u{ffff}',
+    ] {
+        let s = format!("{long}{bad}{long}");
+        assert_eq!(xml_clean(&s), format!("{long}{long}"), "{bad:?}");
+    }
+}
