@@ -23,13 +23,7 @@ fn main() {
     let twir = PathBuf::from(corpora).join("twir");
     assert!(twir.is_dir(), "{} is not a folder", twir.display());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = [
-        root.join("examples/twir/techshack.toml"),
-        root.join("benches/twir.toml"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .expect("no TWIR configuration");
+    let config = root.join("examples/twir/techshack.toml");
     let runs: usize = std::env::var("BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

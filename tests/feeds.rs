@@ -540,13 +540,7 @@ fn twir_corpus_feeds_are_sound() {
     let issues = corpora().join("twir");
     let out = tempfile::tempdir().expect("temporary folder");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = [
-        root.join("examples/twir/techshack.toml"),
-        root.join("benches/twir.toml"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .expect("a TWIR configuration");
+    let config = root.join("examples/twir/techshack.toml");
     build_at(None, &config, Some(&issues), out.path(), &[]);
     check_all(out.path());
     let archives = files(out.path())
