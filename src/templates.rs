@@ -137,7 +137,7 @@ pub struct SiteCtx {
     pub language: String,
     /// The site's home page.
     pub home_url: String,
-    /// The archive index written beside the issue pages.
+    /// The archive index written beside the issue pages (its folder's URL).
     pub index_url: String,
     pub feeds: FeedLinks,
 }
@@ -159,7 +159,11 @@ impl SiteCtx {
             base_url: config.site.base_url.clone(),
             language: config.site.language.clone(),
             home_url: format!("{}/", config.site.base_url),
-            index_url: config.url(&index_site_path(config)),
+            index_url: config.url(
+                index_site_path(config)
+                    .strip_suffix("index.html")
+                    .unwrap_or_default(),
+            ),
             feeds: FeedLinks {
                 atom: feed("atom.xml"),
                 rss: feed("rss.xml"),

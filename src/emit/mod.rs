@@ -1,1 +1,2 @@
 //! One file per output format.
+pub mod web;
