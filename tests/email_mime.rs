@@ -31,6 +31,9 @@ fn seed_issue_message_has_every_header_part_and_valid_token() {
     let comp = Composer::new(&c, &issue, SECRET).unwrap();
     let raw = comp.message_bytes(&reader()).unwrap();
     let (text, html) = check_message(&raw, &Expect::repo("reader@example.org", SECRET));
+    // The parts decode to exactly what the composer renders for this reader.
+    assert_eq!(text.trim_end(), comp.text(&reader()).trim_end());
+    assert_eq!(html.trim_end(), comp.html(&reader()).trim_end());
     assert!(text.contains("Kubernetes In a Nutshell\n------------------------"));
     assert!(text
         .contains("View in your browser: https://enqueuezero.com/techshack.weekly/2019-01.html"));

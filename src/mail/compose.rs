@@ -21,7 +21,7 @@ use lettre::message::dkim::{
 use lettre::message::header::{
     ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue, MIME_VERSION_1_0,
 };
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::message::{Body, Mailbox};
 use lettre::Message;
 use sha2::{Digest, Sha256};
 
@@ -70,6 +70,17 @@ struct Filled {
     text: String,
     /// Byte ranges of `text` and the slots between them, in order.
     parts: Vec<Part>,
+    /// The same pieces, quoted-printable encoded once. A soft line break closes each piece
+    /// before a slot and each slot value, so every piece starts at column 0 whatever the
+    /// recipient's values are: the encoding of the literal pieces never changes.
+    encoded: Vec<EncPart>,
+    encoded_len: usize,
+}
+
+#[derive(Debug, Clone)]
+enum EncPart {
+    Lit(Vec<u8>),
+    Slot(Slot),
 }
 
 #[derive(Debug, Clone)]
@@ -112,7 +123,57 @@ impl Filled {
         if lit_start < text.len() {
             parts.push(Part::Lit(lit_start, text.len()));
         }
-        Ok(Filled { text, parts })
+        let mut encoded = Vec::with_capacity(parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            match *p {
+                Part::Lit(a, b) => {
+                    let mut enc = quoted_printable::encode(crlf(&text[a..b]));
+                    if i + 1 < parts.len() && !enc.ends_with(b"\r\n") {
+                        enc.extend_from_slice(b"=\r\n");
+                    }
+                    encoded.push(EncPart::Lit(enc));
+                }
+                Part::Slot(s) => encoded.push(EncPart::Slot(s)),
+            }
+        }
+        let encoded_len = encoded
+            .iter()
+            .map(|p| match p {
+                EncPart::Lit(v) => v.len(),
+                EncPart::Slot(_) => 0,
+            })
+            .sum();
+        Ok(Filled {
+            text,
+            parts,
+            encoded,
+            encoded_len,
+        })
+    }
+
+    /// The quoted-printable body for one recipient, appended to `out`.
+    fn fill_encoded(&self, values: &Values<'_>, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len + 512);
+        let last = self.encoded.len().saturating_sub(1);
+        for (i, p) in self.encoded.iter().enumerate() {
+            match p {
+                EncPart::Lit(v) => out.extend_from_slice(v),
+                EncPart::Slot(slot) => {
+                    let v = match slot {
+                        Slot::Address => values.address,
+                        Slot::Name => values.name,
+                        Slot::Unsubscribe => values.unsubscribe,
+                    };
+                    out.extend_from_slice(&quoted_printable::encode(v));
+                    if i < last {
+                        out.extend_from_slice(b"=\r\n");
+                    }
+                }
+            }
+        }
+        if !out.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
     }
 
     fn has(&self, slot: Slot) -> bool {
@@ -132,6 +193,53 @@ impl Filled {
             }
         }
         out
+    }
+}
+
+/// One recipient's values, cleaned, and the token signed once.
+struct RecipientValues {
+    address: String,
+    name: Option<String>,
+    has_name: bool,
+    token: String,
+    unsubscribe: String,
+    html_address: String,
+    html_name: String,
+    html_unsubscribe: String,
+}
+
+impl RecipientValues {
+    fn new(c: &Composer, r: &Recipient) -> RecipientValues {
+        let address = one_line(&r.address);
+        let name = clean_name(r.name.as_deref());
+        let token = sign(&c.secret, Purpose::Unsubscribe, &address);
+        let unsubscribe = c.unsubscribe_url.replace("{token}", &token);
+        RecipientValues {
+            html_address: escape_html(&address),
+            html_name: escape_html(name.as_deref().unwrap_or("")),
+            html_unsubscribe: escape_html(&unsubscribe),
+            has_name: name.is_some(),
+            address,
+            name,
+            token,
+            unsubscribe,
+        }
+    }
+
+    fn html(&self) -> Values<'_> {
+        Values {
+            address: &self.html_address,
+            name: &self.html_name,
+            unsubscribe: &self.html_unsubscribe,
+        }
+    }
+
+    fn text(&self) -> Values<'_> {
+        Values {
+            address: &self.address,
+            name: self.name.as_deref().unwrap_or(""),
+            unsubscribe: &self.unsubscribe,
+        }
     }
 }
 
@@ -335,30 +443,39 @@ impl Composer {
 
     /// The HTML body for one recipient.
     pub fn html(&self, r: &Recipient) -> String {
-        let name = clean_name(r.name.as_deref());
-        let url = self.unsubscribe_url(&r.address);
-        let (a, n, u) = (
-            escape_html(&one_line(&r.address)),
-            escape_html(name.as_deref().unwrap_or("")),
-            escape_html(&url),
-        );
-        self.html.pick(name.is_some()).fill(&Values {
-            address: &a,
-            name: &n,
-            unsubscribe: &u,
-        })
+        let v = RecipientValues::new(self, r);
+        self.html.pick(v.has_name).fill(&v.html())
     }
 
     /// The plain-text body for one recipient.
     pub fn text(&self, r: &Recipient) -> String {
-        let name = clean_name(r.name.as_deref());
-        let url = self.unsubscribe_url(&r.address);
-        let a = one_line(&r.address);
-        self.text.pick(name.is_some()).fill(&Values {
-            address: &a,
-            name: name.as_deref().unwrap_or(""),
-            unsubscribe: &url,
-        })
+        let v = RecipientValues::new(self, r);
+        self.text.pick(v.has_name).fill(&v.text())
+    }
+
+    /// The `multipart/alternative` body for one recipient: text, then HTML, both
+    /// quoted-printable, so no line on the wire is longer than 76 bytes.
+    fn multipart_body(&self, v: &RecipientValues, boundary: &str) -> Vec<u8> {
+        let text = self.text.pick(v.has_name);
+        let html = self.html.pick(v.has_name);
+        let mut out = Vec::with_capacity(text.encoded_len + html.encoded_len + 1024);
+        for (ctype, body, values) in [
+            ("text/plain", text, v.text()),
+            ("text/html", html, v.html()),
+        ] {
+            out.extend_from_slice(b"--");
+            out.extend_from_slice(boundary.as_bytes());
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            out.extend_from_slice(ctype.as_bytes());
+            out.extend_from_slice(
+                b"; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
+            );
+            body.fill_encoded(&values, &mut out);
+        }
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"--\r\n");
+        out
     }
 
     /// The complete message for one recipient.
@@ -369,20 +486,18 @@ impl Composer {
                 r.address.escape_debug()
             )
         })?;
-        let name = clean_name(r.name.as_deref());
-        let url = self.unsubscribe_url(address.as_ref());
-        let mut list_unsub = format!("<{url}>");
-        if let Some(m) = &self.unsubscribe_mailto {
-            let token = sign(&self.secret, Purpose::Unsubscribe, address.as_ref());
-            list_unsub.push_str(&format!(", <mailto:{m}?subject=unsubscribe%20{token}>"));
-        }
         let recipient = Recipient {
             address: address.to_string(),
-            name: name.clone(),
+            name: r.name.clone(),
         };
+        let v = RecipientValues::new(self, &recipient);
+        let mut list_unsub = format!("<{}>", v.unsubscribe);
+        if let Some(m) = &self.unsubscribe_mailto {
+            list_unsub.push_str(&format!(", <mailto:{m}?subject=unsubscribe%20{}>", v.token));
+        }
         let mut b = Message::builder()
             .from(self.from.clone())
-            .to(Mailbox::new(name, address.clone()))
+            .to(Mailbox::new(v.name.clone(), address.clone()))
             .subject(self.subject.clone())
             .date(self.date)
             .message_id(Some(self.message_id(address.as_ref())))
@@ -394,21 +509,11 @@ impl Composer {
         if let Some(id) = &self.list_id {
             b = b.header(ListId(id.clone()));
         }
-        // The multipart body is built here and handed to the message as its body, so that the
-        // top-level Content-Type is one of the message's own headers: lettre's DKIM signer only
-        // sees those, and SPEC's list of signed headers includes Content-Type.
+        // The multipart body is written here and handed to the message as its body, so the
+        // top-level Content-Type is one of the message's own headers: lettre's DKIM signer
+        // only sees those, and SPEC's list of signed headers includes Content-Type.
         let boundary = self.boundary(address.as_ref());
-        let mut parts = MultiPart::alternative()
-            .boundary(boundary.clone())
-            .singlepart(SinglePart::plain(self.text(&recipient)))
-            .singlepart(SinglePart::html(self.html(&recipient)))
-            .formatted();
-        let head_len = parts
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| i + 4)
-            .context("formatting the multipart body")?;
-        let body = parts.split_off(head_len);
+        let body = self.multipart_body(&v, &boundary);
         let content_type =
             ContentType::parse(&format!("multipart/alternative; boundary=\"{boundary}\""))
                 .context("the multipart Content-Type")?;
@@ -460,6 +565,18 @@ fn normalize_text(t: &str) -> String {
     }
     while out.ends_with("\n\n") {
         out.pop();
+    }
+    out
+}
+
+/// LF line ends as CRLF, as quoted-printable and SMTP want them.
+fn crlf(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 32);
+    for (i, line) in s.split('\n').enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        out.push_str(line.strip_suffix('\r').unwrap_or(line));
     }
     out
 }

@@ -1,0 +1,193 @@
+//! The email HTML in a real browser engine: Debian's headless Chromium at 375 px and 1200 px.
+//! No horizontal scrolling on a phone, every image absolute. Screenshots are kept under
+//! `target/artifacts/` to look at (they are not compared).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// Chromium, which `scripts/setup-test-deps` installs; the test fails without it.
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser"] {
+        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("chromium is not installed: run scripts/setup-test-deps");
+}
+
+fn run_chromium(args: &[String], page: &Path) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--virtual-time-budget=2000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(args)
+    .arg(format!("file://{}", page.display()));
+    let out = cmd.output().expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Measure {
+    sw: i64,
+    cw: i64,
+    imgs: Vec<String>,
+    wide: Vec<String>,
+}
+
+const PROBE: &str = r#"<script>
+(function () {
+  var d = document.documentElement, cw = d.clientWidth, wide = [];
+  document.querySelectorAll('body *').forEach(function (e) {
+    var r = e.getBoundingClientRect();
+    if (r.right > cw + 1 && wide.length < 8) {
+      wide.push(e.tagName + '.' + e.className + ' right=' + Math.round(r.right));
+    }
+  });
+  var out = document.createElement('pre');
+  out.id = 'measure';
+  out.textContent = JSON.stringify({
+    sw: d.scrollWidth, cw: cw, wide: wide,
+    imgs: Array.prototype.map.call(document.images, function (i) { return i.getAttribute('src') || ''; })
+  });
+  document.body.appendChild(out);
+})();
+</script>"#;
+
+/// Loads `html` at `width` px and measures it.
+fn measure(html: &str, width: u32, dir: &Path) -> Measure {
+    let probe = dir.join(format!("probe-{width}.html"));
+    let at = html.rfind("</body>").expect("the email has a body");
+    std::fs::write(&probe, format!("{}{PROBE}{}", &html[..at], &html[at..])).unwrap();
+    let dom = run_chromium(
+        &[format!("--window-size={width},900"), "--dump-dom".into()],
+        &probe,
+    );
+    let start = dom.find("<pre id=\"measure\">").expect("the probe ran") + 18;
+    let end = start + dom[start..].find("</pre>").expect("probe output ends");
+    let json = dom[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&json).expect("probe JSON")
+}
+
+fn screenshot(html_file: &Path, name: &str, width: u32, extra: &[&str]) {
+    let shot = artifacts().join(format!("{name}-{width}.png"));
+    let _ = std::fs::remove_file(&shot);
+    let mut args = vec![
+        format!("--window-size={width},3000"),
+        format!("--screenshot={}", shot.display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run_chromium(&args, html_file);
+    let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        len > 10_000,
+        "screenshot {} was not written",
+        shot.display()
+    );
+}
+
+/// The checks every email HTML must pass in the browser.
+pub fn check_in_browser(html: &str, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let narrow = measure(html, 375, dir.path());
+    assert!(
+        narrow.sw <= narrow.cw,
+        "{name}: horizontal scrolling at 375 px: scrollWidth {} > clientWidth {}; too wide: {:?}",
+        narrow.sw,
+        narrow.cw,
+        narrow.wide
+    );
+    let wide = measure(html, 1200, dir.path());
+    assert!(
+        wide.sw <= wide.cw,
+        "{name}: horizontal scrolling at 1200 px"
+    );
+    for src in &narrow.imgs {
+        assert!(
+            src.starts_with("https://") || src.starts_with("http://"),
+            "{name}: image with a relative URL: {src:?}"
+        );
+    }
+    let file = dir.path().join(format!("{name}.html"));
+    std::fs::write(&file, html).unwrap();
+    std::fs::copy(&file, artifacts().join(format!("{name}.html"))).unwrap();
+    screenshot(&file, name, 375, &[]);
+    screenshot(&file, name, 1200, &[]);
+    screenshot(
+        &file,
+        &format!("{name}-dark"),
+        375,
+        &[
+            "--force-dark-mode",
+            "--blink-settings=preferredColorScheme=0",
+        ],
+    );
+}
+
+#[test]
+fn seed_issue_email_fits_a_phone_and_a_desktop() {
+    let html = seed_email_html();
+    assert!(html.contains("<img"), "the seed issue has images to check");
+    check_in_browser(&html, "techshack-2019-01");
+}
+
+#[test]
+fn wide_content_does_not_widen_the_page() {
+    let c = repo_config();
+    let md = format!(
+        "A long word {long} and a [long link](https://example.com/{long}).\n\n\
+         ```\n{code}\n```\n\n| a | b |\n|---|---|\n| {long} | {long} |\n\n\
+         ![pic](https://example.com/wide.png)\n\n<img src=\"https://example.com/x.png\" width=\"2000\" height=\"10\">\n\n\
+         混合中文和English的一段很长的文字{zh}",
+        long = "x".repeat(300),
+        code = "y".repeat(400),
+        zh = "汉字".repeat(200),
+    );
+    let issue = issue_from_markdown(&c, "wide", "Wide things", &md);
+    let comp = techshack::mail::compose::Composer::new(&c, &issue, SECRET).unwrap();
+    let html = comp.html(&techshack::mail::compose::Recipient {
+        address: "reader@example.org".into(),
+        name: None,
+    });
+    check_in_browser(&html, "wide-content");
+}
+
+fn seed_email_html() -> String {
+    let c = repo_config();
+    let md = read(&repo().join("issues/2019-01.md"));
+    let body = md.splitn(3, "---\n").nth(2).expect("front matter");
+    let body = body
+        .replace("<TechshackHeader />", "")
+        .replace("# EnqueueZero Techshack 2019-01\n", "")
+        .replace("](/static/", "](https://enqueuezero.com/static/");
+    let issue = issue_from_markdown(&c, "2019-01", "EnqueueZero Techshack 2019-01", &body);
+    let comp = techshack::mail::compose::Composer::new(&c, &issue, SECRET).unwrap();
+    comp.html(&techshack::mail::compose::Recipient {
+        address: "reader@example.org".into(),
+        name: Some("Ada".into()),
+    })
+}
