@@ -56,6 +56,8 @@ struct Measure {
     wide: Vec<String>,
 }
 
+// Runs inside the email (loaded in an iframe as wide as the phone, since a headless window
+// is never narrower than 500 px) and reports to the harness page around it.
 const PROBE: &str = r#"<script>
 (function () {
   var d = document.documentElement, cw = d.clientWidth, wide = [];
@@ -71,17 +73,34 @@ const PROBE: &str = r#"<script>
     sw: d.scrollWidth, cw: cw, wide: wide,
     imgs: Array.prototype.map.call(document.images, function (i) { return i.getAttribute('src') || ''; })
   });
-  document.body.appendChild(out);
+  window.parent.document.body.appendChild(out);
 })();
 </script>"#;
+
+/// A page holding `html` in an iframe `width` px wide (and tall enough to show it all).
+fn harness(html: &str, width: u32, height: u32) -> String {
+    let escaped = html
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><style>body{{margin:0;background:#777}}iframe{{border:0;display:block}}</style></head>\
+         <body><iframe width=\"{width}\" height=\"{height}\" srcdoc=\"{escaped}\"></iframe></body></html>"
+    )
+}
 
 /// Loads `html` at `width` px and measures it.
 fn measure(html: &str, width: u32, dir: &Path) -> Measure {
     let probe = dir.join(format!("probe-{width}.html"));
     let at = html.rfind("</body>").expect("the email has a body");
-    std::fs::write(&probe, format!("{}{PROBE}{}", &html[..at], &html[at..])).unwrap();
+    let with_probe = format!("{}{PROBE}{}", &html[..at], &html[at..]);
+    std::fs::write(&probe, harness(&with_probe, width, 900)).unwrap();
     let dom = run_chromium(
-        &[format!("--window-size={width},900"), "--dump-dom".into()],
+        &[
+            format!("--window-size={},900", width.max(500)),
+            "--dump-dom".into(),
+        ],
         &probe,
     );
     let start = dom.find("<pre id=\"measure\">").expect("the probe ran") + 18;
@@ -93,15 +112,17 @@ fn measure(html: &str, width: u32, dir: &Path) -> Measure {
     serde_json::from_str(&json).expect("probe JSON")
 }
 
-fn screenshot(html_file: &Path, name: &str, width: u32, extra: &[&str]) {
+fn screenshot(html: &str, dir: &Path, name: &str, width: u32, extra: &[&str]) {
     let shot = artifacts().join(format!("{name}-{width}.png"));
     let _ = std::fs::remove_file(&shot);
+    let html_file = dir.join(format!("shot-{name}-{width}.html"));
+    std::fs::write(&html_file, harness(html, width, 3000)).unwrap();
     let mut args = vec![
         format!("--window-size={width},3000"),
         format!("--screenshot={}", shot.display()),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    run_chromium(&args, html_file);
+    run_chromium(&args, &html_file);
     let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(
         len > 10_000,
@@ -132,13 +153,12 @@ pub fn check_in_browser(html: &str, name: &str) {
             "{name}: image with a relative URL: {src:?}"
         );
     }
-    let file = dir.path().join(format!("{name}.html"));
-    std::fs::write(&file, html).unwrap();
-    std::fs::copy(&file, artifacts().join(format!("{name}.html"))).unwrap();
-    screenshot(&file, name, 375, &[]);
-    screenshot(&file, name, 1200, &[]);
+    std::fs::write(artifacts().join(format!("{name}.html")), html).unwrap();
+    screenshot(html, dir.path(), name, 375, &[]);
+    screenshot(html, dir.path(), name, 1200, &[]);
     screenshot(
-        &file,
+        html,
+        dir.path(),
         &format!("{name}-dark"),
         375,
         &[
