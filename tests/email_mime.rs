@@ -36,7 +36,7 @@ fn seed_issue_message_has_every_header_part_and_valid_token() {
     assert_eq!(html.trim_end(), comp.html(&reader()).trim_end());
     assert!(text.contains("Kubernetes In a Nutshell\n------------------------"));
     assert!(text
-        .contains("View in your browser: https://enqueuezero.com/techshack.weekly/2019-01.html"));
+        .contains("View in your browser:\nhttps://enqueuezero.com/techshack.weekly/2019-01.html"));
     assert!(html.contains("View in browser</a>"));
     assert!(html.contains("href=\"https://enqueuezero.com/techshack.weekly/2019-01.html\""));
     assert!(

@@ -18,6 +18,7 @@ pub const SAMPLE_NAME: &str = "Sample Subscriber";
 /// uses it; `send` refuses to run without the real secret.
 pub const PREVIEW_SECRET: &[u8] = b"techshack preview secret: links signed with it never verify";
 
+/// Writes the preview of one issue.
 pub fn run(ctx: &Ctx, args: crate::cli::PreviewArgs) -> Result<u8> {
     let loaded = crate::issue::load_all(&ctx.config)?;
     let errors: Vec<_> = loaded
