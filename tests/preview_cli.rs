@@ -36,7 +36,9 @@ fn preview(config: &Path, issues: Option<&Path>, slug: &str) -> (Vec<u8>, String
         dir.path().join("m.txt"),
     );
     let mut cmd = techshack();
-    cmd.env("TECHSHACK_SECRET", ENV_SECRET).arg("-c").arg(config);
+    cmd.env("TECHSHACK_SECRET", ENV_SECRET)
+        .arg("-c")
+        .arg(config);
     if let Some(i) = issues {
         cmd.arg("--issues").arg(i);
     }
@@ -48,11 +50,7 @@ fn preview(config: &Path, issues: Option<&Path>, slug: &str) -> (Vec<u8>, String
         .arg(&text)
         .assert()
         .success();
-    (
-        std::fs::read(&eml).unwrap(),
-        read(&html),
-        read(&text),
-    )
+    (std::fs::read(&eml).unwrap(), read(&html), read(&text))
 }
 
 #[test]
@@ -73,13 +71,19 @@ fn seed_issue_preview_is_a_complete_message() {
             "prose wider than 72 columns: {l}"
         );
     }
-    assert!(html.contains("id=\"kubernetes-in-a-nutshell\""), "item anchors");
+    assert!(
+        html.contains("id=\"kubernetes-in-a-nutshell\""),
+        "item anchors"
+    );
     assert!(html.contains("In this issue"), "the list of items");
     // Hidden preheader: the first item's title (the issue has no description).
     let pre = html.find("display: none").expect("preheader");
     assert!(html[pre..pre + 400].contains("Kubernetes In a Nutshell"));
     let raw = String::from_utf8(eml).unwrap();
-    assert!(raw.contains("\r\nDate: Mon, 31 Dec 2018 09:00:00 +0000\r\n"), "the issue's date");
+    assert!(
+        raw.contains("\r\nDate: Mon, 31 Dec 2018 09:00:00 +0000\r\n"),
+        "the issue's date"
+    );
     assert!(raw.contains("Subject: EnqueueZero Techshack 2019-01\r\n"));
 }
 
@@ -179,7 +183,9 @@ fn hostile_issue_has_no_active_content_and_only_absolute_urls() {
     assert!(!lower.contains("<script") && !lower.contains("steal()"));
     assert!(html.contains("https://fixture.example/weekly/images/pic.png"));
     assert!(html.contains("https://fixture.example/static/img.png"));
-    assert!(html.contains("<title>Hostile &lt;script&gt;alert(1)&lt;/script&gt; &amp; ]]&gt; issue"));
+    assert!(
+        html.contains("<title>Hostile &lt;script&gt;alert(1)&lt;/script&gt; &amp; ]]&gt; issue")
+    );
     // The description is the preheader, as plain text.
     assert!(html.contains("What markup in a description becomes"));
     assert!(text.contains("What markup in a description becomes"));
@@ -194,7 +200,9 @@ fn cjk_issue_text_wraps_by_width_without_splitting_characters() {
     assert!(html.contains("<html lang=\"zh\">"));
     for l in text.lines() {
         assert!(
-            unicode_width::UnicodeWidthStr::width(l) <= 72 || l.starts_with('[') || !l.contains(' ') && l.is_ascii(),
+            unicode_width::UnicodeWidthStr::width(l) <= 72
+                || l.starts_with('[')
+                || !l.contains(' ') && l.is_ascii(),
             "line wider than 72 columns: {l}"
         );
     }
@@ -267,6 +275,9 @@ fn twir_issues_with_lines_over_998_bytes_make_valid_messages() {
         let (t, _) = check_message(&eml, &twir_expect(ENV_SECRET.as_bytes()));
         assert_eq!(t.trim_end(), text.trim_end());
         check_html(&html);
-        assert!(!html.to_ascii_lowercase().contains("gviz"), "{slug}: script content removed");
+        assert!(
+            !html.to_ascii_lowercase().contains("gviz"),
+            "{slug}: script content removed"
+        );
     }
 }
