@@ -255,3 +255,64 @@ fn newest_twir(dir: &Path) -> String {
     names.sort();
     names.pop().expect("twir issues")
 }
+
+/// The web archive page and index of the seed issue, written by `emit::web`.
+fn seed_pages() -> Vec<(String, String)> {
+    let config = repo_config();
+    let loaded = techshack::issue::load_all(&config).expect("the seed issue parses");
+    let issues: Vec<&techshack::model::Issue> = loaded.issues.iter().collect();
+    let templates = techshack::templates::Templates::load(&config).unwrap();
+    let files = std::sync::Mutex::new(Vec::new());
+    techshack::emit::web::write(&config, &templates, &issues, |rel, bytes| {
+        files
+            .lock()
+            .unwrap()
+            .push((rel.to_string(), String::from_utf8(bytes.to_vec())?));
+        Ok(())
+    })
+    .unwrap();
+    let mut files = files.into_inner().unwrap();
+    files.sort();
+    files
+}
+
+#[test]
+fn seed_issue_web_page_and_index_fit_a_phone() {
+    let files = seed_pages();
+    let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "techshack.weekly/2019-01.html",
+            "techshack.weekly/index.html"
+        ]
+    );
+    let page = &files[0].1;
+    for (kind, file) in [
+        ("application/atom+xml", "atom.xml"),
+        ("application/rss+xml", "rss.xml"),
+        ("application/feed+json", "feed.json"),
+    ] {
+        assert!(
+            page.contains(&format!("type=\"{kind}\""))
+                && page.contains(&format!("href=\"https://enqueuezero.com/{file}\"")),
+            "autodiscovery of {file}"
+        );
+    }
+    let config = repo_config();
+    let loaded = techshack::issue::load_all(&config).unwrap();
+    for item in &loaded.issues[0].items {
+        assert!(
+            page.contains(&format!(" id=\"{}\"", item.anchor)),
+            "anchor {}",
+            item.anchor
+        );
+    }
+    assert!(page.contains("<style>"), "the page carries its stylesheet");
+    assert!(
+        !page.contains("{token}") && !page.contains("Unsubscribe"),
+        "no recipient parts"
+    );
+    check_in_browser(page, "page-2019-01");
+    check_in_browser(&files[1].1, "index");
+}

@@ -845,6 +845,12 @@ unsubscribe_mailto = "unsubscribe@example.com"
     }
 
     #[test]
+    fn composer_can_be_shared_between_sending_tasks() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Composer>();
+    }
+
+    #[test]
     fn message_id_is_deterministic_per_issue_and_recipient() {
         let c = Composer::new(&config(), &issue("T"), SECRET).unwrap();
         let a = c.message_id("a@example.org");
