@@ -33,6 +33,35 @@ pub fn out_path(config: &Config, site_path: &str) -> Result<String> {
     Ok(rel)
 }
 
+/// For each `[[feeds.extra]]`, its glob and the site context whose feed links point at its
+/// feeds: an issue of a subset advertises the feeds it appears in.
+fn extra_sites(config: &Config, site: &SiteCtx) -> Result<Vec<(globset::GlobMatcher, SiteCtx)>> {
+    config
+        .feeds
+        .extra
+        .iter()
+        .map(|x| {
+            let glob = globset::Glob::new(&x.pattern)
+                .map_err(|e| anyhow::anyhow!("feeds.extra `{}`: {e}", x.name))?
+                .compile_matcher();
+            let feed = |f: &str| config.url(&format!("{}{}.{f}", config.feeds.path, x.name));
+            let mut s = site.clone();
+            s.feeds = crate::templates::FeedLinks {
+                atom: feed("atom.xml"),
+                rss: feed("rss.xml"),
+                json: feed("json"),
+            };
+            if let Some(t) = &x.title {
+                s.title = t.clone();
+            }
+            if let Some(l) = &x.language {
+                s.language = l.clone();
+            }
+            Ok((glob, s))
+        })
+        .collect()
+}
+
 /// The web page of one issue.
 pub fn render_page(templates: &Templates, site: &SiteCtx, issue: &Issue) -> Result<String> {
     let ctx = issue_context(site, issue);
@@ -76,9 +105,15 @@ where
     F: Fn(&str, &[u8]) -> Result<()> + Sync,
 {
     let site = SiteCtx::new(config);
+    let extra = extra_sites(config, &site)?;
     issues.par_iter().try_for_each(|issue| -> Result<()> {
         let rel = out_path(config, &config.issue_site_path(&issue.slug))?;
-        let page = render_page(templates, &site, issue)
+        let name = issue.path.file_name().unwrap_or_default();
+        let site = extra
+            .iter()
+            .find(|(glob, _)| glob.is_match(name))
+            .map_or(&site, |(_, s)| s);
+        let page = render_page(templates, site, issue)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", issue.path.display()))?;
         sink(&rel, page.as_bytes())
     })?;
@@ -174,6 +209,36 @@ mod tests {
         let one = index.find("weekly/2019-01.html").unwrap();
         assert!(two < one, "newest first");
         assert!(index.contains("About &lt;things&gt;"));
+    }
+
+    #[test]
+    fn issue_of_an_extra_feed_advertises_that_feed() {
+        let c = Config::parse(
+            "[site]\ntitle = \"W\"\nbase_url = \"https://example.com\"\nissue_path = \"/weekly/{slug}.html\"\n[[feeds.extra]]\nname = \"zh\"\nmatch = \"*-CN.*\"\ntitle = \"W 中文\"\nlanguage = \"zh\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let t = Templates::builtin().unwrap();
+        let mut cn = issue("2019-01-CN", "2018-12-31T09:00:00Z", "一");
+        cn.path = PathBuf::from("issues/2019-01-CN.md");
+        let en = issue("2019-01", "2018-12-31T09:00:00Z", "One");
+        let files = Mutex::new(Vec::new());
+        write(&c, &t, &[&cn, &en], |rel, bytes| {
+            files
+                .lock()
+                .unwrap()
+                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        let files = files.into_inner().unwrap();
+        let page = |n: &str| &files.iter().find(|f| f.0 == n).unwrap().1;
+        let zh = page("weekly/2019-01-CN.html");
+        assert!(zh.contains("href=\"https://example.com/zh.atom.xml\""));
+        assert!(zh.contains("href=\"https://example.com/zh.json\""));
+        assert!(zh.contains("<html lang=\"zh\">"));
+        let main = page("weekly/2019-01.html");
+        assert!(main.contains("href=\"https://example.com/atom.xml\""));
     }
 
     #[test]
