@@ -146,6 +146,10 @@ impl Renderer {
             }
             Tag::BlockQuote(_) => {
                 self.flush();
+                // The blank line before a quote belongs outside it.
+                if self.need_sep && !self.out.is_empty() {
+                    self.begin_block();
+                }
                 self.containers.push(Container::Quote);
             }
             Tag::CodeBlock(_) => {
@@ -869,6 +873,8 @@ mod tests {
     fn quotes_are_prefixed() {
         let t = md("> first para\n>\n> second para\n\nout");
         assert_eq!(t, "> first para\n>\n> second para\n\nout\n");
+        let t = md("before\n\n> quoted\n\nafter");
+        assert_eq!(t, "before\n\n> quoted\n\nafter\n");
     }
 
     #[test]
