@@ -281,3 +281,28 @@ fn twir_issues_with_lines_over_998_bytes_make_valid_messages() {
         );
     }
 }
+
+#[test]
+fn a_template_in_the_templates_dir_replaces_the_built_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tpl = dir.path().join("templates");
+    std::fs::create_dir(&tpl).unwrap();
+    std::fs::write(
+        tpl.join("email.txt"),
+        "{% if recipient.name %}Dear {{ recipient.name }},{% else %}Hello,{% endif %}\n\n{{ issue.text }}\nLeave: {{ recipient.unsubscribe_url }}\n",
+    )
+    .unwrap();
+    let cfg = read(&fixture_config())
+        .replace(
+            "dir = \"issues\"",
+            &format!("dir = {:?}", repo().join("tests/fixtures/email/issues")),
+        )
+        .replace("[templates]", &format!("[templates]\ndir = {:?}", tpl));
+    let cfg_path = dir.path().join("t.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let (eml, html, text) = preview(&cfg_path, None, "2024-01-15-cjk");
+    check_message(&eml, &fixture_expect(ENV_SECRET.as_bytes()));
+    assert!(text.starts_with("Dear Sample Subscriber,\n\n"), "{text}");
+    assert!(text.contains("\nLeave: https://fixture.example/unsubscribe?token="));
+    assert!(html.contains("View in browser"), "the HTML stays built in");
+}
