@@ -13,6 +13,7 @@ pub mod model;
 pub mod plaintext;
 pub mod serve;
 pub mod store;
+pub mod templates;
 pub mod token;
 
 /// Exit code of a `send` that left deliveries deferred for a later run (EX_TEMPFAIL).
