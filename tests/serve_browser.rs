@@ -178,6 +178,29 @@ impl Drop for Driver {
     }
 }
 
+/// The https URL of a message's `List-Unsubscribe`, after checking it offers one-click.
+fn list_unsubscribe_https(eml: &[u8]) -> String {
+    let text = String::from_utf8_lossy(eml);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let value = |name: &str| {
+        unfolded
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {name} header in:\n{head}"))
+    };
+    assert_eq!(value("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
+    let lu = value("List-Unsubscribe");
+    lu.split(',')
+        .map(|p| p.trim().trim_start_matches('<').trim_end_matches('>'))
+        .find(|u| u.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no https link in List-Unsubscribe: {lu}"))
+        .to_string()
+}
+
 fn artifacts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts")
 }
@@ -190,11 +213,29 @@ fn reader_unsubscribes_in_chromium_with_one_button() {
     site.add_active(&["reader@example.net", "other@example.net"]);
     let srv = site.serve();
 
-    // The link as the message's List-Unsubscribe header carries it: email.unsubscribe_url
-    // with the recipient's token in place of {token}.
-    let config = techshack::config::Config::load(&site.config).unwrap();
-    let template = config.email.unsubscribe_url.clone().unwrap();
-    let link = template.replace("{token}", &unsubscribe_token("reader@example.net"));
+    // The link from the List-Unsubscribe header of the message `send` builds for the reader.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    std::fs::write(
+        site.path("issues/2026-11-20.md"),
+        format!("---\ntitle: Queues\ndate: {yesterday}\n---\n\n## [Kafka](https://example.com/k)\n\nNotes.\n"),
+    )
+    .unwrap();
+    let out = site
+        .cmd()
+        .args(["send", "2026-11-20", "--dry-run", "eml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eml = std::fs::read(site.path("eml/2026-11-20-reader_example.net.eml")).unwrap();
+    let link = list_unsubscribe_https(&eml);
+    assert!(
+        link.starts_with(&format!("{PUBLIC_URL}/unsubscribe?token=")),
+        "{link}"
+    );
 
     let d = Driver::start();
     d.go(&srv.local(&link));

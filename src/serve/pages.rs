@@ -63,7 +63,7 @@ impl Pages {
         }
         let mut tera = Tera::default();
         tera.autoescape_on(vec![".html"]);
-        tera.set_escape_fn(escape_html);
+        tera.set_escape_fn(crate::templates::escape_html);
         tera.add_raw_templates(sources)
             .map_err(|e| anyhow::anyhow!("serve templates: {}", chain(&e)))?;
         let pages = Pages {
@@ -144,23 +144,6 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-/// Escapes text for element content and quoted attributes. Unlike Tera's own escaper it
-/// leaves `/` alone, so URLs stay readable.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
