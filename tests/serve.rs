@@ -79,6 +79,15 @@ fn one_click_post_unsubscribes_once_and_for_all() {
         Some(SubscriberStatus::Unsubscribed)
     );
 
+    // The log says what happened without saying to whom, and never shows a token.
+    let log = srv.log();
+    assert!(log.contains("unsubscribed …@example.net"), "{log}");
+    assert!(!log.contains("ann@") && !log.contains("bo@"), "{log}");
+    assert!(
+        !log.contains(&unsubscribe_token("ann@example.net")),
+        "{log}"
+    );
+
     // Security headers: the URL carries a token, so no Referer may leak it.
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
     assert_eq!(r.header("cache-control"), Some("no-store"));

@@ -40,6 +40,8 @@ pub const BODY_LIMIT: usize = 8 * 1024;
 pub const CONFIRM_TTL_SECS: i64 = 48 * 3600;
 /// At most one confirmation mail per address in this many seconds.
 pub const CONFIRM_MAIL_GAP_SECS: i64 = 3600;
+/// How long one request may take, its body included.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Longer tokens are refused before any decoding.
 const MAX_TOKEN_LEN: usize = 1024;
 
@@ -272,7 +274,18 @@ async fn harden(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(80).collect();
     let start = Instant::now();
-    let mut res = next.run(req).await;
+    // A client trickling its body in would otherwise hold a connection and a task for as
+    // long as it likes; the reverse proxy usually buffers bodies, but this server may face
+    // clients directly.
+    let mut res = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "The request took too long.\n",
+        )
+            .into_response(),
+    };
     let h = res.headers_mut();
     let fixed = [
         (
