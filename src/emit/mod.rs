@@ -8,6 +8,7 @@ pub mod atom;
 pub mod json;
 pub mod rss;
 mod staging;
+pub mod web;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
