@@ -65,6 +65,7 @@ pub struct Built {
 pub fn write_all(config: &Config, published: &[&Issue], out: &Path) -> Result<Built> {
     let staging = Staging::new(out)?;
     let feeds = emit::write_feeds(config, published, &staging)?;
+    emit::web::write_pages(config, published, &staging)?;
     let count = staging.commit()?;
     Ok(Built { count, feeds })
 }
