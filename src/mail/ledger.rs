@@ -1,0 +1,620 @@
+//! The delivery ledger: one row per (issue, address), and every state change of a send.
+//!
+//! The order of commits is what makes a send resumable: a row is committed `in_flight` before
+//! `MAIL FROM` and `sent` only after the server's 250 to the final dot, so after a crash a row
+//! still `in_flight` is exactly one whose fate is unknown.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::store::{now_text, open_connection};
+
+/// Where one delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    Pending,
+    InFlight,
+    Sent,
+    Deferred,
+    Failed,
+    Unknown,
+    Skipped,
+}
+
+impl DeliveryState {
+    /// In the order `status` prints them.
+    pub const ALL: [DeliveryState; 7] = [
+        DeliveryState::Pending,
+        DeliveryState::InFlight,
+        DeliveryState::Sent,
+        DeliveryState::Deferred,
+        DeliveryState::Failed,
+        DeliveryState::Unknown,
+        DeliveryState::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::InFlight => "in_flight",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Deferred => "deferred",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Unknown => "unknown",
+            DeliveryState::Skipped => "skipped",
+        }
+    }
+
+    fn index(self) -> usize {
+        DeliveryState::ALL
+            .iter()
+            .position(|s| *s == self)
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeliveryState {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        DeliveryState::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown delivery state `{s}` in the state file"))
+    }
+}
+
+/// Rows per state for one issue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts([usize; 7]);
+
+impl Counts {
+    pub fn get(&self, s: DeliveryState) -> usize {
+        self.0[s.index()]
+    }
+
+    pub fn total(&self) -> usize {
+        self.0.iter().sum()
+    }
+
+    /// Nothing left to do in any run (unknown rows wait for `--retry-unknown`).
+    pub fn is_complete(&self) -> bool {
+        self.get(DeliveryState::Pending) == 0
+            && self.get(DeliveryState::InFlight) == 0
+            && self.get(DeliveryState::Deferred) == 0
+    }
+
+    /// `sent 2000, deferred 0, ...`: every state and the total on one line.
+    pub fn one_line(&self) -> String {
+        let mut s: Vec<String> = DeliveryState::ALL
+            .iter()
+            .map(|st| format!("{st} {}", self.get(*st)))
+            .collect();
+        s.push(format!("total {}", self.total()));
+        s.join(", ")
+    }
+}
+
+/// A row to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub id: i64,
+    pub address: String,
+    pub name: Option<String>,
+    pub attempts: u32,
+}
+
+/// A row as `status --csv` writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    pub address: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub last_reply: Option<String>,
+    pub updated_at: String,
+}
+
+/// Whether the issue's recipients were already snapshotted.
+pub fn has_snapshot(conn: &Connection, issue: &str) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM sends WHERE issue = ?1", [issue], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Copies the active subscribers into the ledger as `pending`, once per issue. Returns the
+/// number of rows written, or `None` when the snapshot was taken by an earlier run.
+pub fn snapshot(conn: &mut Connection, issue: &str) -> Result<Option<usize>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let now = now_text();
+    let n = tx.execute(
+        "INSERT INTO sends (issue, snapshot_at) VALUES (?1, ?2) ON CONFLICT (issue) DO NOTHING",
+        params![issue, now],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let rows = tx.execute(
+        "INSERT INTO deliveries (issue, address, name, state, attempts, updated_at)
+         SELECT ?1, address, name, 'pending', 0, ?2 FROM subscribers WHERE status = 'active'
+         ORDER BY address",
+        params![issue, now],
+    )?;
+    tx.commit()?;
+    Ok(Some(rows))
+}
+
+/// Rows a crashed run left `in_flight` become `unknown`. Call only while holding the send
+/// lock: then no other process can have a row in flight.
+pub fn recover_in_flight(conn: &Connection, issue: &str) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE deliveries SET state = 'unknown',
+             last_reply = 'the sending process stopped after handing the message to the server',
+             updated_at = ?2
+         WHERE issue = ?1 AND state = 'in_flight'",
+        params![issue, now_text()],
+    )?)
+}
+
+/// `--retry-unknown`: unknown rows go back to `pending`.
+pub fn requeue_unknown(conn: &Connection, issue: &str) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE deliveries SET state = 'pending', updated_at = ?2
+         WHERE issue = ?1 AND state = 'unknown'",
+        params![issue, now_text()],
+    )?)
+}
+
+/// Rows to deliver now: pending, and deferred whose next attempt is due at `now` (Unix seconds).
+pub fn due(conn: &Connection, issue: &str, now: i64) -> Result<Vec<Row>> {
+    let mut st = conn.prepare(
+        "SELECT id, address, name, attempts FROM deliveries
+         WHERE issue = ?1 AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
+         ORDER BY id",
+    )?;
+    let rows = st.query_map(params![issue, now], |r| {
+        Ok(Row {
+            id: r.get(0)?,
+            address: r.get(1)?,
+            name: r.get(2)?,
+            attempts: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The earliest next attempt of a deferred row, Unix seconds.
+pub fn next_due(conn: &Connection, issue: &str) -> Result<Option<i64>> {
+    Ok(conn.query_row(
+        "SELECT min(next_attempt_at) FROM deliveries WHERE issue = ?1 AND state = 'deferred'",
+        [issue],
+        |r| r.get(0),
+    )?)
+}
+
+/// Rows per state of one issue.
+pub fn counts(conn: &Connection, issue: &str) -> Result<Counts> {
+    let mut st =
+        conn.prepare("SELECT state, count(*) FROM deliveries WHERE issue = ?1 GROUP BY state")?;
+    let mut c = Counts::default();
+    let rows = st.query_map([issue], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?))
+    })?;
+    for r in rows {
+        let (s, n) = r?;
+        c.0[s.parse::<DeliveryState>()?.index()] = n;
+    }
+    Ok(c)
+}
+
+/// Every issue sent so far (in the order first sent) with its counts.
+pub fn all_counts(conn: &Connection) -> Result<Vec<(String, Counts)>> {
+    let mut st = conn.prepare("SELECT issue FROM sends ORDER BY snapshot_at, issue")?;
+    let issues = st
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    issues
+        .into_iter()
+        .map(|i| {
+            let c = counts(conn, &i)?;
+            Ok((i, c))
+        })
+        .collect()
+}
+
+/// Every row of an issue that is not `sent`, by address.
+pub fn not_sent(conn: &Connection, issue: &str) -> Result<Vec<ReportRow>> {
+    let mut st = conn.prepare(
+        "SELECT address, state, attempts, last_reply, updated_at FROM deliveries
+         WHERE issue = ?1 AND state <> 'sent' ORDER BY address",
+    )?;
+    let rows = st.query_map([issue], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (address, state, attempts, last_reply, updated_at) = r?;
+        out.push(ReportRow {
+            address,
+            state: state.parse()?,
+            attempts,
+            last_reply,
+            updated_at,
+        });
+    }
+    Ok(out)
+}
+
+/// One state change of a delivery, as the delivery workers report them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The 2xx reply to the final dot.
+    Sent { reply: String },
+    /// A 4xx: try again after `next_attempt_at` (Unix seconds); `attempts` counts this one.
+    Deferred {
+        reply: String,
+        next_attempt_at: i64,
+        attempts: u32,
+    },
+    /// A 5xx, or attempts exhausted; `bounce` also marks the subscriber bounced.
+    Failed {
+        reply: String,
+        attempts: u32,
+        bounce: bool,
+    },
+    /// No reply to the final dot: the server may or may not have the message.
+    Unknown { reply: String },
+    /// The message never reached the final dot (a 421, a dropped connection): back to pending
+    /// without counting an attempt.
+    Release { reply: String },
+}
+
+enum Op {
+    /// Commit `in_flight`, or `skipped` when the subscriber is no longer active.
+    Claim {
+        id: i64,
+        done: tokio::sync::oneshot::Sender<bool>,
+    },
+    Change {
+        id: i64,
+        change: Change,
+    },
+    Flush(tokio::sync::oneshot::Sender<()>),
+    /// Commit what came before and end the thread, whatever handles are still around.
+    Stop,
+}
+
+/// The one writer of the ledger during a send: a thread that commits each batch of changes
+/// in one transaction, so many connections share one commit.
+pub struct Writer {
+    tx: Option<mpsc::Sender<Op>>,
+    thread: Option<JoinHandle<()>>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+/// A cheap handle the delivery workers use.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Op>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl Writer {
+    /// Starts the writer on its own connection to the state file.
+    pub fn start(path: &std::path::Path) -> Result<Writer> {
+        let conn = open_connection(path)?;
+        let (tx, rx) = mpsc::channel::<Op>();
+        let error = Arc::new(Mutex::new(None));
+        let err = error.clone();
+        let thread = std::thread::Builder::new()
+            .name("ledger".into())
+            .spawn(move || writer_loop(conn, rx, err))
+            .context("starting the ledger writer")?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            error,
+        })
+    }
+
+    pub fn handle(&self) -> WriterHandle {
+        WriterHandle {
+            tx: self.tx.clone().expect("writer running"),
+            error: self.error.clone(),
+        }
+    }
+
+    /// Commits everything sent so far and stops the thread.
+    pub fn finish(mut self) -> Result<()> {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Op::Stop);
+        }
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("the ledger writer panicked"))?;
+        }
+        match self.error.lock().ok().and_then(|e| e.clone()) {
+            Some(e) => anyhow::bail!("writing the delivery ledger: {e}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl WriterHandle {
+    fn failed(&self) -> anyhow::Error {
+        let e = self
+            .error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or_else(|| "the writer stopped".into());
+        anyhow::anyhow!("writing the delivery ledger: {e}")
+    }
+
+    /// Commits the row `in_flight` (true) or, when its subscriber is no longer active,
+    /// `skipped` (false). Returns only once committed.
+    pub async fn claim(&self, id: i64) -> Result<bool> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Op::Claim { id, done })
+            .map_err(|_| self.failed())?;
+        rx.await.map_err(|_| self.failed())
+    }
+
+    /// Queues a change; it is committed with the next batch, before any later claim.
+    pub fn record(&self, id: i64, change: Change) -> Result<()> {
+        self.tx
+            .send(Op::Change { id, change })
+            .map_err(|_| self.failed())
+    }
+
+    /// Waits until everything queued is committed.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(Op::Flush(done)).map_err(|_| self.failed())?;
+        rx.await.map_err(|_| self.failed())
+    }
+}
+
+const BATCH: usize = 512;
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>, error: Arc<Mutex<Option<String>>>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut stop = false;
+    while let Ok(first) = rx.recv() {
+        if matches!(first, Op::Stop) {
+            return;
+        }
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(Op::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        match apply(&mut conn, &mut batch) {
+            Ok(replies) => {
+                for r in replies {
+                    r();
+                }
+            }
+            Err(e) => {
+                if let Ok(mut slot) = error.lock() {
+                    *slot = Some(format!("{e:#}"));
+                }
+                // Dropping the receiver fails every later claim: nothing more is sent.
+                return;
+            }
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+type Reply = Box<dyn FnOnce() + Send>;
+
+fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let now = now_text();
+    let mut replies: Vec<Reply> = Vec::new();
+    {
+        let mut claim = tx.prepare_cached(
+            "UPDATE deliveries SET
+                 state = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
+                                           WHERE s.address = deliveries.address
+                                             AND s.status = 'active')
+                         THEN 'in_flight' ELSE 'skipped' END,
+                 last_reply = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
+                                           WHERE s.address = deliveries.address
+                                             AND s.status = 'active')
+                         THEN last_reply ELSE 'the subscriber is no longer active' END,
+                 updated_at = ?2
+             WHERE id = ?1 AND state IN ('pending', 'deferred')
+             RETURNING state",
+        )?;
+        let mut set = tx.prepare_cached(
+            "UPDATE deliveries SET state = ?2, last_reply = ?3, attempts = coalesce(?4, attempts),
+                 next_attempt_at = ?5, updated_at = ?6
+             WHERE id = ?1",
+        )?;
+        let mut bounce = tx.prepare_cached(
+            "UPDATE subscribers SET status = 'bounced', updated_at = ?2
+             WHERE address = (SELECT address FROM deliveries WHERE id = ?1)
+               AND status IN ('active', 'pending')",
+        )?;
+        for op in batch.drain(..) {
+            match op {
+                Op::Claim { id, done } => {
+                    let state: Option<String> =
+                        claim.query_row(params![id, now], |r| r.get(0)).optional()?;
+                    let go = state.as_deref() == Some("in_flight");
+                    replies.push(Box::new(move || {
+                        let _ = done.send(go);
+                    }));
+                }
+                Op::Change { id, change } => {
+                    let (state, reply, attempts, next) = match &change {
+                        Change::Sent { reply } => (DeliveryState::Sent, reply, None, None),
+                        Change::Deferred {
+                            reply,
+                            next_attempt_at,
+                            attempts,
+                        } => (
+                            DeliveryState::Deferred,
+                            reply,
+                            Some(*attempts),
+                            Some(*next_attempt_at),
+                        ),
+                        Change::Failed {
+                            reply, attempts, ..
+                        } => (DeliveryState::Failed, reply, Some(*attempts), None),
+                        Change::Unknown { reply } => (DeliveryState::Unknown, reply, None, None),
+                        Change::Release { reply } => (DeliveryState::Pending, reply, None, None),
+                    };
+                    set.execute(params![id, state.as_str(), reply, attempts, next, now])?;
+                    if let Change::Failed { bounce: true, .. } = change {
+                        bounce.execute(params![id, now])?;
+                    }
+                }
+                Op::Flush(done) => replies.push(Box::new(move || {
+                    let _ = done.send(());
+                })),
+                Op::Stop => {}
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(replies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, SubscriberStatus};
+
+    fn setup(n: usize) -> (tempfile::TempDir, Store) {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&d.path().join("s.sqlite3")).unwrap();
+        let rows: Vec<_> = (0..n).map(|i| (format!("u{i}@x.org"), None)).collect();
+        s.import(&rows).unwrap();
+        (d, s)
+    }
+
+    #[test]
+    fn snapshot_is_taken_once() {
+        let (_d, mut s) = setup(3);
+        assert_eq!(snapshot(s.conn_mut(), "i1").unwrap(), Some(3));
+        s.add_active("late@x.org", None).unwrap();
+        assert_eq!(snapshot(s.conn_mut(), "i1").unwrap(), None);
+        assert_eq!(
+            counts(s.conn(), "i1").unwrap().get(DeliveryState::Pending),
+            3
+        );
+        assert_eq!(snapshot(s.conn_mut(), "i2").unwrap(), Some(4));
+        let all = all_counts(s.conn()).unwrap();
+        assert_eq!(all.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn claims_skip_unsubscribed_and_changes_commit_in_order() {
+        let (_d, mut s) = setup(3);
+        snapshot(s.conn_mut(), "i").unwrap();
+        s.unsubscribe("u1@x.org").unwrap();
+        let rows = due(s.conn(), "i", 0).unwrap();
+        let w = Writer::start(s.path()).unwrap();
+        let h = w.handle();
+        assert!(h.claim(rows[0].id).await.unwrap());
+        assert!(
+            !h.claim(rows[1].id).await.unwrap(),
+            "unsubscribed after the snapshot"
+        );
+        assert!(h.claim(rows[2].id).await.unwrap());
+        // Claimed twice: the second claim finds it in flight and refuses.
+        assert!(!h.claim(rows[2].id).await.unwrap());
+        h.record(
+            rows[0].id,
+            Change::Sent {
+                reply: "250 ok".into(),
+            },
+        )
+        .unwrap();
+        h.record(
+            rows[2].id,
+            Change::Failed {
+                reply: "550 5.1.1 nobody".into(),
+                attempts: 1,
+                bounce: true,
+            },
+        )
+        .unwrap();
+        h.flush().await.unwrap();
+        w.finish().unwrap();
+        let c = counts(s.conn(), "i").unwrap();
+        assert_eq!(c.get(DeliveryState::Sent), 1);
+        assert_eq!(c.get(DeliveryState::Skipped), 1);
+        assert_eq!(c.get(DeliveryState::Failed), 1);
+        assert_eq!(c.total(), 3);
+        assert_eq!(
+            s.subscriber("u2@x.org").unwrap().unwrap().status,
+            SubscriberStatus::Bounced
+        );
+        let report = not_sent(s.conn(), "i").unwrap();
+        assert_eq!(report.len(), 2);
+        assert_eq!(report[1].last_reply.as_deref(), Some("550 5.1.1 nobody"));
+    }
+
+    #[tokio::test]
+    async fn in_flight_becomes_unknown_and_deferred_waits() {
+        let (_d, mut s) = setup(2);
+        snapshot(s.conn_mut(), "i").unwrap();
+        let rows = due(s.conn(), "i", 0).unwrap();
+        let w = Writer::start(s.path()).unwrap();
+        let h = w.handle();
+        assert!(h.claim(rows[0].id).await.unwrap());
+        assert!(h.claim(rows[1].id).await.unwrap());
+        h.record(
+            rows[1].id,
+            Change::Deferred {
+                reply: "451 later".into(),
+                next_attempt_at: 1000,
+                attempts: 1,
+            },
+        )
+        .unwrap();
+        w.finish().unwrap();
+        assert_eq!(recover_in_flight(s.conn(), "i").unwrap(), 1);
+        assert!(due(s.conn(), "i", 999).unwrap().is_empty());
+        assert_eq!(due(s.conn(), "i", 1000).unwrap().len(), 1);
+        assert_eq!(next_due(s.conn(), "i").unwrap(), Some(1000));
+        assert_eq!(requeue_unknown(s.conn(), "i").unwrap(), 1);
+        assert_eq!(due(s.conn(), "i", 1000).unwrap().len(), 2);
+        let c = counts(s.conn(), "i").unwrap();
+        assert!(!c.is_complete());
+        assert_eq!(
+            c.one_line(),
+            "pending 1, in_flight 0, sent 0, deferred 1, failed 0, unknown 0, skipped 0, total 2"
+        );
+    }
+}

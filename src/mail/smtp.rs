@@ -1,0 +1,613 @@
+//! SMTP connections we own: a tokio `TcpStream` with `TCP_NODELAY` handed to lettre's
+//! `AsyncSmtpConnection`, every step under a timeout, and replies classified by phase.
+//!
+//! lettre writes the final `.` of a message as a write of its own; without `TCP_NODELAY`
+//! Nagle's algorithm holds it until the server's delayed ACK, about 40 ms per message.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::config::SmtpConfig;
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// `smtp://` to another host: STARTTLS or nothing is sent.
+    StartTlsRequired,
+    /// `smtp://` to a loopback host: STARTTLS when the server offers it and `smtp.ca_file`
+    /// says which certificate to trust (a local relay's certificate rarely matches
+    /// `127.0.0.1`, and loopback traffic needs no encryption).
+    StartTlsIfOffered,
+    /// `smtp://...?tls=none` to a loopback host: plaintext.
+    None,
+}
+
+/// Where and how to connect, from `[smtp]` and `$TECHSHACK_SMTP_PASSWORD`.
+#[derive(Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    username: String,
+    pub timeout: Duration,
+    hello: ClientId,
+    private_ca: bool,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never appears, not even in debug output.
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .finish()
+    }
+}
+
+/// Whether a host name or address is this machine's loopback.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+impl Target {
+    /// Reads `smtp.url`, `smtp.ca_file`, `smtp.username` and the password. Refuses, before any
+    /// connection, a plaintext session to a host that is not loopback.
+    pub fn from_config(c: &SmtpConfig, password: Option<String>) -> Result<Target> {
+        let url = url::Url::parse(&c.url).with_context(|| {
+            format!(
+                "smtp.url `{}` is not a URL: write smtp://host:port or smtps://host:port",
+                c.url
+            )
+        })?;
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .with_context(|| format!("smtp.url `{}` has no host", c.url))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let loopback = is_loopback(&host);
+        let mut plaintext = false;
+        for (k, v) in url.query_pairs() {
+            match (k.as_ref(), v.as_ref()) {
+                ("tls", "none") => plaintext = true,
+                ("tls", "required") => {}
+                _ => bail!(
+                    "smtp.url `{}`: unknown parameter `{k}={v}` (only tls=required or tls=none)",
+                    c.url
+                ),
+            }
+        }
+        let (security, default_port) = match url.scheme() {
+            "smtps" => (Security::Implicit, 465),
+            "smtp" if plaintext && !loopback => bail!(
+                "refusing to send in plaintext to {host}: smtp.url asks for tls=none, which is allowed only for a loopback host; use STARTTLS (drop tls=none) or smtps://"
+            ),
+            "smtp" if plaintext => (Security::None, 25),
+            "smtp" if loopback => (Security::StartTlsIfOffered, 25),
+            "smtp" => (Security::StartTlsRequired, 25),
+            s => bail!(
+                "smtp.url `{}`: unknown scheme `{s}`, use smtp:// (STARTTLS) or smtps:// (implicit TLS)",
+                c.url
+            ),
+        };
+        let port = url.port().unwrap_or(default_port);
+        let tls = if security == Security::None {
+            None
+        } else {
+            let mut b = TlsParameters::builder(host.clone());
+            if let Some(ca) = &c.ca_file {
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("reading smtp.ca_file {}", ca.display()))?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| {
+                    anyhow::anyhow!("smtp.ca_file {}: not a PEM certificate: {e}", ca.display())
+                })?;
+                b = b.add_root_certificate(cert);
+            }
+            Some(
+                b.build()
+                    .map_err(|e| anyhow::anyhow!("setting up TLS for {host}: {e}"))?,
+            )
+        };
+        let username = c.username.trim().to_string();
+        let credentials = match (username.is_empty(), password) {
+            (true, _) => None,
+            (false, Some(p)) if !p.is_empty() => Some(Credentials::new(username.clone(), p)),
+            (false, _) => bail!(
+                "smtp.username is `{username}` but $TECHSHACK_SMTP_PASSWORD is not set: export the password in the environment of the send"
+            ),
+        };
+        if credentials.is_some() && security == Security::None {
+            bail!("refusing to send the SMTP password in plaintext: drop tls=none from smtp.url");
+        }
+        Ok(Target {
+            host,
+            port,
+            security,
+            tls,
+            credentials,
+            username,
+            timeout: Duration::from_secs(c.timeout_secs.max(1)),
+            hello: ClientId::default(),
+            private_ca: c.ca_file.is_some(),
+        })
+    }
+
+    /// Opens a ready connection: greeting, EHLO, TLS, AUTH.
+    pub async fn connect(&self) -> Result<Conn, ConnectError> {
+        let step = self.timeout;
+        let tcp = timeout(step, TcpStream::connect((self.host.as_str(), self.port)))
+            .await
+            .map_err(|_| {
+                ConnectError::Transient(format!(
+                    "connecting to {}:{} timed out",
+                    self.host, self.port
+                ))
+            })?
+            .map_err(|e| {
+                ConnectError::Transient(format!("connecting to {}:{}: {e}", self.host, self.port))
+            })?;
+        tcp.set_nodelay(true)
+            .map_err(|e| ConnectError::Transient(format!("setting TCP_NODELAY: {e}")))?;
+        let probe = probe_of(&tcp);
+        let (mut conn, probe) = match self.security {
+            Security::Implicit => {
+                // lettre owns the socket here; implicit TLS needs the handshake before the
+                // greeting, which `connect_with_transport` cannot do.
+                drop(tcp);
+                drop(probe);
+                let c = timeout(
+                    step,
+                    AsyncSmtpConnection::connect_tokio1(
+                        (self.host.as_str(), self.port),
+                        Some(step),
+                        &self.hello,
+                        self.tls.clone(),
+                        None,
+                    ),
+                )
+                .await
+                .map_err(|_| self.timed_out("the TLS handshake and greeting"))?
+                .map_err(|e| self.classify_connect(e, "connecting"))?;
+                (c, None)
+            }
+            _ => (
+                timeout(
+                    step,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+                )
+                .await
+                .map_err(|_| self.timed_out("the greeting and EHLO"))?
+                .map_err(|e| self.classify_connect(e, "greeting"))?,
+                probe,
+            ),
+        };
+        let offered = conn.server_info().supports_feature(Extension::StartTls);
+        let want_tls = match self.security {
+            Security::StartTlsRequired => {
+                if !offered {
+                    conn.abort().await;
+                    return Err(ConnectError::Fatal(format!(
+                        "{}:{} does not offer STARTTLS: refusing to send in plaintext to a host that is not loopback; use smtps:// or a server with STARTTLS",
+                        self.host, self.port
+                    )));
+                }
+                true
+            }
+            Security::StartTlsIfOffered => offered && self.private_ca,
+            Security::Implicit | Security::None => false,
+        };
+        if want_tls {
+            let tls = self
+                .tls
+                .clone()
+                .ok_or_else(|| ConnectError::Fatal("TLS parameters missing".into()))?;
+            timeout(step, conn.starttls(tls, &self.hello))
+                .await
+                .map_err(|_| self.timed_out("STARTTLS"))?
+                .map_err(|e| {
+                    if e.is_tls() || e.to_string().contains("certificate") {
+                        ConnectError::Fatal(format!(
+                            "TLS with {} failed: {e}; if the server uses a private CA, set smtp.ca_file",
+                            self.host
+                        ))
+                    } else {
+                        self.classify_connect(e, "STARTTLS")
+                    }
+                })?;
+        }
+        if let Some(cred) = &self.credentials {
+            let r = timeout(step, conn.auth(&[Mechanism::Plain, Mechanism::Login], cred))
+                .await
+                .map_err(|_| self.timed_out("AUTH"))?;
+            match r {
+                Ok(_) => {}
+                Err(e) if e.is_permanent() || e.is_client() => {
+                    conn.abort().await;
+                    return Err(ConnectError::Fatal(format!(
+                        "SMTP authentication as `{}` refused by {}: {}; check smtp.username and $TECHSHACK_SMTP_PASSWORD",
+                        self.username,
+                        self.host,
+                        reply_of_error(&e)
+                    )));
+                }
+                Err(e) => return Err(self.classify_connect(e, "AUTH")),
+            }
+        }
+        Ok(Conn {
+            inner: conn,
+            delivered: 0,
+            broken: false,
+            probe,
+        })
+    }
+
+    fn timed_out(&self, what: &str) -> ConnectError {
+        ConnectError::Transient(format!(
+            "{}:{}: no answer to {what} within {} s",
+            self.host,
+            self.port,
+            self.timeout.as_secs()
+        ))
+    }
+
+    fn classify_connect(&self, e: lettre::transport::smtp::Error, what: &str) -> ConnectError {
+        if e.is_tls() {
+            return ConnectError::Fatal(format!(
+                "TLS with {} failed: {e}; if the server uses a private CA, set smtp.ca_file",
+                self.host
+            ));
+        }
+        ConnectError::Transient(format!("{}:{} {what}: {e}", self.host, self.port))
+    }
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// Retrying cannot help (authentication refused, TLS refused or untrusted).
+    Fatal(String),
+    /// The server is down, busy or slow: a later run may succeed.
+    Transient(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Fatal(s) | ConnectError::Transient(s) => f.write_str(s),
+        }
+    }
+}
+
+/// An open session and how many messages it carried.
+pub struct Conn {
+    inner: AsyncSmtpConnection,
+    pub delivered: usize,
+    broken: bool,
+    /// A second handle on the socket, only to peek whether the server hung up.
+    probe: Option<std::net::TcpStream>,
+}
+
+/// A duplicate of the socket's descriptor for `peek`; tokio already made it non-blocking.
+fn probe_of(tcp: &TcpStream) -> Option<std::net::TcpStream> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = tcp.as_fd().try_clone_to_owned().ok()?;
+        Some(std::net::TcpStream::from(fd))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tcp;
+        None
+    }
+}
+
+/// Whether the server has closed the connection: end of stream or reset, without blocking.
+fn peer_closed(probe: Option<&std::net::TcpStream>) -> bool {
+    let Some(p) = probe else { return false };
+    let mut b = [0u8; 1];
+    match p.peek(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ),
+    }
+}
+
+/// What one message's transaction came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx to the final dot.
+    Sent(String),
+    /// 421, or the connection failed before the final dot: the server does not have the
+    /// message; reconnect and retry without counting an attempt.
+    Retry(String),
+    /// A 4xx for this message: try again in a later run.
+    Defer(String),
+    /// A 5xx; `bounce` when the address itself is bad (5.1.x).
+    Fail { reply: String, bounce: bool },
+    /// No reply to the final dot: the server may have the message.
+    Unknown(String),
+    /// A permanent refusal of the session rather than of the recipient (a 5xx to MAIL FROM,
+    /// 530 authentication required): retrying cannot help and no recipient is at fault.
+    Abort(String),
+}
+
+impl Outcome {
+    /// Whether the session can carry another message.
+    pub fn keeps_connection(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Sent(_) | Outcome::Defer(_) | Outcome::Fail { .. }
+        )
+    }
+}
+
+/// `550 5.1.1 ...`: the reply code and text as the server wrote them, on one line.
+pub fn reply_text(r: &Response) -> String {
+    let code: u16 = r.code().into();
+    let text = r.message().collect::<Vec<_>>().join(" ");
+    format!("{code} {text}").trim().to_string()
+}
+
+fn reply_of_error(e: &lettre::transport::smtp::Error) -> String {
+    let text = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    match e.status() {
+        Some(code) => format!("{} {text}", u16::from(code)).trim().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// Classifies a negative reply by the SPEC's classes.
+pub fn classify(code: u16, text: &str) -> Outcome {
+    let reply = format!("{code} {text}").trim().to_string();
+    let enhanced = text.split_whitespace().next().unwrap_or("");
+    match code {
+        200..=299 => Outcome::Sent(reply),
+        421 => Outcome::Retry(reply),
+        400..=499 => Outcome::Defer(reply),
+        500..=599 => Outcome::Fail {
+            bounce: enhanced.starts_with("5.1."),
+            reply,
+        },
+        // Not a completion reply at all: the server is confused; let a later run retry.
+        _ => Outcome::Defer(reply),
+    }
+}
+
+fn classify_error(e: &lettre::transport::smtp::Error, after_dot: bool, what: &str) -> Outcome {
+    if let Some(code) = e.status() {
+        let text = std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let code = u16::from(code);
+        if code == 530 {
+            return Outcome::Abort(format!(
+                "{code} {text}: the server wants authentication or TLS first; set smtp.username (and smtp.ca_file for STARTTLS on loopback)"
+            ));
+        }
+        return classify(code, &text);
+    }
+    if after_dot {
+        Outcome::Unknown(format!("no reply to the final dot: {e}"))
+    } else {
+        Outcome::Retry(format!("{what}: {e}"))
+    }
+}
+
+impl Conn {
+    /// Whether the session can carry another message.
+    pub fn is_usable(&self) -> bool {
+        !self.broken && !self.inner.has_broken()
+    }
+
+    /// Runs one mail transaction. After a negative reply to MAIL or RCPT the transaction is
+    /// reset so the session can go on.
+    pub async fn send(&mut self, step: Duration, envelope: &Envelope, body: &[u8]) -> Outcome {
+        let mut opts = Vec::new();
+        if !body.is_ascii() {
+            opts.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        if envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii())
+        {
+            opts.push(MailParameter::SmtpUtfEight);
+        }
+        let mail = Mail::new(envelope.from().cloned(), opts);
+        match timeout(step, self.inner.command(mail)).await {
+            Err(_) => return Outcome::Retry("no answer to MAIL FROM".into()),
+            Ok(Err(e)) => {
+                return match classify_error(&e, false, "MAIL FROM") {
+                    Outcome::Fail { reply, .. } => Outcome::Abort(format!(
+                        "the server refused MAIL FROM: {reply}; check email.from and the relay's sender rules"
+                    )),
+                    o => self.reset_after(o, step).await,
+                };
+            }
+            Ok(Ok(_)) => {}
+        }
+        for to in envelope.to() {
+            match timeout(step, self.inner.command(Rcpt::new(to.clone(), vec![]))).await {
+                Err(_) => return Outcome::Retry("no answer to RCPT TO".into()),
+                Ok(Err(e)) => {
+                    return self
+                        .reset_after(classify_error(&e, false, "RCPT TO"), step)
+                        .await
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+        match timeout(step, self.inner.command(Data)).await {
+            Err(_) => return Outcome::Retry("no answer to DATA".into()),
+            Ok(Err(e)) => {
+                return self
+                    .reset_after(classify_error(&e, false, "DATA"), step)
+                    .await
+            }
+            Ok(Ok(_)) => {}
+        }
+        // lettre writes each part, then the final dot, then reads the reply. Between the two
+        // the iterator notes that the content is out and whether the server has already hung
+        // up: a server that closed before the dot was written cannot have the message.
+        let content_written = AtomicBool::new(false);
+        let closed_before_dot = AtomicBool::new(false);
+        let parts = Parts {
+            body: Some(body),
+            done: &content_written,
+            closed: &closed_before_dot,
+            probe: self.probe.as_ref(),
+        };
+        let r = timeout(step, self.inner.message_iter(parts)).await;
+        let after_dot =
+            content_written.load(Ordering::SeqCst) && !closed_before_dot.load(Ordering::SeqCst);
+        match r {
+            Err(_) if after_dot => Outcome::Unknown(format!(
+                "no reply to the final dot within {} s",
+                step.as_secs()
+            )),
+            Err(_) => Outcome::Retry("the server stopped reading the message".into()),
+            Ok(Err(e)) => {
+                let o = classify_error(&e, after_dot, "sending the message");
+                match o {
+                    // A 421 to the dot: the message was refused, the session is over.
+                    Outcome::Retry(_) | Outcome::Unknown(_) => o,
+                    _ => self.reset_after(o, step).await,
+                }
+            }
+            Ok(Ok(resp)) => {
+                self.delivered += 1;
+                Outcome::Sent(reply_text(&resp))
+            }
+        }
+    }
+
+    async fn reset_after(&mut self, o: Outcome, step: Duration) -> Outcome {
+        if o.keeps_connection() && !self.inner.has_broken() {
+            match timeout(step, self.inner.command(Rset)).await {
+                Ok(Ok(_)) => {}
+                _ => self.broken = true,
+            }
+        }
+        o
+    }
+
+    /// Ends the session politely; errors do not matter any more.
+    pub async fn quit(mut self, step: Duration) {
+        let _ = timeout(step, self.inner.quit()).await;
+    }
+}
+
+struct Parts<'a> {
+    body: Option<&'a [u8]>,
+    done: &'a AtomicBool,
+    closed: &'a AtomicBool,
+    probe: Option<&'a std::net::TcpStream>,
+}
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let b = self.body.take();
+        if b.is_none() {
+            if peer_closed(self.probe) {
+                self.closed.store(true, Ordering::SeqCst);
+            }
+            self.done.store(true, Ordering::SeqCst);
+        }
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str) -> SmtpConfig {
+        SmtpConfig {
+            url: url.into(),
+            ..SmtpConfig::default()
+        }
+    }
+
+    #[test]
+    fn reply_classes() {
+        assert_eq!(classify(250, "ok"), Outcome::Sent("250 ok".into()));
+        assert!(matches!(classify(421, "4.3.2 bye"), Outcome::Retry(_)));
+        for c in [450, 451, 452, 454] {
+            assert!(matches!(classify(c, "try later"), Outcome::Defer(_)));
+        }
+        assert!(matches!(
+            classify(450, "4.7.1 greylisted"),
+            Outcome::Defer(_)
+        ));
+        assert_eq!(
+            classify(550, "5.1.1 no such user"),
+            Outcome::Fail {
+                reply: "550 5.1.1 no such user".into(),
+                bounce: true
+            }
+        );
+        assert!(matches!(
+            classify(554, "5.7.1 spam"),
+            Outcome::Fail { bounce: false, .. }
+        ));
+    }
+
+    #[test]
+    fn plaintext_to_another_host_is_refused_before_connecting() {
+        let e = Target::from_config(&cfg("smtp://mail.example.org:25?tls=none"), None)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("refusing"), "{e}");
+        let t = Target::from_config(&cfg("smtp://mail.example.org"), None).unwrap();
+        assert_eq!((t.security, t.port), (Security::StartTlsRequired, 25));
+        let t = Target::from_config(&cfg("smtp://127.0.0.1:2525"), None).unwrap();
+        assert_eq!((t.security, t.port), (Security::StartTlsIfOffered, 2525));
+        let t = Target::from_config(&cfg("smtp://[::1]:2525?tls=none"), None).unwrap();
+        assert_eq!(t.security, Security::None);
+        let t = Target::from_config(&cfg("smtps://mail.example.org"), None).unwrap();
+        assert_eq!((t.security, t.port), (Security::Implicit, 465));
+        assert!(Target::from_config(&cfg("http://x.org"), None).is_err());
+    }
+
+    #[test]
+    fn username_needs_the_password_and_debug_hides_it() {
+        let mut c = cfg("smtp://mail.example.org");
+        c.username = "bob".into();
+        let e = Target::from_config(&c, None).err().unwrap();
+        assert!(e.to_string().contains("TECHSHACK_SMTP_PASSWORD"));
+        let t = Target::from_config(&c, Some("hunter2-secret".into())).unwrap();
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}

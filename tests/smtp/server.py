@@ -1,0 +1,179 @@
+"""An SMTP server for the send tests, with faults injected on demand.
+
+Every accepted message appends one line per recipient to --log (the address), flushed at once,
+so a test can count what was received per address even after killing the sender.
+
+Faults come from a JSON file (--faults), every key optional:
+  tempfail:   {"regex": R, "times": N, "reply": "451 4.3.0 ..."}  RCPT of a matching address
+              gets the reply on its first N attempts
+  reject:     {"regex": R, "reply": "550 5.1.1 ..."}              RCPT always refused
+  disconnect_after: N    after N accepted messages, the next MAIL gets 421 and the connection is
+                         closed (once)
+  drop_in_data: {"regex": R, "times": N}   the first N DATA phases for a matching address are cut
+                         off: 354, then the connection is closed before the content is complete
+  stall_after: N         after N accepted messages the server stops answering anything
+  auth:  {"user": U, "password": P}    AUTH required (after STARTTLS)
+  tls:   {"cert": FILE, "key": FILE}   STARTTLS offered and required
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import ssl
+import sys
+import warnings
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+class State:
+    def __init__(self, faults, log):
+        self.faults = faults
+        self.log = log
+        self.accepted = 0
+        self.tempfails = {}
+        self.drops = {}
+        self.disconnected = False
+        self.stalled = False
+        self.connections = 0
+
+
+def matches(rule, address):
+    return rule is not None and re.search(rule["regex"], address) is not None
+
+
+class Handler:
+    def __init__(self, state):
+        self.s = state
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        f = self.s.faults
+        a = address.lower()
+        if matches(f.get("reject"), a):
+            return f["reject"].get("reply", "550 5.1.1 No such user here")
+        tf = f.get("tempfail")
+        if matches(tf, a):
+            n = self.s.tempfails.get(a, 0)
+            if n < tf.get("times", 1):
+                self.s.tempfails[a] = n + 1
+                return tf.get("reply", "451 4.3.0 Try again later")
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        for r in envelope.rcpt_tos:
+            self.s.log.write(r.lower() + "\n")
+        self.s.log.flush()
+        self.s.accepted += 1
+        stall = self.s.faults.get("stall_after")
+        if stall is not None and self.s.accepted >= stall:
+            self.s.stalled = True
+        return "250 2.0.0 Ok: queued"
+
+
+class FaultySMTP(SMTP):
+    def __init__(self, handler, state, **kw):
+        super().__init__(handler, **kw)
+        self.st = state
+
+    def connection_made(self, transport):
+        self.st.connections += 1
+        super().connection_made(transport)
+
+    async def push(self, status):
+        if self.st.stalled:
+            return
+        await super().push(status)
+
+    async def smtp_MAIL(self, arg):
+        n = self.st.faults.get("disconnect_after")
+        if n is not None and not self.st.disconnected and self.st.accepted >= n:
+            self.st.disconnected = True
+            await self.push("421 4.3.2 Service shutting down, closing channel")
+            self.transport.close()
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_DATA(self, arg):
+        rule = self.st.faults.get("drop_in_data")
+        env = self.envelope
+        if rule is not None and env is not None and env.rcpt_tos:
+            a = env.rcpt_tos[0].lower()
+            n = self.st.drops.get(a, 0)
+            if matches(rule, a) and n < rule.get("times", 1):
+                self.st.drops[a] = n + 1
+                # Invite the content, then hang up before it is complete.
+                await self.push("354 End data with <CR><LF>.<CR><LF>")
+                self.transport.close()
+                return
+        await super().smtp_DATA(arg)
+
+
+def main():
+    # Faults make aiosmtpd log tracebacks on purpose; the tests judge by counts and replies.
+    logging.basicConfig(level=logging.CRITICAL)
+    warnings.simplefilter("ignore")
+    p = argparse.ArgumentParser()
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--port-file", required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--faults")
+    a = p.parse_args()
+
+    faults = {}
+    if a.faults:
+        with open(a.faults) as f:
+            faults = json.load(f)
+    state = State(faults, open(a.log, "a", buffering=1))
+    handler = Handler(state)
+
+    kw = {"data_size_limit": 0, "enable_SMTPUTF8": True}
+    tls = faults.get("tls")
+    if tls:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(tls["cert"], tls["key"])
+        kw.update(tls_context=ctx, require_starttls=True)
+    auth = faults.get("auth")
+    if auth:
+        def authenticator(server, session, envelope, mechanism, data):
+            ok = (
+                isinstance(data, LoginPassword)
+                and data.login.decode() == auth["user"]
+                and data.password.decode() == auth["password"]
+            )
+            return AuthResult(success=ok, handled=False)
+
+        kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls))
+    else:
+        kw.update(auth_require_tls=False)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = loop.run_until_complete(
+        loop.create_server(lambda: FaultySMTP(handler, state, loop=loop, **kw), a.host, a.port)
+    )
+    port = server.sockets[0].getsockname()[1]
+    with open(a.port_file + ".tmp", "w") as f:
+        f.write(str(port))
+    os.rename(a.port_file + ".tmp", a.port_file)
+    # The connection count lets a test prove that nothing connected at all.
+    async def report():
+        while True:
+            with open(a.port_file + ".connections", "w") as f:
+                f.write(str(state.connections))
+            await asyncio.sleep(0.1)
+
+    loop.create_task(report())
+    try:
+        loop.run_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
