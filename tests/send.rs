@@ -125,12 +125,22 @@ fn sigkill_midway_then_rerun_sends_everyone_once_and_reports_unknown() {
 
 #[test]
 fn tempfail_and_421_defer_exit_75_and_a_later_run_delivers() {
+    tempfail_and_421(true);
+}
+
+#[test]
+fn tempfail_and_421_without_pipelining() {
+    tempfail_and_421(false);
+}
+
+fn tempfail_and_421(pipelining: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(
         tmp.path(),
         json!({
             "tempfail": {"regex": "^user00[0-2][0-9]@", "times": 1, "reply": "451 4.3.0 Try later"},
-            "disconnect_after": 100
+            "disconnect_after": 100,
+            "no_pipelining": !pipelining
         }),
     );
     let site = site_for(&server, "");
@@ -164,7 +174,8 @@ fn permanent_550_fails_bounces_and_is_never_retried() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(
         tmp.path(),
-        json!({"reject": {"regex": "^user0003@", "reply": "550 5.1.1 <user0003@example.net>: no such user"}}),
+        json!({"reject": {"regex": "^user0003@", "reply": "550 5.1.1 <user0003@example.net>: no such user"},
+               "no_pipelining": true}),
     );
     let site = site_for(&server, "");
     site.subscribe(20);
@@ -197,7 +208,7 @@ fn connection_dropped_in_data_is_retried_and_arrives_once() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(
         tmp.path(),
-        json!({"drop_in_data": {"regex": "^user000[57]@", "times": 1}}),
+        json!({"drop_in_data": {"regex": "^user000[57]@", "times": 1}, "no_pipelining": true}),
     );
     let site = site_for(&server, "");
     let addrs = site.subscribe(20);
