@@ -12,6 +12,7 @@ pub mod markdown;
 pub mod model;
 pub mod plaintext;
 pub mod store;
+pub mod templates;
 pub mod token;
 
 /// Exit code of a `send` that left deliveries deferred for a later run (EX_TEMPFAIL).

@@ -76,6 +76,13 @@ const PLAIN_INLINE: &[&str] = &[
 /// Makes a URL from the Markdown absolute: site paths against `base_url`, relative paths and
 /// fragments against the page. `None` means the URL must go (an unsafe scheme).
 pub fn absolutize<'u>(url: &'u str, base_url: &str, page_url: &str) -> Option<Cow<'u, str>> {
+    // Nearly every real link is already absolute.
+    let head = url.as_bytes().get(..8).unwrap_or_default();
+    if head.eq_ignore_ascii_case(b"https://")
+        || head[..head.len().min(7)].eq_ignore_ascii_case(b"http://")
+    {
+        return Some(Cow::Borrowed(url));
+    }
     let u = url.trim();
     if u.is_empty() {
         return Some(Cow::Borrowed(url));
@@ -118,7 +125,6 @@ struct RawTag<'h> {
     range: Range<usize>,
     name: &'h str,
     closing: bool,
-    self_closing: bool,
 }
 
 impl<'h> RawTag<'h> {
@@ -169,12 +175,10 @@ fn raw_tag(h: &str, start: usize) -> Option<RawTag<'_>> {
     }
     let end = tag_end(h, start)?;
     let name = &h[name_start..name_start + name_len];
-    let self_closing = h[..end - 1].trim_end().ends_with('/');
     Some(RawTag {
         range: start..end,
         name,
         closing,
-        self_closing,
     })
 }
 
@@ -210,7 +214,7 @@ pub fn strip_tags(h: &str) -> String {
         } else if rest.starts_with('<') {
             i = tag_end(h, i).unwrap_or(h.len());
         } else if rest.starts_with('&') {
-            let semi = rest[..rest.len().min(12)].find(';');
+            let semi = rest.bytes().take(12).position(|b| b == b';');
             let decoded = semi.and_then(|s| decode_entity(&rest[1..s]).map(|c| (c, s + 1)));
             match decoded {
                 Some((c, n)) => {
@@ -276,7 +280,11 @@ pub fn slugify(s: &str) -> String {
                 out.push('-');
             }
             dash = false;
-            out.extend(c.to_lowercase());
+            if c.is_ascii() {
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.extend(c.to_lowercase());
+            }
         } else if c.is_whitespace() || matches!(c, '-' | '_' | '.' | '/' | ':') {
             dash = true;
         }
@@ -454,6 +462,11 @@ impl<'a, 's> Builder<'a, 's> {
             }
         }
         pre.push_str(&raw[last..]);
+        // Most raw HTML in real issues is comments, which would only be removed: skip the
+        // sanitizer for them.
+        if pre.contains("<!--") {
+            pre = without_comments(&pre);
+        }
         let out = if pre.trim().is_empty() {
             String::new()
         } else if pre
@@ -529,7 +542,8 @@ impl<'a, 's> Builder<'a, 's> {
                 None => return,
             }
         };
-        if !VOID.contains(&name.as_str()) && !tag.self_closing {
+        // Browsers read `<span/>` as an open tag, so it is closed like one.
+        if !VOID.contains(&name.as_str()) {
             self.open_inline.push((name, self.depth));
         }
         self.push(Event::InlineHtml(CowStr::from(open)), offset);
@@ -616,6 +630,20 @@ impl<'a, 's> Builder<'a, 's> {
             e => self.push(e, offset),
         }
     }
+}
+
+/// `h` without its `<!-- … -->` comments (an unclosed one runs to the end).
+fn without_comments(h: &str) -> String {
+    let mut out = String::with_capacity(h.len());
+    let mut rest = h;
+    while let Some(i) = rest.find("<!--") {
+        out.push_str(&rest[..i]);
+        rest = rest[i + 4..]
+            .find("-->")
+            .map_or("", |e| &rest[i + 4 + e + 3..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 fn restore_placeholders(cleaned: &str, replacements: &[String]) -> String {
@@ -742,11 +770,7 @@ impl<'a> Doc<'a> {
     /// Drops the leading H1 (the first block that is not raw HTML) when `repeats` says its
     /// text repeats the title.
     pub fn drop_leading_h1(&mut self, repeats: impl Fn(&str) -> bool) {
-        let blocks = self.blocks();
-        let Some(b) = blocks
-            .iter()
-            .find(|b| !matches!(self.events[b.start], Event::Start(Tag::HtmlBlock)))
-        else {
+        let Some(b) = self.leading_block() else {
             return;
         };
         if let Event::Start(Tag::Heading {
@@ -759,6 +783,39 @@ impl<'a> Doc<'a> {
                 self.offsets.drain(b.start..b.end);
             }
         }
+    }
+
+    /// The first top-level block that is not raw HTML.
+    fn leading_block(&self) -> Option<Block> {
+        let mut i = 0;
+        while i < self.events.len() {
+            let end = match &self.events[i] {
+                Event::Start(_) => {
+                    let mut depth = 0usize;
+                    let mut j = i;
+                    loop {
+                        match self.events.get(j) {
+                            Some(Event::Start(_)) => depth += 1,
+                            Some(Event::End(_)) => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break j + 1;
+                                }
+                            }
+                            Some(_) => {}
+                            None => break j,
+                        }
+                        j += 1;
+                    }
+                }
+                _ => i + 1,
+            };
+            if !matches!(self.events[i], Event::Start(Tag::HtmlBlock)) {
+                return Some(Block { start: i, end });
+            }
+            i = end;
+        }
+        None
     }
 
     /// Gives every heading an `id` unique within the body.
@@ -817,17 +874,21 @@ impl<'a> Doc<'a> {
         for r in ranges {
             self.push_html(r.clone(), &mut s);
         }
+        // Every issue's HTML is kept until the outputs are written: no spare capacity.
+        s.shrink_to_fit();
         s
     }
 
     /// The plain text of several ranges, rendered as one run of events.
     pub fn text_of(&self, ranges: &[Range<usize>]) -> String {
         let events = ranges.iter().flat_map(|r| self.events[r.clone()].iter());
-        crate::plaintext::render(events.filter_map(|e| match e {
+        let mut text = crate::plaintext::render(events.filter_map(|e| match e {
             Event::InlineHtml(_) => None,
             Event::Html(h) => Some(Event::Text(CowStr::from(strip_tags(h)))),
             e => Some(e.clone()),
-        }))
+        }));
+        text.shrink_to_fit();
+        text
     }
 
     /// Whether the body has no content at all.
@@ -913,6 +974,8 @@ mod tests {
     fn inline_html_is_balanced_and_clean() {
         let (h, _) = render("a <small>b <b onmouseover=\"x\">c\n\nnext");
         assert_eq!(h, "<p>a <small>b <b>c</b></small></p>\n<p>next</p>\n");
+        let (h, _) = render("a <span/> b");
+        assert_eq!(h, "<p>a <span> b</span></p>\n");
         let (h, _) = render("x </b> <br> <img src=\"i.png\" onerror=\"x\"> <script>y</script>");
         assert!(
             !h.contains("</b>") && !h.contains("onerror") && !h.contains("<script"),
@@ -948,6 +1011,13 @@ mod tests {
         assert_eq!(a.unique("x".into()), "x");
         assert_eq!(a.unique("x".into()), "x-2");
         assert_eq!(a.unique("x".into()), "x-3");
+    }
+
+    #[test]
+    fn comments_are_removed_whole() {
+        assert_eq!(without_comments("a<!-- x -->b<!--c--><!-- open"), "ab");
+        let (h, _) = render("<!-- <script>x</script> -->\n\n<!--\n* [a](b)\n\n-->\n<p>after</p>\n");
+        assert_eq!(h, "<p>after</p>\n");
     }
 
     #[test]

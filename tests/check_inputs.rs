@@ -185,13 +185,30 @@ fn front_matter_slug_clashing_with_a_file_name() {
             ("2019-02.md", b"---\ntitle: B\nslug: 2019-01\n---\nx\n"),
         ],
     );
-    let (code, err) = check(d.path());
-    assert_eq!(code, 1);
-    assert!(
-        err.starts_with(
-            "issues/2019-02.md: error: slug `2019-01` is also the slug of issues/2019-01.md"
-        ),
-        "{err}"
+    assert_eq!(
+        check(d.path()),
+        (
+            1,
+            "issues/2019-02.md:3:1: error: slug `2019-01` is also the slug of issues/2019-01.md: rename one of the files or give one a `slug:` of its own\n\
+             checked 2 issues: 1 error, 0 warnings\n"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn hidden_files_are_not_issues() {
+    let d = folder(
+        "",
+        &[
+            ("2019-01.md", GOOD),
+            ("._2019-01.md", b"\x00\x05\x16\x07\xff"),
+            (".#2019-02.md", b"x"),
+        ],
+    );
+    assert_eq!(
+        check(d.path()),
+        (0, "checked 1 issue: 0 errors, 0 warnings\n".into())
     );
 }
 
@@ -208,7 +225,7 @@ fn two_files_with_one_id() {
         check(d.path()),
         (
             1,
-            "issues/2019-02.md: error: id `urn:issue:1` is also the id of issues/2019-01.md: every issue needs an id of its own\n\
+            "issues/2019-02.md:3:1: error: id `urn:issue:1` is also the id of issues/2019-01.md: every issue needs an id of its own\n\
              checked 2 issues: 1 error, 0 warnings\n"
                 .into()
         )

@@ -270,7 +270,9 @@ fn check_passes_over_both_corpora() {
     };
     let err = run("config/techshack.toml", dir.join("techshack"));
     assert!(
-        err.ends_with("checked 25 issues: 0 errors, 1 warning\n"),
+        err.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("checked 25 issues: 0 errors, ")),
         "{err}"
     );
     let err = run("examples/twir/techshack.toml", dir.join("twir"));

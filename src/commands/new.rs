@@ -56,8 +56,8 @@ pub fn create(config: &Config, day: NaiveDate, title: Option<&str>) -> Result<Pa
     let slug = date::to_file_name(day, format)
         .filter(|s| !s.is_empty())
         .with_context(|| format!("issues.filename_date `{format}` is not a date format"))?;
-    if slug.contains(['/', '\\']) || slug.starts_with('.') {
-        bail!("issues.filename_date `{format}` makes the file name `{slug}`, which is not a plain file name");
+    if !crate::issue::valid_slug(&slug) {
+        bail!("issues.filename_date `{format}` makes the file name `{slug}`: use only letters, digits, `-`, `_` and `.` in it");
     }
     let tz = &config.site.timezone;
     let back = date::from_file_name(&slug, format, config.issues.time, tz);

@@ -1,1 +1,877 @@
-//! One file per output format.
+//! One file per output format, and what they share: the plan of every feed document
+//! (`plan`), entries borrowed from the model (`Entry`), and atomic output (`Staging`).
+//!
+//! Every document is built from data borrowed from the issues, so memory grows with the
+//! entries of one document, not with the corpus.
+
+pub mod atom;
+pub mod json;
+pub mod rss;
+mod staging;
+pub mod web;
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Duration, FixedOffset};
+use rayon::prelude::*;
+
+use crate::config::{Config, FeedContent};
+use crate::model::{Issue, Item};
+
+pub use staging::Staging;
+
+/// The namespace of RFC 5005 feed history (`fh:archive`).
+pub const FH_NAMESPACE: &str = "http://purl.org/syndication/history/1.0";
+
+/// What one family of documents (a subscription document and its archives) says about itself.
+#[derive(Debug, Clone)]
+pub struct FeedMeta {
+    pub title: String,
+    pub description: String,
+    pub language: String,
+    /// The web page the feed stands for: the archive index of the issue pages.
+    pub home_url: String,
+    pub author_name: String,
+    pub author_email: Option<String>,
+    /// `feeds.content`.
+    pub content: FeedContent,
+}
+
+/// One entry of a document, borrowed from an issue or one of its items.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    /// Stable: the issue's id, or `{issue.id}#{anchor}` for an item.
+    pub id: Cow<'a, str>,
+    /// Plain text without control characters.
+    pub title: Cow<'a, str>,
+    /// What a reader opens: the issue page, or an item's source article.
+    pub link: Cow<'a, str>,
+    /// An item's place on the issue page (`page#anchor`); `None` for an issue.
+    pub related: Option<String>,
+    /// Sanitized HTML with absolute URLs, without control characters.
+    pub html: Cow<'a, str>,
+    /// Plain text: the issue's description, else the start of the HTML's text.
+    pub summary: Cow<'a, str>,
+    /// Whether `summary` was written by the author (not derived from the body).
+    pub has_description: bool,
+    pub published: DateTime<FixedOffset>,
+    /// Unique within every document this entry is written to (see `Document`).
+    pub updated: DateTime<FixedOffset>,
+    pub tags: &'a [String],
+    /// The issue's own language when it differs from the feed's.
+    pub lang: Option<&'a str>,
+}
+
+/// RFC 5005 links of one document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// An archive document (`fh:archive`), as opposed to the subscription document.
+    pub archive: bool,
+    /// The subscription document (`rel="current"`), on archive documents.
+    pub current: Option<String>,
+    pub prev_archive: Option<String>,
+    pub next_archive: Option<String>,
+}
+
+/// One Atom or RSS document, or a JSON Feed: entries newest first.
+#[derive(Debug)]
+pub struct Document<'d, 'a> {
+    pub meta: &'d FeedMeta,
+    /// The stable id of the feed (the same for a subscription document and its archives).
+    pub feed_id: &'d str,
+    /// The absolute URL this document is served at (`rel="self"`).
+    pub self_url: String,
+    /// The newest entry's `updated`; for an empty feed, the newest published issue's.
+    pub updated: DateTime<FixedOffset>,
+    pub entries: Vec<Entry<'a>>,
+    pub history: History,
+}
+
+/// The format of a document, and so the writer it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Atom,
+    Rss,
+    Json,
+}
+
+/// A document to write and the path under `--out` it goes to.
+#[derive(Debug)]
+pub struct Job<'d, 'a> {
+    pub path: String,
+    pub format: Format,
+    pub doc: Document<'d, 'a>,
+}
+
+/// The issues of one family of feeds.
+#[derive(Debug)]
+pub struct FeedSet<'a> {
+    /// File name stem: `""` for the main feeds, else the `[[feeds.extra]]` name.
+    pub name: String,
+    pub meta: FeedMeta,
+    /// Oldest first.
+    pub issues: Vec<&'a Issue>,
+}
+
+/// How many files a build wrote, for its summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub documents: usize,
+    pub archives: usize,
+    pub issues: usize,
+    pub items: usize,
+}
+
+/// Splits the published issues (oldest first) into the main feeds and every
+/// `[[feeds.extra]]` subset, by a glob on each issue's file name. An issue matched by an
+/// extra feed leaves the main feeds (and may appear in several extra feeds).
+pub fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Result<Vec<FeedSet<'a>>> {
+    let mut matchers = Vec::new();
+    for x in &config.feeds.extra {
+        let glob = globset::Glob::new(&x.pattern)
+            .with_context(|| format!("feeds.extra `{}`: invalid glob `{}`", x.name, x.pattern))?;
+        matchers.push(glob.compile_matcher());
+    }
+    let file_name = |i: &Issue| {
+        i.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| i.slug.clone())
+    };
+    let base = base_meta(config);
+    let mut main = FeedSet {
+        name: String::new(),
+        meta: base.clone(),
+        issues: Vec::new(),
+    };
+    let mut extras: Vec<FeedSet<'a>> = config
+        .feeds
+        .extra
+        .iter()
+        .map(|x| FeedSet {
+            name: x.name.clone(),
+            meta: FeedMeta {
+                title: x
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| format!("{} ({})", config.site.title, x.name)),
+                description: x
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| base.description.clone()),
+                language: x.language.clone().unwrap_or_else(|| base.language.clone()),
+                ..base.clone()
+            },
+            issues: Vec::new(),
+        })
+        .collect();
+    for &issue in published {
+        let name = file_name(issue);
+        let mut matched = false;
+        for (m, set) in matchers.iter().zip(extras.iter_mut()) {
+            if m.is_match(&name) {
+                set.issues.push(issue);
+                matched = true;
+            }
+        }
+        if !matched {
+            main.issues.push(issue);
+        }
+    }
+    let mut sets = vec![main];
+    sets.append(&mut extras);
+    Ok(sets)
+}
+
+fn base_meta(config: &Config) -> FeedMeta {
+    let site = &config.site;
+    let description = if site.description.trim().is_empty() {
+        site.title.clone()
+    } else {
+        site.description.clone()
+    };
+    FeedMeta {
+        title: xml_clean(&site.title).into_owned(),
+        description: xml_clean(&description).into_owned(),
+        language: site.language.clone(),
+        home_url: config.url(index_site_path(config)),
+        author_name: site
+            .author
+            .as_ref()
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| site.title.clone()),
+        author_email: site.author.as_ref().and_then(|a| a.email.clone()),
+        content: config.feeds.content,
+    }
+}
+
+/// The site path of the folder holding the issue pages and their `index.html`.
+fn index_site_path(config: &Config) -> &str {
+    let p = config.site.issue_path.as_str();
+    match p.rfind('/') {
+        Some(i) => &p[..=i],
+        None => "/",
+    }
+}
+
+/// The entry of one issue.
+pub fn issue_entry<'a>(issue: &'a Issue, feed_lang: &str) -> Entry<'a> {
+    let html = match html_clean(&issue.html, &issue.url) {
+        h if h.trim().is_empty() => Cow::Owned(link_paragraph(&issue.url, &issue.title)),
+        h => h,
+    };
+    let (summary, has_description) = match issue.description.as_deref() {
+        Some(d) if !d.trim().is_empty() => (xml_clean(d), true),
+        _ => (Cow::Owned(derive_summary(&html)), false),
+    };
+    Entry {
+        id: xml_clean(&issue.id),
+        title: xml_clean(&issue.title),
+        link: Cow::Borrowed(&issue.url),
+        related: None,
+        html,
+        summary,
+        has_description,
+        published: issue.date.min(issue.updated),
+        updated: issue.updated,
+        tags: &issue.tags,
+        lang: issue.lang.as_deref().filter(|l| *l != feed_lang),
+    }
+}
+
+/// The entry of an issue's `index`-th item (0 is the first in the issue).
+///
+/// Every item of an issue shares its date, so the n-th item is stamped n seconds earlier:
+/// the times are unique, keep the issue's order in readers that sort by date, and do not
+/// depend on which document the item lands in.
+pub fn item_entry<'a>(
+    issue: &'a Issue,
+    index: usize,
+    item: &'a Item,
+    feed_lang: &str,
+) -> Entry<'a> {
+    let page_anchor = format!("{}#{}", issue.url, item.anchor);
+    // An item without notes still gets content: the link to its article, so no reader shows
+    // an empty entry.
+    let html = match html_clean(&item.html, &issue.url) {
+        h if h.trim().is_empty() => Cow::Owned(link_paragraph(
+            item.main_link()
+                .map_or(issue.url.as_str(), |l| l.url.as_str()),
+            &item.title,
+        )),
+        h => h,
+    };
+    let summary = Cow::Owned(derive_summary(&html));
+    let shift = Duration::seconds(i64::try_from(index).unwrap_or(i64::MAX / 2_000));
+    let (link, related) = match item.main_link() {
+        Some(l) => (Cow::Borrowed(l.url.as_str()), Some(page_anchor)),
+        None => (Cow::Owned(page_anchor), None),
+    };
+    let updated = issue.updated - shift;
+    Entry {
+        id: Cow::Owned(xml_clean(&format!("{}#{}", issue.id, item.anchor)).into_owned()),
+        title: xml_clean(&item.title),
+        link,
+        related,
+        html,
+        summary,
+        has_description: false,
+        published: (issue.date - shift).min(updated),
+        updated,
+        tags: &issue.tags,
+        lang: issue.lang.as_deref().filter(|l| *l != feed_lang),
+    }
+}
+
+/// Makes the `updated` of every entry unique within one document: walking in document order,
+/// an entry whose time is taken gets one second less until it is free. The result depends
+/// only on the document's own entries, so a full archive page never changes.
+pub fn unique_updated(entries: &mut [Entry<'_>]) {
+    let mut used = BTreeSet::new();
+    for e in entries.iter_mut() {
+        while used.contains(&e.updated) {
+            e.updated -= Duration::seconds(1);
+        }
+        used.insert(e.updated);
+        if e.published > e.updated {
+            e.published = e.updated;
+        }
+    }
+}
+
+/// The file name of a subscription document: `atom.xml`, `items.rss.xml`, `zh.atom.xml`.
+fn xml_file(name: &str, items: bool, format: Format) -> String {
+    let kind = match format {
+        Format::Atom => "atom",
+        Format::Rss => "rss",
+        Format::Json => "json",
+    };
+    match (name.is_empty(), items, format) {
+        (true, false, Format::Json) => "feed.json".to_string(),
+        (true, true, Format::Json) => "items.json".to_string(),
+        (false, _, Format::Json) => format!("{name}.json"),
+        (true, false, _) => format!("{kind}.xml"),
+        (true, true, _) => format!("items.{kind}.xml"),
+        (false, _, _) => format!("{name}.{kind}.xml"),
+    }
+}
+
+/// Plans every document of one family: the subscription documents (Atom, RSS, JSON) and the
+/// RFC 5005 archives of the Atom and RSS ones.
+///
+/// `entries` are oldest first. Archive page `N` holds entries `(N-1)*limit .. N*limit`
+/// counted from the oldest; only full pages are written, so a written page never changes.
+/// `fallback_updated` dates an empty feed.
+pub fn plan<'d, 'a>(
+    config: &Config,
+    meta: &'d FeedMeta,
+    feed_id: &'d str,
+    stem_name: &str,
+    items: bool,
+    entries: &[Entry<'a>],
+    fallback_updated: DateTime<FixedOffset>,
+) -> Vec<Job<'d, 'a>> {
+    let limit = config.feeds.limit.max(1);
+    let n = entries.len();
+    let pages = n / limit;
+    let mut jobs = Vec::new();
+    for format in [Format::Atom, Format::Rss] {
+        let file = xml_file(stem_name, items, format);
+        let stem = file.trim_end_matches(".xml");
+        let current = feed_url(config, &file);
+        let archive_path = |p: usize| format!("archive/{stem}-{p}.xml");
+        for page in 1..=pages {
+            let slice = &entries[(page - 1) * limit..page * limit];
+            let history = History {
+                archive: true,
+                current: Some(current.clone()),
+                prev_archive: (page > 1).then(|| feed_url(config, &archive_path(page - 1))),
+                // The oldest page has no earlier one; pointing at the next page's fixed name
+                // keeps it part of the chain without ever rewriting it.
+                next_archive: (page == 1).then(|| feed_url(config, &archive_path(2))),
+            };
+            jobs.push(Job {
+                path: archive_path(page),
+                format,
+                doc: document(
+                    meta,
+                    feed_id,
+                    feed_url(config, &archive_path(page)),
+                    slice,
+                    history,
+                    fallback_updated,
+                ),
+            });
+        }
+        let newest = &entries[n.saturating_sub(limit)..];
+        let history = History {
+            archive: false,
+            current: None,
+            prev_archive: (pages > 0).then(|| feed_url(config, &archive_path(pages))),
+            next_archive: None,
+        };
+        jobs.push(Job {
+            path: file.clone(),
+            format,
+            doc: document(
+                meta,
+                feed_id,
+                current.clone(),
+                newest,
+                history,
+                fallback_updated,
+            ),
+        });
+    }
+    let file = xml_file(stem_name, items, Format::Json);
+    let newest = &entries[n.saturating_sub(limit)..];
+    jobs.push(Job {
+        path: file.clone(),
+        format: Format::Json,
+        doc: document(
+            meta,
+            feed_id,
+            feed_url(config, &file),
+            newest,
+            History::default(),
+            fallback_updated,
+        ),
+    });
+    jobs
+}
+
+fn document<'d, 'a>(
+    meta: &'d FeedMeta,
+    feed_id: &'d str,
+    self_url: String,
+    oldest_first: &[Entry<'a>],
+    history: History,
+    fallback_updated: DateTime<FixedOffset>,
+) -> Document<'d, 'a> {
+    let mut entries: Vec<Entry<'a>> = oldest_first.iter().rev().cloned().collect();
+    unique_updated(&mut entries);
+    let updated = entries
+        .iter()
+        .map(|e| e.updated)
+        .max()
+        .unwrap_or(fallback_updated);
+    Document {
+        meta,
+        feed_id,
+        self_url,
+        updated,
+        entries,
+        history,
+    }
+}
+
+/// The absolute URL of a file written under `--out`.
+pub fn feed_url(config: &Config, file: &str) -> String {
+    config.url(&format!("{}{}", config.feeds.path, file))
+}
+
+/// The id of a feed: under `site.id_prefix` when set, else its subscription document's URL.
+fn feed_id(config: &Config, file: &str) -> String {
+    match &config.site.id_prefix {
+        Some(p) => format!("{}/{}", p.trim_end_matches('/'), file),
+        None => feed_url(config, file),
+    }
+}
+
+/// Writes one document in its format.
+pub fn write_job(job: &Job<'_, '_>, out: &mut dyn std::io::Write) -> Result<()> {
+    match job.format {
+        Format::Atom => atom::write(&job.doc, out),
+        Format::Rss => rss::write(&job.doc, out),
+        Format::Json => json::write(&job.doc, out),
+    }
+    .with_context(|| format!("writing {}", job.path))
+}
+
+/// Writes every feed and archive of the published issues (oldest first) into `staging`.
+///
+/// With no published issue at all nothing is written (the caller says so).
+pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> Result<Written> {
+    let Some(newest) = published.iter().map(|i| i.updated).max() else {
+        return Ok(Written::default());
+    };
+    let sets = feed_sets(config, published)?;
+    // Entries and ids first, so every job below can borrow them.
+    struct Family<'s, 'a> {
+        set: &'s FeedSet<'a>,
+        items: bool,
+        id: String,
+        entries: Vec<Entry<'a>>,
+    }
+    let mut families = Vec::new();
+    for set in &sets {
+        let lang = set.meta.language.as_str();
+        let issue_entries: Vec<Entry<'_>> =
+            set.issues.iter().map(|i| issue_entry(i, lang)).collect();
+        families.push(Family {
+            set,
+            items: false,
+            id: feed_id(config, &xml_file(&set.name, false, Format::Atom)),
+            entries: issue_entries,
+        });
+        if set.name.is_empty() {
+            // Oldest first overall, so each issue's items go in reverse: newest-first
+            // documents then list them in the issue's own order.
+            let item_entries: Vec<Entry<'_>> = set
+                .issues
+                .iter()
+                .flat_map(|i| {
+                    i.items
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .map(move |(k, it)| item_entry(i, k, it, lang))
+                })
+                .collect();
+            families.push(Family {
+                set,
+                items: true,
+                id: feed_id(config, &xml_file("", true, Format::Atom)),
+                entries: item_entries,
+            });
+        }
+    }
+    let mut items_meta = Vec::new();
+    for f in &families {
+        items_meta.push(if f.items {
+            let mut m = f.set.meta.clone();
+            m.title = format!("{} (articles)", m.title);
+            m
+        } else {
+            f.set.meta.clone()
+        });
+    }
+    let mut jobs = Vec::new();
+    let mut written = Written::default();
+    for (f, meta) in families.iter().zip(&items_meta) {
+        if f.items {
+            written.items += f.entries.len();
+        } else if f.set.name.is_empty() {
+            written.issues += f.entries.len();
+        }
+        jobs.extend(plan(
+            config,
+            meta,
+            &f.id,
+            &f.set.name,
+            f.items,
+            &f.entries,
+            newest,
+        ));
+    }
+    written.documents = jobs.iter().filter(|j| !j.doc.history.archive).count();
+    written.archives = jobs.len() - written.documents;
+    // Archives first, so a subscription document never links an archive not yet in place.
+    jobs.sort_by_key(|j| !j.doc.history.archive);
+    jobs.par_iter()
+        .try_for_each(|job| staging.add(&job.path, |w| write_job(job, w)))?;
+    Ok(written)
+}
+
+/// Removes what XML 1.0 forbids (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) and the C1
+/// controls feed readers choke on. Borrows when there is nothing to remove.
+pub fn xml_clean(s: &str) -> Cow<'_, str> {
+    if !has_forbidden(s.as_bytes()) {
+        return Cow::Borrowed(s);
+    }
+    let bad = |c: char| {
+        (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r'))
+            || ('\u{7f}'..='\u{9f}').contains(&c)
+            || matches!(c, '\u{fffe}' | '\u{ffff}' | '\u{e000}' | '\u{e001}')
+    };
+    Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
+}
+
+/// Whether UTF-8 text holds a character `xml_clean` removes; only the 64-byte blocks with a
+/// suspect byte are looked at closely.
+fn has_forbidden(b: &[u8]) -> bool {
+    let at = |j: usize| b.get(j).copied().unwrap_or(0);
+    let mut i = 0;
+    while let Some(k) = first_suspect_block(&b[i..]) {
+        let start = i + k;
+        let end = (start + 64).min(b.len());
+        for (j, &x) in b.iter().enumerate().take(end).skip(start) {
+            let bad = match x {
+                x if x < 0x20 => !matches!(x, b'\t' | b'\n' | b'\r'),
+                0x7f => true,
+                0xC2 => (0x80..=0x9f).contains(&at(j + 1)),
+                0xEE => at(j + 1) == 0x80 && matches!(at(j + 2), 0x80 | 0x81),
+                0xEF => at(j + 1) == 0xBF && matches!(at(j + 2), 0xBE | 0xBF),
+                _ => false,
+            };
+            if bad {
+                return true;
+            }
+        }
+        i = end;
+    }
+    false
+}
+
+/// Where `xml_clean` has something to look at (the start of the first 64-byte block holding
+/// it): a C0 control (but tab, LF, CR), DEL, or the lead byte of a C1 control (0xC2), of
+/// U+E000/U+E001 (0xEE) or of U+FFFE/U+FFFF (0xEF). Branch-free within a block, so the
+/// compiler vectorizes it.
+fn first_suspect_block(b: &[u8]) -> Option<usize> {
+    let flag = |x: u8| {
+        (x < 0x20) & (x != b'\t') & (x != b'\n') & (x != b'\r')
+            | (x == 0x7f)
+            | (x == 0xC2)
+            | (x == 0xEE)
+            | (x == 0xEF)
+    };
+    let mut chunks = b.chunks_exact(64);
+    for (k, c) in (&mut chunks).enumerate() {
+        if c.iter().fold(false, |acc, &x| acc | flag(x)) {
+            return Some(k * 64);
+        }
+    }
+    let tail = b.len() - chunks.remainder().len();
+    chunks.remainder().iter().any(|&x| flag(x)).then_some(tail)
+}
+
+/// Marks where an entry's HTML goes in a document the crates wrote: `U+E000 n U+E001`.
+///
+/// The crates would copy every body into their structs and escape it character by character;
+/// instead each body is written by `splice_bodies`, straight from the issue, as CDATA. The
+/// marks cannot occur in any other text of a document: `xml_clean` removes both characters.
+pub fn body_mark(n: usize) -> String {
+    format!("\u{E000}{n}\u{E001}")
+}
+
+/// Copies a document written with `body_mark`s to `out`, each mark replaced by
+/// `bodies[n]` in CDATA: as a whole section when `wrap`, else as the inside of a section the
+/// crate already opened (RSS `content:encoded`). `]]>` inside a body is split across two
+/// sections, so it survives as text.
+pub fn splice_bodies(
+    doc: &[u8],
+    bodies: &[&str],
+    wrap: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    const OPEN: &[u8] = "\u{E000}".as_bytes();
+    const CLOSE: &[u8] = "\u{E001}".as_bytes();
+    let mut rest = doc;
+    while let Some(i) = memchr::memmem::find(rest, OPEN) {
+        let after = &rest[i + OPEN.len()..];
+        let end = memchr::memmem::find(after, CLOSE);
+        let n = end
+            .and_then(|e| std::str::from_utf8(&after[..e]).ok())
+            .and_then(|d| d.parse::<usize>().ok());
+        let (Some(end), Some(body)) = (end, n.and_then(|n| bodies.get(n))) else {
+            return Err(std::io::Error::other("a body mark without its body"));
+        };
+        out.write_all(&rest[..i])?;
+        if wrap {
+            out.write_all(b"<![CDATA[")?;
+        }
+        write_cdata_text(body.as_bytes(), out)?;
+        if wrap {
+            out.write_all(b"]]>")?;
+        }
+        rest = &after[end + CLOSE.len()..];
+    }
+    out.write_all(rest)
+}
+
+/// Text inside a CDATA section, every `]]>` split as `]]` `]]><![CDATA[` `>`.
+fn write_cdata_text(mut text: &[u8], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    while let Some(i) = memchr::memmem::find(text, b"]]>") {
+        out.write_all(&text[..i + 2])?;
+        out.write_all(b"]]><![CDATA[")?;
+        text = &text[i + 2..];
+    }
+    out.write_all(text)
+}
+
+/// `<p><a href="URL">TEXT</a></p>`, both escaped.
+fn link_paragraph(url: &str, text: &str) -> String {
+    format!(
+        "<p><a href=\"{}\">{}</a></p>",
+        html_escape(url),
+        html_escape(&xml_clean(text))
+    )
+}
+
+/// Makes rendered HTML safe for every feed reader and validator, on top of `xml_clean`:
+///
+/// - U+FFFD (text that talks about replacement characters) is written `&#xFFFD;`, which shows
+///   the same, where a raw one reads as a decoding error;
+/// - an empty `href` or a bare `#` (a link whose URL was empty or removed) points at the
+///   issue page, as an empty reference means, instead of staying relative;
+/// - an anchor without `href` (raw HTML like `FromIterator<A>` taken for an `<a>` tag) is
+///   unwrapped to its text, since inside a link it would nest anchors.
+///
+/// Each is rare, so the HTML is only searched for it and borrowed when clean.
+pub fn html_clean<'h>(html: &'h str, page_url: &str) -> Cow<'h, str> {
+    use memchr::memmem;
+    let mut out = xml_clean(html);
+    let b = out.as_bytes();
+    let fffd = memmem::find(b, "\u{FFFD}".as_bytes()).is_some();
+    let empty =
+        memmem::find(b, b" href=\"\"").is_some() || memmem::find(b, b" href=\"#\"").is_some();
+    let bare =
+        memmem::find(b, BARE_ANCHOR.as_bytes()).is_some() || memmem::find(b, b"<a>").is_some();
+    if fffd {
+        out = Cow::Owned(out.replace('\u{FFFD}', "&#xFFFD;"));
+    }
+    if empty {
+        let page = html_escape(page_url);
+        out = Cow::Owned(
+            out.replace(" href=\"\"", &format!(" href=\"{page}\""))
+                .replace(" href=\"#\"", &format!(" href=\"{page}#\"")),
+        );
+    }
+    if bare {
+        out = Cow::Owned(unwrap_bare_anchors(&out));
+    }
+    out
+}
+
+/// What the sanitizer makes of a raw `<a>` without `href`.
+const BARE_ANCHOR: &str = "<a rel=\"noopener noreferrer\">";
+
+/// Removes every anchor start tag without attributes but `rel` (see `html_clean`) and the end
+/// tag that closes it, keeping what is between.
+fn unwrap_bare_anchors(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    // End tags still to drop: one per open bare anchor, the next `</a>` closing the innermost.
+    let mut open_bare = 0usize;
+    loop {
+        let next_bare = [
+            rest.find(BARE_ANCHOR).map(|i| (i, BARE_ANCHOR.len())),
+            rest.find("<a>").map(|i| (i, 3)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let next_end = if open_bare > 0 {
+            rest.find("</a>")
+        } else {
+            None
+        };
+        match (next_bare, next_end) {
+            (Some((b, len)), e) if e.map_or(true, |e| b < e) => {
+                out.push_str(&rest[..b]);
+                rest = &rest[b + len..];
+                open_bare += 1;
+            }
+            (_, Some(e)) => {
+                out.push_str(&rest[..e]);
+                rest = &rest[e + 4..];
+                open_bare -= 1;
+            }
+            _ => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
+}
+
+/// The longest derived summary, in characters, before it is cut at a word.
+pub const SUMMARY_CHARS: usize = 280;
+
+/// A plain-text summary of HTML: its text, whitespace collapsed, cut at a word after
+/// `SUMMARY_CHARS` characters with an ellipsis. Only the start of the HTML is read.
+pub fn derive_summary(html: &str) -> String {
+    let mut out = String::new();
+    let mut chars = 0usize;
+    let mut pending_space = false;
+    let mut rest = html;
+    let push = |out: &mut String, c: char, chars: &mut usize, pending_space: &mut bool| {
+        if c.is_whitespace() {
+            *pending_space = !out.is_empty();
+            return;
+        }
+        if *pending_space {
+            out.push(' ');
+            *chars += 1;
+            *pending_space = false;
+        }
+        out.push(c);
+        *chars += 1;
+    };
+    while !rest.is_empty() && chars < SUMMARY_CHARS + 40 {
+        let Some(c) = rest.chars().next() else { break };
+        match c {
+            '<' => {
+                // A tag separates words when it is a block (a paragraph, a list item, a break).
+                let end = rest.find('>').map_or(rest.len(), |i| i + 1);
+                let tag = &rest[..end];
+                let name: String = tag
+                    .trim_start_matches(['<', '/'])
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                if matches!(
+                    name.as_str(),
+                    "p" | "br"
+                        | "li"
+                        | "div"
+                        | "h1"
+                        | "h2"
+                        | "h3"
+                        | "h4"
+                        | "h5"
+                        | "h6"
+                        | "tr"
+                        | "td"
+                        | "th"
+                        | "pre"
+                        | "blockquote"
+                        | "hr"
+                        | "ul"
+                        | "ol"
+                        | "table"
+                ) {
+                    pending_space = !out.is_empty();
+                }
+                rest = &rest[end..];
+            }
+            '&' => {
+                let end = rest[..rest.len().min(12)].find(';');
+                let decoded = end.and_then(|e| decode_entity(&rest[1..e]));
+                match (end, decoded) {
+                    (Some(e), Some(d)) => {
+                        push(&mut out, d, &mut chars, &mut pending_space);
+                        rest = &rest[e + 1..];
+                    }
+                    _ => {
+                        push(&mut out, '&', &mut chars, &mut pending_space);
+                        rest = &rest[1..];
+                    }
+                }
+            }
+            c => {
+                push(&mut out, c, &mut chars, &mut pending_space);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    if chars > SUMMARY_CHARS {
+        let cut = out
+            .char_indices()
+            .nth(SUMMARY_CHARS)
+            .map_or(out.len(), |(i, _)| i);
+        let cut = out[..cut].rfind(' ').filter(|&i| i > 0).unwrap_or(cut);
+        out.truncate(cut);
+        out.push('…');
+    }
+    xml_clean(&out).into_owned()
+}
+
+fn decode_entity(name: &str) -> Option<char> {
+    match name {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        "nbsp" => Some(' '),
+        _ => {
+            let num = name.strip_prefix('#')?;
+            let code = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => num.parse().ok()?,
+            };
+            char::from_u32(code)
+        }
+    }
+}
+
+/// Escapes plain text for HTML (`&`, `<`, `>`, `"`), so it shows as written where HTML is
+/// expected (RSS `description`, Atom `type="html"`).
+pub fn html_escape(s: &str) -> Cow<'_, str> {
+    if !s.contains(['&', '<', '>', '"']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// RFC 822 (RFC 2822) date with a numeric offset, as RSS wants.
+pub fn rfc822(d: &DateTime<FixedOffset>) -> String {
+    d.format("%a, %d %b %Y %H:%M:%S %z").to_string()
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

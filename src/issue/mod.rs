@@ -47,9 +47,15 @@ impl Loaded {
     }
 }
 
-/// Whether a file is an issue: `*.md` or `*.markdown`.
+/// Whether a file is an issue: `*.md` or `*.markdown`, not hidden (editors and macOS leave
+/// `.#name.md` and `._name.md` files next to real ones).
 pub fn is_issue_file(path: &Path) -> bool {
-    path.is_file()
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map_or(true, |n| n.starts_with('.'));
+    !hidden
+        && path.is_file()
         && matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("md" | "markdown")
@@ -92,6 +98,8 @@ pub fn load_all(config: &Config) -> anyhow::Result<Loaded> {
                     format!("cannot read the file: {e}"),
                 )],
                 unchecked_images: 0,
+                slug_at: None,
+                id_at: None,
             },
         })
         .collect();
@@ -107,7 +115,7 @@ pub fn load_all(config: &Config) -> anyhow::Result<Loaded> {
         if let Some(other) = slugs.get(&issue.slug) {
             out.diagnostics.push(Diagnostic::error(
                 &issue.path,
-                None,
+                p.slug_at,
                 format!(
                     "slug `{}` is also the slug of {}: rename one of the files or give one a `slug:` of its own",
                     issue.slug,
@@ -119,7 +127,7 @@ pub fn load_all(config: &Config) -> anyhow::Result<Loaded> {
         if let Some(other) = ids.get(&issue.id) {
             out.diagnostics.push(Diagnostic::error(
                 &issue.path,
-                None,
+                p.id_at,
                 format!(
                     "id `{}` is also the id of {}: every issue needs an id of its own",
                     issue.id,
@@ -208,6 +216,9 @@ struct Parsed {
     issue: Option<Issue>,
     diagnostics: Vec<Diagnostic>,
     unchecked_images: usize,
+    /// Where front matter set `slug` and `id`, for duplicate errors.
+    slug_at: Option<(usize, usize)>,
+    id_at: Option<(usize, usize)>,
 }
 
 /// Diagnostics of one file, positioned in its text.
@@ -241,7 +252,7 @@ impl Diags<'_> {
 }
 
 /// Whether a slug can be a file name and a URL path segment as it is.
-fn valid_slug(s: &str) -> bool {
+pub fn valid_slug(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('.')
         && s.chars()
@@ -275,6 +286,8 @@ fn parse(config: &Config, statics: &StaticDir, path: &Path, bytes: &[u8]) -> Par
         issue: None,
         diagnostics: Vec::new(),
         unchecked_images: 0,
+        slug_at: None,
+        id_at: None,
     };
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = match std::str::from_utf8(bytes) {
@@ -310,6 +323,8 @@ fn parse(config: &Config, statics: &StaticDir, path: &Path, bytes: &[u8]) -> Par
         return out;
     }
     let meta = split.meta;
+    out.slug_at = meta.slug.as_ref().map(|f| line_col(text, f.offset));
+    out.id_at = meta.id.as_ref().map(|f| line_col(text, f.offset));
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())

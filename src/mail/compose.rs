@@ -1,10 +1,34 @@
 //! Composing one `lettre::Message` per recipient from an issue.
+//!
+//! Everything that is the same for every recipient happens once, in [`Composer::new`]: the
+//! templates are rendered with placeholder recipient values, the HTML is CSS-inlined, and both
+//! bodies are cut into literal pieces and recipient slots. [`Composer::message`] only joins the
+//! pieces with one recipient's values (escaped for HTML) and builds the headers, so it costs
+//! microseconds, not a template render or a CSS inlining per subscriber.
+//!
+//! `Date` is the time the composer was made (the send's start), so an issue mailed a week late
+//! is not sorted a week down the inbox; [`Composer::with_date`] fixes it (preview uses the issue's
+//! date, which makes its output byte-identical between runs).
 
-use anyhow::Result;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context as _, Result};
+use chrono::{DateTime, FixedOffset};
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue, MIME_VERSION_1_0,
+};
+use lettre::message::{Body, Mailbox};
 use lettre::Message;
+use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::model::Issue;
+use crate::templates::{escape_html, issue_context, SiteCtx, Templates};
+use crate::token::{sign, Purpose};
 
 /// Who a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,36 +37,891 @@ pub struct Recipient {
     pub name: Option<String>,
 }
 
+/// The headers DKIM signs (SPEC "Email").
+pub const DKIM_HEADERS: [&str; 9] = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Type",
+];
+
+// Placeholders that survive Tera's escaping and css-inline's re-serialization unchanged
+// (private-use characters around ASCII letters), so they can be found in the output.
+const MARK: char = '\u{E000}';
+const PH_ADDRESS: &str = "\u{E000}techshack-recipient-address\u{E001}";
+const PH_NAME: &str = "\u{E000}techshack-recipient-name\u{E001}";
+const PH_UNSUBSCRIBE: &str = "\u{E000}techshack-recipient-unsubscribe-url\u{E001}";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Address,
+    Name,
+    Unsubscribe,
+}
+
+/// A rendered body cut at the recipient slots.
+#[derive(Debug, Clone)]
+struct Filled {
+    text: String,
+    /// Byte ranges of `text` and the slots between them, in order.
+    parts: Vec<Part>,
+    /// The same pieces, quoted-printable encoded once. A soft line break closes each piece
+    /// before a slot and each slot value, so every piece starts at column 0 whatever the
+    /// recipient's values are: the encoding of the literal pieces never changes.
+    encoded: Vec<EncPart>,
+    encoded_len: usize,
+}
+
+#[derive(Debug, Clone)]
+enum EncPart {
+    Lit(Vec<u8>),
+    Slot(Slot),
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Lit(usize, usize),
+    Slot(Slot),
+}
+
+impl Filled {
+    fn parse(text: String, what: &str) -> Result<Filled> {
+        let mut parts = Vec::new();
+        let mut lit_start = 0;
+        let mut i = 0;
+        while let Some(off) = text[i..].find(MARK) {
+            let at = i + off;
+            let rest = &text[at..];
+            let found = [
+                (PH_ADDRESS, Slot::Address),
+                (PH_NAME, Slot::Name),
+                (PH_UNSUBSCRIBE, Slot::Unsubscribe),
+            ]
+            .into_iter()
+            .find(|(ph, _)| rest.starts_with(ph));
+            match found {
+                Some((ph, slot)) => {
+                    if at > lit_start {
+                        parts.push(Part::Lit(lit_start, at));
+                    }
+                    parts.push(Part::Slot(slot));
+                    i = at + ph.len();
+                    lit_start = i;
+                }
+                None if rest.starts_with("\u{E000}t") => bail!(
+                    "{what}: a filter changed a `recipient` value; use recipient.address, \
+                     recipient.name and recipient.unsubscribe_url as they are"
+                ),
+                None => i = at + MARK.len_utf8(),
+            }
+        }
+        if lit_start < text.len() {
+            parts.push(Part::Lit(lit_start, text.len()));
+        }
+        let mut encoded = Vec::with_capacity(parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            match *p {
+                Part::Lit(a, b) => {
+                    let mut enc = quoted_printable::encode(crlf(&text[a..b]));
+                    if i + 1 < parts.len() && !enc.ends_with(b"\r\n") {
+                        enc.extend_from_slice(b"=\r\n");
+                    }
+                    encoded.push(EncPart::Lit(enc));
+                }
+                Part::Slot(s) => encoded.push(EncPart::Slot(s)),
+            }
+        }
+        let encoded_len = encoded
+            .iter()
+            .map(|p| match p {
+                EncPart::Lit(v) => v.len(),
+                EncPart::Slot(_) => 0,
+            })
+            .sum();
+        Ok(Filled {
+            text,
+            parts,
+            encoded,
+            encoded_len,
+        })
+    }
+
+    /// The quoted-printable body for one recipient, appended to `out`.
+    fn fill_encoded(&self, values: &Values<'_>, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len + 512);
+        let last = self.encoded.len().saturating_sub(1);
+        for (i, p) in self.encoded.iter().enumerate() {
+            match p {
+                EncPart::Lit(v) => out.extend_from_slice(v),
+                EncPart::Slot(slot) => {
+                    let v = match slot {
+                        Slot::Address => values.address,
+                        Slot::Name => values.name,
+                        Slot::Unsubscribe => values.unsubscribe,
+                    };
+                    out.extend_from_slice(&quoted_printable::encode(v));
+                    if i < last {
+                        out.extend_from_slice(b"=\r\n");
+                    }
+                }
+            }
+        }
+        if !out.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    fn has(&self, slot: Slot) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Slot(s) if *s == slot))
+    }
+
+    fn fill(&self, values: &Values<'_>) -> String {
+        let mut out = String::with_capacity(self.text.len() + 256);
+        for p in &self.parts {
+            match *p {
+                Part::Lit(a, b) => out.push_str(&self.text[a..b]),
+                Part::Slot(Slot::Address) => out.push_str(values.address),
+                Part::Slot(Slot::Name) => out.push_str(values.name),
+                Part::Slot(Slot::Unsubscribe) => out.push_str(values.unsubscribe),
+            }
+        }
+        out
+    }
+}
+
+/// One recipient's values, cleaned, and the token signed once.
+struct RecipientValues {
+    address: String,
+    name: Option<String>,
+    has_name: bool,
+    token: String,
+    unsubscribe: String,
+    html_address: String,
+    html_name: String,
+    html_unsubscribe: String,
+}
+
+impl RecipientValues {
+    fn new(c: &Composer, r: &Recipient) -> RecipientValues {
+        let address = one_line(&r.address);
+        let name = clean_name(r.name.as_deref());
+        let token = sign(&c.secret, Purpose::Unsubscribe, &address);
+        let unsubscribe = c.unsubscribe_url.replace("{token}", &token);
+        RecipientValues {
+            html_address: escape_html(&address),
+            html_name: escape_html(name.as_deref().unwrap_or("")),
+            html_unsubscribe: escape_html(&unsubscribe),
+            has_name: name.is_some(),
+            address,
+            name,
+            token,
+            unsubscribe,
+        }
+    }
+
+    fn html(&self) -> Values<'_> {
+        Values {
+            address: &self.html_address,
+            name: &self.html_name,
+            unsubscribe: &self.html_unsubscribe,
+        }
+    }
+
+    fn text(&self) -> Values<'_> {
+        Values {
+            address: &self.address,
+            name: self.name.as_deref().unwrap_or(""),
+            unsubscribe: &self.unsubscribe,
+        }
+    }
+}
+
+struct Values<'a> {
+    address: &'a str,
+    name: &'a str,
+    unsubscribe: &'a str,
+}
+
+/// The two renderings of a body: for a recipient with a name, and without one (templates may
+/// branch on `recipient.name`). Equal when the template does not use the name.
+#[derive(Debug, Clone)]
+struct Bodies {
+    named: Filled,
+    unnamed: Option<Filled>,
+}
+
+impl Bodies {
+    fn pick(&self, has_name: bool) -> &Filled {
+        match (&self.unnamed, has_name) {
+            (Some(u), false) => u,
+            _ => &self.named,
+        }
+    }
+}
+
 /// Everything per issue done once; `message` only fills in a recipient.
 pub struct Composer {
-    from: lettre::message::Mailbox,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
     subject: String,
-    text: String,
+    list_id: Option<String>,
+    unsubscribe_url: String,
+    unsubscribe_mailto: Option<String>,
+    secret: Vec<u8>,
+    domain: String,
+    msgid_left: String,
+    issue_id: String,
+    date: SystemTime,
+    html: Bodies,
+    text: Bodies,
+    dkim: Option<DkimConfig>,
 }
 
 impl Composer {
     /// Renders the issue's email once (templates, CSS inlining).
-    pub fn new(config: &Config, issue: &Issue, _secret: &[u8]) -> Result<Composer> {
-        let from = config
-            .email
-            .from
-            .as_deref()
-            .unwrap_or("newsletter@localhost")
-            .parse()?;
+    pub fn new(config: &Config, issue: &Issue, secret: &[u8]) -> Result<Composer> {
+        let templates = Templates::load(config)?;
+        Self::with_templates(config, &templates, issue, secret)
+    }
+
+    /// As [`Composer::new`], with templates already loaded.
+    pub fn with_templates(
+        config: &Config,
+        templates: &Templates,
+        issue: &Issue,
+        secret: &[u8],
+    ) -> Result<Composer> {
+        let email = &config.email;
+        let from_raw = email.from.as_deref().context(
+            "email.from is not set: add e.g. from = \"Name <news@example.com>\" under [email]",
+        )?;
+        let from: Mailbox = from_raw
+            .parse()
+            .with_context(|| format!("email.from `{from_raw}` is not a valid mailbox"))?;
+        let reply_to = match email.reply_to.as_deref() {
+            Some(r) => Some(
+                r.parse::<Mailbox>()
+                    .with_context(|| format!("email.reply_to `{r}` is not a valid mailbox"))?,
+            ),
+            None => None,
+        };
+        let unsubscribe_url = check_unsubscribe_url(email.unsubscribe_url.as_deref())?;
+        let unsubscribe_mailto = match email.unsubscribe_mailto.as_deref() {
+            Some(m) => {
+                let m = m.strip_prefix("mailto:").unwrap_or(m);
+                m.parse::<lettre::Address>().with_context(|| {
+                    format!("email.unsubscribe_mailto `{m}` is not an email address")
+                })?;
+                Some(m.to_string())
+            }
+            None => None,
+        };
+        let list_id = match email.list_id.as_deref() {
+            Some(id) => Some(list_id_value(&config.site.title, id)?),
+            None => None,
+        };
+        let dkim = match &email.dkim {
+            Some(d) => Some(load_dkim(d)?),
+            None => None,
+        };
+
+        let site = SiteCtx::new(config);
+        let mut ctx = issue_context(&site, issue);
+        let mut render = |name: Option<&str>| -> Result<(Filled, Filled)> {
+            ctx.insert(
+                "recipient",
+                &serde_json::json!({
+                    "address": PH_ADDRESS,
+                    "name": name,
+                    "unsubscribe_url": PH_UNSUBSCRIBE,
+                }),
+            );
+            let html = templates.render("email.html", &ctx)?;
+            let html = inline_css(&html)?;
+            let text = templates.render("email.txt", &ctx)?;
+            Ok((
+                Filled::parse(html, "email.html")?,
+                Filled::parse(normalize_text(&text), "email.txt")?,
+            ))
+        };
+        let (html_named, text_named) = render(Some(PH_NAME))?;
+        let (html, text) = if html_named.has(Slot::Name) || text_named.has(Slot::Name) {
+            let (h, t) = render(None)?;
+            (
+                Bodies {
+                    named: html_named,
+                    unnamed: Some(h),
+                },
+                Bodies {
+                    named: text_named,
+                    unnamed: Some(t),
+                },
+            )
+        } else {
+            (
+                Bodies {
+                    named: html_named,
+                    unnamed: None,
+                },
+                Bodies {
+                    named: text_named,
+                    unnamed: None,
+                },
+            )
+        };
+
         Ok(Composer {
+            domain: from.email.domain().to_string(),
             from,
-            subject: issue.title.clone(),
-            text: issue.text.clone(),
+            reply_to,
+            subject: one_line(&issue.title),
+            list_id,
+            unsubscribe_url,
+            unsubscribe_mailto,
+            secret: secret.to_vec(),
+            msgid_left: msgid_part(&issue.slug),
+            issue_id: issue.id.clone(),
+            date: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(d.as_secs()))
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            html,
+            text,
+            dkim,
         })
+    }
+
+    /// Sets the `Date` of every message (preview uses the issue's date).
+    pub fn with_date(mut self, date: DateTime<FixedOffset>) -> Composer {
+        let secs = date.timestamp();
+        self.date = if secs >= 0 {
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
+        self
+    }
+
+    /// The HTTPS one-click unsubscribe URL of `address`.
+    pub fn unsubscribe_url(&self, address: &str) -> String {
+        self.unsubscribe_url.replace(
+            "{token}",
+            &sign(&self.secret, Purpose::Unsubscribe, address),
+        )
+    }
+
+    /// The deterministic `Message-ID` of this issue for `address`, with angle brackets.
+    pub fn message_id(&self, address: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.issue_id.as_bytes());
+        h.update([0]);
+        h.update(address.to_ascii_lowercase().as_bytes());
+        let d = h.finalize();
+        let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
+        format!("<{}.{hex}@{}>", self.msgid_left, self.domain)
+    }
+
+    /// The MIME boundary of the message to `address`: fixed per issue and recipient, and
+    /// starting with `=_`, which quoted-printable and base64 parts cannot contain.
+    fn boundary(&self, address: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(b"boundary\0");
+        h.update(self.issue_id.as_bytes());
+        h.update([0]);
+        h.update(address.as_bytes());
+        let d = h.finalize();
+        let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("=_{hex}")
+    }
+
+    /// The HTML body for one recipient.
+    pub fn html(&self, r: &Recipient) -> String {
+        let v = RecipientValues::new(self, r);
+        self.html.pick(v.has_name).fill(&v.html())
+    }
+
+    /// The plain-text body for one recipient.
+    pub fn text(&self, r: &Recipient) -> String {
+        let v = RecipientValues::new(self, r);
+        self.text.pick(v.has_name).fill(&v.text())
+    }
+
+    /// The `multipart/alternative` body for one recipient: text, then HTML, both
+    /// quoted-printable, so no line on the wire is longer than 76 bytes.
+    fn multipart_body(&self, v: &RecipientValues, boundary: &str) -> Vec<u8> {
+        let text = self.text.pick(v.has_name);
+        let html = self.html.pick(v.has_name);
+        let mut out = Vec::with_capacity(text.encoded_len + html.encoded_len + 1024);
+        for (ctype, body, values) in [
+            ("text/plain", text, v.text()),
+            ("text/html", html, v.html()),
+        ] {
+            out.extend_from_slice(b"--");
+            out.extend_from_slice(boundary.as_bytes());
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            out.extend_from_slice(ctype.as_bytes());
+            out.extend_from_slice(
+                b"; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
+            );
+            body.fill_encoded(&values, &mut out);
+        }
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"--\r\n");
+        out
     }
 
     /// The complete message for one recipient.
     pub fn message(&self, r: &Recipient) -> Result<Message> {
-        let to = lettre::message::Mailbox::new(r.name.clone(), r.address.parse()?);
-        Ok(Message::builder()
+        let address: lettre::Address = r.address.trim().parse().with_context(|| {
+            format!(
+                "recipient `{}` is not a valid email address",
+                r.address.escape_debug()
+            )
+        })?;
+        let recipient = Recipient {
+            address: address.to_string(),
+            name: r.name.clone(),
+        };
+        let v = RecipientValues::new(self, &recipient);
+        let mut list_unsub = format!("<{}>", v.unsubscribe);
+        if let Some(m) = &self.unsubscribe_mailto {
+            list_unsub.push_str(&format!(", <mailto:{m}?subject=unsubscribe%20{}>", v.token));
+        }
+        let mut b = Message::builder()
             .from(self.from.clone())
-            .to(to)
+            .to(Mailbox::new(v.name.clone(), address.clone()))
             .subject(self.subject.clone())
-            .body(self.text.clone())?)
+            .date(self.date)
+            .message_id(Some(self.message_id(address.as_ref())))
+            .header(ListUnsubscribe(list_unsub))
+            .header(ListUnsubscribePost);
+        if let Some(rt) = &self.reply_to {
+            b = b.reply_to(rt.clone());
+        }
+        if let Some(id) = &self.list_id {
+            b = b.header(ListId(id.clone()));
+        }
+        // The multipart body is written here and handed to the message as its body, so the
+        // top-level Content-Type is one of the message's own headers: lettre's DKIM signer
+        // only sees those, and SPEC's list of signed headers includes Content-Type.
+        let boundary = self.boundary(address.as_ref());
+        let body = self.multipart_body(&v, &boundary);
+        let content_type =
+            ContentType::parse(&format!("multipart/alternative; boundary=\"{boundary}\""))
+                .context("the multipart Content-Type")?;
+        let mut msg = b
+            .header(MIME_VERSION_1_0)
+            .header(content_type)
+            .body(Body::dangerous_pre_encoded(
+                body,
+                ContentTransferEncoding::SevenBit,
+            ))
+            .context("building the message")?;
+        if let Some(d) = &self.dkim {
+            msg.sign(d);
+        }
+        Ok(msg)
+    }
+
+    /// The message as it goes on the wire (CRLF line ends).
+    pub fn message_bytes(&self, r: &Recipient) -> Result<Vec<u8>> {
+        Ok(self.message(r)?.formatted())
+    }
+}
+
+/// CSS inlining of the rendered email: no network, no `<link>` stylesheets, `@media` rules
+/// kept in their `data-css-inline="keep"` block.
+fn inline_css(html: &str) -> Result<String> {
+    let inliner = css_inline::CSSInliner::options()
+        .load_remote_stylesheets(false)
+        .keep_style_tags(false)
+        .keep_link_tags(false)
+        .build();
+    inliner
+        .inline(html)
+        .map_err(|e| anyhow::anyhow!("inlining the email's CSS: {e}"))
+}
+
+/// CRLF and stray CR to LF; lettre writes CRLF on the wire. No trailing spaces (they are
+/// lost or mangled in transit) except the `-- ` signature separator.
+fn normalize_text(t: &str) -> String {
+    let t = t.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(t.len());
+    for line in t.split('\n') {
+        if line == "-- " {
+            out.push_str(line);
+        } else {
+            out.push_str(line.trim_end_matches([' ', '\t']));
+        }
+        out.push('\n');
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
+/// LF line ends as CRLF, as quoted-printable and SMTP want them.
+fn crlf(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 32);
+    for (i, line) in s.split('\n').enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+    }
+    out
+}
+
+/// Control characters (CR, LF, tabs...) become spaces; runs of spaces collapse.
+fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim_end().to_string()
+}
+
+fn clean_name(name: Option<&str>) -> Option<String> {
+    name.map(one_line).filter(|n| !n.is_empty())
+}
+
+/// The left part of a Message-ID from a slug: dot-atom text only.
+fn msgid_part(slug: &str) -> String {
+    let s: String = slug
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-');
+    if s.is_empty() {
+        "issue".into()
+    } else {
+        s.to_string()
+    }
+}
+
+fn check_unsubscribe_url(raw: Option<&str>) -> Result<String> {
+    let raw = raw.context(
+        "email.unsubscribe_url is not set: mail needs a one-click unsubscribe link, e.g. \
+         unsubscribe_url = \"https://example.com/unsubscribe?token={token}\" under [email]",
+    )?;
+    if !raw.contains("{token}") {
+        bail!(
+            "email.unsubscribe_url `{raw}` has no `{{token}}`: add it where the signed token goes"
+        );
+    }
+    let probe = raw.replace("{token}", "t");
+    let u = url::Url::parse(&probe)
+        .with_context(|| format!("email.unsubscribe_url `{raw}` is not an absolute URL"))?;
+    if u.scheme() != "https" {
+        bail!("email.unsubscribe_url `{raw}` must be an https URL (one-click unsubscribe requires it)");
+    }
+    if raw
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
+    {
+        bail!("email.unsubscribe_url `{raw}` contains spaces or angle brackets");
+    }
+    Ok(raw.to_string())
+}
+
+/// `List-Id: Site Title <list.id>` (RFC 2919); the phrase keeps letters, digits and spaces.
+fn list_id_value(title: &str, id: &str) -> Result<String> {
+    let ok = !id.is_empty()
+        && id.contains('.')
+        && id
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !ok {
+        bail!("email.list_id `{id}` must be a dotted name such as `news.example.com`");
+    }
+    let phrase: String = title
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    let phrase = one_line(&phrase);
+    Ok(if phrase.is_empty() {
+        format!("<{id}>")
+    } else {
+        format!("{phrase} <{id}>")
+    })
+}
+
+fn load_dkim(d: &crate::config::DkimConfig) -> Result<DkimConfig> {
+    let key = std::fs::read_to_string(&d.key_file).with_context(|| {
+        format!(
+            "reading the DKIM key {} (email.dkim.key_file)",
+            d.key_file.display()
+        )
+    })?;
+    let signing = if key.contains("-----BEGIN RSA PRIVATE KEY-----") {
+        DkimSigningKey::new(&key, DkimSigningAlgorithm::Rsa)
+    } else if key.contains("-----BEGIN") {
+        bail!(
+            "DKIM key {}: only PKCS#1 RSA keys (BEGIN RSA PRIVATE KEY) or a base64 Ed25519 seed \
+             are read; convert with `openssl rsa -in KEY -traditional -out KEY.pem`",
+            d.key_file.display()
+        );
+    } else {
+        DkimSigningKey::new(key.trim(), DkimSigningAlgorithm::Ed25519)
+    }
+    .map_err(|e| anyhow::anyhow!("DKIM key {}: {e}", d.key_file.display()))?;
+    Ok(DkimConfig::new(
+        d.selector.clone(),
+        d.domain.clone(),
+        signing,
+        DKIM_HEADERS
+            .iter()
+            .map(|h| HeaderName::new_from_ascii_str(h))
+            .collect(),
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
+}
+
+/// `List-Unsubscribe` (RFC 2369): the https URL, then the mailto.
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+    fn parse(s: &str) -> std::result::Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribe(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        // HeaderValue::new encodes anything but printable ASCII, so no CR or LF gets through.
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+#[derive(Debug, Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+    fn parse(_: &str) -> std::result::Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".into())
+    }
+}
+
+/// `List-Id` (RFC 2919).
+#[derive(Debug, Clone)]
+struct ListId(String);
+
+impl Header for ListId {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Id")
+    }
+    fn parse(s: &str) -> std::result::Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListId(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Item, Link};
+    use std::path::{Path, PathBuf};
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn config() -> Config {
+        Config::parse(
+            r#"[site]
+title = "Example Weekly"
+base_url = "https://example.com"
+issue_path = "/weekly/{slug}.html"
+[email]
+from = "Example Weekly <news@example.com>"
+reply_to = "hello@example.com"
+list_id = "weekly.example.com"
+unsubscribe_url = "https://example.com/unsubscribe?token={token}"
+unsubscribe_mailto = "unsubscribe@example.com"
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    fn issue(title: &str) -> Issue {
+        let date = DateTime::parse_from_rfc3339("2018-12-31T09:00:00+00:00").unwrap();
+        Issue {
+            path: PathBuf::from("issues/2019-01.md"),
+            slug: "2019-01".into(),
+            id: "tag:example.com,2018:weekly/2019-01".into(),
+            url: "https://example.com/weekly/2019-01.html".into(),
+            title: title.into(),
+            description: None,
+            date,
+            updated: date,
+            draft: false,
+            lang: None,
+            tags: vec![],
+            number: None,
+            html: "<h2 id=\"a\">A</h2><p><a href=\"https://a.example/\">a.example</a></p><p>Notes &amp; more.</p>".into(),
+            text: "A\n-\n\nNotes & more.\n".into(),
+            items: vec![Item {
+                title: "A".into(),
+                anchor: "a".into(),
+                links: vec![Link {
+                    text: "a.example".into(),
+                    url: "https://a.example/".into(),
+                }],
+                html: "<p>Notes &amp; more.</p>".into(),
+                text: "Notes & more.\n".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn recipient_values_are_escaped_into_the_inlined_html() {
+        let c = Composer::new(&config(), &issue("T"), SECRET).unwrap();
+        let r = Recipient {
+            address: "o'brien+x@example.org".into(),
+            name: Some("<b>Evil</b> & Co".into()),
+        };
+        let html = c.html(&r);
+        assert!(html.contains("o&#39;brien+x@example.org"), "{html}");
+        assert!(!html.contains(MARK));
+        let token = sign(SECRET, Purpose::Unsubscribe, "o'brien+x@example.org");
+        assert!(html.contains(&format!("https://example.com/unsubscribe?token={token}")));
+        // Inlined: the main rules are in style attributes, only @media is left in a block.
+        assert!(html.contains("style=\""), "{html}");
+        let text = c.text(&r);
+        assert!(text.contains(&token) && text.contains("o'brien+x@example.org"));
+    }
+
+    #[test]
+    fn subject_with_crlf_stays_one_header() {
+        let c = Composer::new(
+            &config(),
+            &issue("Hello\r\nBcc: victim@example.com"),
+            SECRET,
+        )
+        .unwrap();
+        let r = Recipient {
+            address: "a@example.org".into(),
+            name: Some("Eve\r\nBcc: x@example.com".into()),
+        };
+        let raw = String::from_utf8(c.message_bytes(&r).unwrap()).unwrap();
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        assert_eq!(
+            head.matches("\r\nSubject:").count() + usize::from(head.starts_with("Subject:")),
+            1,
+            "{head}"
+        );
+        assert!(!head.to_ascii_lowercase().contains("\r\nbcc:"), "{head}");
+    }
+
+    #[test]
+    fn composer_can_be_shared_between_sending_tasks() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Composer>();
+    }
+
+    #[test]
+    fn message_id_is_deterministic_per_issue_and_recipient() {
+        let c = Composer::new(&config(), &issue("T"), SECRET).unwrap();
+        let a = c.message_id("a@example.org");
+        assert_eq!(a, c.message_id("A@example.org"));
+        assert_ne!(a, c.message_id("b@example.org"));
+        assert!(
+            a.starts_with("<2019-01.") && a.ends_with("@example.com>"),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn missing_unsubscribe_url_is_a_clear_error() {
+        let mut cfg = config();
+        cfg.email.unsubscribe_url = None;
+        let e = Composer::new(&cfg, &issue("T"), SECRET)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("email.unsubscribe_url is not set"), "{e}");
+        cfg.email.unsubscribe_url = Some("http://example.com/u?t={token}".into());
+        let e = Composer::new(&cfg, &issue("T"), SECRET)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("https"), "{e}");
+    }
+
+    #[test]
+    fn invalid_recipient_is_an_error_not_a_panic() {
+        let c = Composer::new(&config(), &issue("T"), SECRET).unwrap();
+        let r = Recipient {
+            address: "not an address\r\n".into(),
+            name: None,
+        };
+        assert!(c.message(&r).is_err());
+    }
+
+    #[test]
+    fn name_branch_in_template_renders_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("email.txt"),
+            "{% if recipient.name %}Hi {{ recipient.name }},{% else %}Hi there,{% endif %}\n",
+        )
+        .unwrap();
+        let mut cfg = config();
+        cfg.templates.dir = Some(dir.path().to_path_buf());
+        let c = Composer::new(&cfg, &issue("T"), SECRET).unwrap();
+        let named = Recipient {
+            address: "a@example.org".into(),
+            name: Some("Ada".into()),
+        };
+        let unnamed = Recipient {
+            address: "a@example.org".into(),
+            name: None,
+        };
+        assert_eq!(c.text(&named), "Hi Ada,\n");
+        assert_eq!(c.text(&unnamed), "Hi there,\n");
+    }
+
+    #[test]
+    fn filter_on_recipient_value_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("email.txt"),
+            "{{ recipient.address | truncate(length=5) }}\n",
+        )
+        .unwrap();
+        let mut cfg = config();
+        cfg.templates.dir = Some(dir.path().to_path_buf());
+        assert!(Composer::new(&cfg, &issue("T"), SECRET).is_err());
     }
 }

@@ -1,0 +1,253 @@
+//! The web archive: one page per issue in the email's design, and the index of all issues.
+//!
+//! An issue's page goes to `out` + (`site.issue_path` less `feeds.path`); the index is
+//! `index.html` in the folder of the pages (see [`crate::templates::index_site_path`]).
+
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+use tera::Context;
+
+use crate::config::Config;
+use crate::model::Issue;
+use crate::templates::{index_site_path, issue_context, SiteCtx, Templates};
+
+/// The path under `out` of a site path, which must lie under `feeds.path`.
+pub fn out_path(config: &Config, site_path: &str) -> Result<String> {
+    let Some(rel) = site_path.strip_prefix(config.feeds.path.as_str()) else {
+        bail!(
+            "`{site_path}` is not under feeds.path `{}`: the page could not be written under the output folder",
+            config.feeds.path
+        );
+    };
+    let mut rel = rel.to_string();
+    if rel.is_empty() || rel.ends_with('/') {
+        rel.push_str("index.html");
+    }
+    if rel
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        bail!("`{site_path}` does not make a usable file path under the output folder");
+    }
+    Ok(rel)
+}
+
+/// For each `[[feeds.extra]]`, its glob and the site context whose feed links point at its
+/// feeds: an issue of a subset advertises the feeds it appears in.
+fn extra_sites(config: &Config, site: &SiteCtx) -> Result<Vec<(globset::GlobMatcher, SiteCtx)>> {
+    config
+        .feeds
+        .extra
+        .iter()
+        .map(|x| {
+            let glob = globset::Glob::new(&x.pattern)
+                .map_err(|e| anyhow::anyhow!("feeds.extra `{}`: {e}", x.name))?
+                .compile_matcher();
+            let feed = |f: &str| config.url(&format!("{}{}.{f}", config.feeds.path, x.name));
+            let mut s = site.clone();
+            s.feeds = crate::templates::FeedLinks {
+                atom: feed("atom.xml"),
+                rss: feed("rss.xml"),
+                json: feed("json"),
+            };
+            if let Some(t) = &x.title {
+                s.title = t.clone();
+            }
+            if let Some(l) = &x.language {
+                s.language = l.clone();
+            }
+            Ok((glob, s))
+        })
+        .collect()
+}
+
+/// The web page of one issue.
+pub fn render_page(templates: &Templates, site: &SiteCtx, issue: &Issue) -> Result<String> {
+    let ctx = issue_context(site, issue);
+    templates.render("issue.html", &ctx)
+}
+
+#[derive(Serialize)]
+struct IndexEntry<'a> {
+    title: &'a str,
+    url: &'a str,
+    date: String,
+    date_display: String,
+    description: Option<&'a str>,
+}
+
+/// The index page listing `issues` newest first.
+pub fn render_index(templates: &Templates, site: &SiteCtx, issues: &[&Issue]) -> Result<String> {
+    let mut sorted: Vec<&Issue> = issues.to_vec();
+    sorted.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.slug.cmp(&a.slug)));
+    let entries: Vec<IndexEntry<'_>> = sorted
+        .iter()
+        .map(|i| IndexEntry {
+            title: &i.title,
+            url: &i.url,
+            date: i.date.to_rfc3339(),
+            date_display: i.date.format("%-d %B %Y").to_string(),
+            description: i.description.as_deref().filter(|d| !d.trim().is_empty()),
+        })
+        .collect();
+    let mut ctx = Context::new();
+    ctx.insert("site", site);
+    ctx.insert("lang", &site.language);
+    ctx.insert("issues", &entries);
+    templates.render("index.html", &ctx)
+}
+
+/// Writes the page of every issue given and the index through `sink(path under out, bytes)`,
+/// pages in parallel. Returns how many files were written.
+pub fn write<F>(config: &Config, templates: &Templates, issues: &[&Issue], sink: F) -> Result<usize>
+where
+    F: Fn(&str, &[u8]) -> Result<()> + Sync,
+{
+    let site = SiteCtx::new(config);
+    let extra = extra_sites(config, &site)?;
+    issues.par_iter().try_for_each(|issue| -> Result<()> {
+        let rel = out_path(config, &config.issue_site_path(&issue.slug))?;
+        let name = issue.path.file_name().unwrap_or_default();
+        let site = extra
+            .iter()
+            .find(|(glob, _)| glob.is_match(name))
+            .map_or(&site, |(_, s)| s);
+        let page = render_page(templates, site, issue)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", issue.path.display()))?;
+        sink(&rel, page.as_bytes())
+    })?;
+    let index = render_index(templates, &site, issues)?;
+    sink(
+        &out_path(config, &index_site_path(config))?,
+        index.as_bytes(),
+    )?;
+    Ok(issues.len() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Item;
+    use chrono::DateTime;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    fn config() -> Config {
+        Config::parse(
+            "[site]\ntitle = \"Weekly & <Co>\"\nbase_url = \"https://example.com\"\nissue_path = \"/weekly/{slug}.html\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    fn issue(slug: &str, date: &str, title: &str) -> Issue {
+        let date = DateTime::parse_from_rfc3339(date).unwrap();
+        Issue {
+            path: PathBuf::from(format!("issues/{slug}.md")),
+            slug: slug.into(),
+            id: format!("https://example.com/weekly/{slug}.html"),
+            url: format!("https://example.com/weekly/{slug}.html"),
+            title: title.into(),
+            description: Some("About <things>".into()),
+            date,
+            updated: date,
+            draft: false,
+            lang: None,
+            tags: vec![],
+            number: None,
+            html: "<h2 id=\"first-item\">First</h2><p>notes</p>".into(),
+            text: String::new(),
+            items: vec![Item {
+                title: "First".into(),
+                anchor: "first-item".into(),
+                links: vec![],
+                html: "<p>notes</p>".into(),
+                text: "notes".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn pages_and_index_land_beside_each_other() {
+        let c = config();
+        let t = Templates::builtin().unwrap();
+        let a = issue("2019-01", "2018-12-31T09:00:00Z", "One <script>");
+        let b = issue("2019-02", "2019-01-07T09:00:00Z", "Two");
+        let files = Mutex::new(Vec::new());
+        let n = write(&c, &t, &[&a, &b], |rel, bytes| {
+            files
+                .lock()
+                .unwrap()
+                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        let mut files = files.into_inner().unwrap();
+        files.sort();
+        let names: Vec<_> = files.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "weekly/2019-01.html",
+                "weekly/2019-02.html",
+                "weekly/index.html"
+            ]
+        );
+        let page = &files[0].1;
+        assert!(page.contains("<title>One &lt;script&gt; · Weekly &amp; &lt;Co&gt;</title>"));
+        assert!(page.contains(
+            "<link rel=\"alternate\" type=\"application/atom+xml\" title=\"Weekly &amp; &lt;Co&gt; (Atom)\" href=\"https://example.com/atom.xml\">"
+        ));
+        assert!(page.contains("type=\"application/rss+xml\""));
+        assert!(page.contains("href=\"https://example.com/feed.json\""));
+        assert!(page.contains("id=\"first-item\""));
+        assert!(page.contains("<style>"), "the page carries its stylesheet");
+        let index = &files[2].1;
+        let two = index.find("weekly/2019-02.html").unwrap();
+        let one = index.find("weekly/2019-01.html").unwrap();
+        assert!(two < one, "newest first");
+        assert!(index.contains("About &lt;things&gt;"));
+    }
+
+    #[test]
+    fn issue_of_an_extra_feed_advertises_that_feed() {
+        let c = Config::parse(
+            "[site]\ntitle = \"W\"\nbase_url = \"https://example.com\"\nissue_path = \"/weekly/{slug}.html\"\n[[feeds.extra]]\nname = \"zh\"\nmatch = \"*-CN.*\"\ntitle = \"W 中文\"\nlanguage = \"zh\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let t = Templates::builtin().unwrap();
+        let mut cn = issue("2019-01-CN", "2018-12-31T09:00:00Z", "一");
+        cn.path = PathBuf::from("issues/2019-01-CN.md");
+        let en = issue("2019-01", "2018-12-31T09:00:00Z", "One");
+        let files = Mutex::new(Vec::new());
+        write(&c, &t, &[&cn, &en], |rel, bytes| {
+            files
+                .lock()
+                .unwrap()
+                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        let files = files.into_inner().unwrap();
+        let page = |n: &str| &files.iter().find(|f| f.0 == n).unwrap().1;
+        let zh = page("weekly/2019-01-CN.html");
+        assert!(zh.contains("href=\"https://example.com/zh.atom.xml\""));
+        assert!(zh.contains("href=\"https://example.com/zh.json\""));
+        assert!(zh.contains("<html lang=\"zh\">"));
+        let main = page("weekly/2019-01.html");
+        assert!(main.contains("href=\"https://example.com/atom.xml\""));
+    }
+
+    #[test]
+    fn out_path_strips_feeds_path_and_refuses_escapes() {
+        let mut c = config();
+        assert_eq!(out_path(&c, "/weekly/a.html").unwrap(), "weekly/a.html");
+        assert_eq!(out_path(&c, "/weekly/a/").unwrap(), "weekly/a/index.html");
+        assert!(out_path(&c, "/weekly/../x.html").is_err());
+        c.feeds.path = "/news/".into();
+        assert!(out_path(&c, "/weekly/a.html").is_err());
+    }
+}

@@ -1,0 +1,445 @@
+//! The Tera templates of the email and the web archive, and the context they are rendered with.
+//!
+//! The binary embeds the default templates; a file of the same name in `[templates] dir`
+//! replaces one, and any other `*.html` or `*.txt` file there is available to `{% include %}`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use crate::config::Config;
+use crate::model::Issue;
+
+/// The built-in templates, by file name.
+pub const BUILTIN: [(&str, &str); 5] = [
+    ("base.html", include_str!("../templates/base.html")),
+    ("email.html", include_str!("../templates/email.html")),
+    ("issue.html", include_str!("../templates/issue.html")),
+    ("email.txt", include_str!("../templates/email.txt")),
+    ("index.html", include_str!("../templates/index.html")),
+];
+
+/// The loaded set of templates, built-ins overridden by the user's.
+pub struct Templates {
+    tera: Tera,
+}
+
+impl Templates {
+    /// The built-in templates overridden by the files in `config.templates.dir`.
+    pub fn load(config: &Config) -> Result<Templates> {
+        let mut sources: Vec<(String, String)> = BUILTIN
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
+        if let Some(dir) = &config.templates.dir {
+            for (name, text) in read_dir(dir)? {
+                match sources.iter_mut().find(|(n, _)| *n == name) {
+                    Some(slot) => slot.1 = text,
+                    None => sources.push((name, text)),
+                }
+            }
+        }
+        Self::from_sources(sources)
+    }
+
+    /// Only the built-in templates.
+    pub fn builtin() -> Result<Templates> {
+        Self::from_sources(
+            BUILTIN
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect(),
+        )
+    }
+
+    fn from_sources(sources: Vec<(String, String)>) -> Result<Templates> {
+        let mut tera = Tera::default();
+        tera.autoescape_on(vec![".html", ".htm", ".xml"]);
+        // Tera's own escaper also rewrites `/`, which turns every URL in an attribute into
+        // `https:&#x2F;&#x2F;...`: valid, but it bloats pages and confuses link checkers.
+        tera.set_escape_fn(escape_html);
+        tera.add_raw_templates(sources)
+            .map_err(|e| anyhow::anyhow!("templates: {}", chain(&e)))?;
+        Ok(Templates { tera })
+    }
+
+    /// Renders the template `name` with `ctx`.
+    pub fn render(&self, name: &str, ctx: &Context) -> Result<String> {
+        self.tera
+            .render(name, ctx)
+            .map_err(|e| anyhow::anyhow!("rendering template {name}: {}", chain(&e)))
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
+    if !dir.is_dir() {
+        bail!(
+            "templates.dir {} is not a folder: create it, or remove the key to use the built-in templates",
+            dir.display()
+        );
+    }
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading templates folder {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading templates folder {}", dir.display()))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !(name.ends_with(".html") || name.ends_with(".txt")) || !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading template {}", path.display()))?;
+        out.push((name.to_string(), text));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Tera's error with its causes, which hold the line and the reason.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// `site` in every template.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteCtx {
+    pub title: String,
+    pub description: String,
+    pub base_url: String,
+    pub language: String,
+    /// The site's home page.
+    pub home_url: String,
+    /// The archive index written beside the issue pages (its folder's URL).
+    pub index_url: String,
+    pub feeds: FeedLinks,
+}
+
+/// Absolute URLs of the main feeds, for autodiscovery and footers.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedLinks {
+    pub atom: String,
+    pub rss: String,
+    pub json: String,
+}
+
+impl SiteCtx {
+    pub fn new(config: &Config) -> SiteCtx {
+        let feed = |f: &str| config.url(&format!("{}{f}", config.feeds.path));
+        SiteCtx {
+            title: config.site.title.clone(),
+            description: config.site.description.clone(),
+            base_url: config.site.base_url.clone(),
+            language: config.site.language.clone(),
+            home_url: format!("{}/", config.site.base_url),
+            index_url: config.url(
+                index_site_path(config)
+                    .strip_suffix("index.html")
+                    .unwrap_or_default(),
+            ),
+            feeds: FeedLinks {
+                atom: feed("atom.xml"),
+                rss: feed("rss.xml"),
+                json: feed("feed.json"),
+            },
+        }
+    }
+}
+
+/// The site path of the archive index: `index.html` in the folder of the issue pages, or
+/// `archive/index.html` there when that folder is the site's root (its home page is not ours).
+pub fn index_site_path(config: &Config) -> String {
+    let path = &config.site.issue_path;
+    let before_slug = path.split("{slug}").next().unwrap_or("/");
+    let folder = match before_slug.rfind('/') {
+        Some(i) => &before_slug[..=i],
+        None => "/",
+    };
+    if folder == "/" {
+        "/archive/index.html".to_string()
+    } else {
+        format!("{folder}index.html")
+    }
+}
+
+/// `issue` in the email and page templates.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueCtx<'a> {
+    pub title: &'a str,
+    pub slug: &'a str,
+    /// RFC 3339.
+    pub date: String,
+    /// `31 December 2018`.
+    pub date_display: String,
+    pub description: Option<&'a str>,
+    /// The description wrapped for the text part.
+    pub description_wrapped: Option<String>,
+    pub url: &'a str,
+    /// The body with each item's title marked `class="item-title"` and its source line
+    /// `class="source"`, so the design can set them apart.
+    pub html: String,
+    pub text: &'a str,
+    pub number: Option<&'a str>,
+    pub tags: &'a [String],
+    /// The hidden first line mail clients show after the subject.
+    pub preheader: String,
+    pub items: Vec<ItemCtx<'a>>,
+}
+
+/// One item of `issue.items`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemCtx<'a> {
+    pub title: &'a str,
+    pub anchor: &'a str,
+    /// The item on the issue page (`page#anchor`).
+    pub url: String,
+    /// The source article, else the item on the page.
+    pub main_url: String,
+    pub links: Vec<LinkCtx<'a>>,
+    pub html: &'a str,
+    pub text: &'a str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkCtx<'a> {
+    pub text: &'a str,
+    pub url: &'a str,
+}
+
+impl<'a> IssueCtx<'a> {
+    pub fn new(issue: &'a Issue) -> IssueCtx<'a> {
+        let description = issue
+            .description
+            .as_deref()
+            .filter(|d| !d.trim().is_empty());
+        let preheader = description
+            .map(str::to_string)
+            .or_else(|| issue.items.first().map(|i| i.title.clone()))
+            .unwrap_or_default();
+        let items = issue
+            .items
+            .iter()
+            .map(|it| {
+                let url = format!("{}#{}", issue.url, it.anchor);
+                ItemCtx {
+                    title: &it.title,
+                    anchor: &it.anchor,
+                    main_url: it
+                        .main_link()
+                        .map(|l| l.url.clone())
+                        .unwrap_or_else(|| url.clone()),
+                    url,
+                    links: it
+                        .links
+                        .iter()
+                        .map(|l| LinkCtx {
+                            text: &l.text,
+                            url: &l.url,
+                        })
+                        .collect(),
+                    html: &it.html,
+                    text: &it.text,
+                }
+            })
+            .collect();
+        IssueCtx {
+            title: &issue.title,
+            slug: &issue.slug,
+            date: issue.date.to_rfc3339(),
+            date_display: issue.date.format("%-d %B %Y").to_string(),
+            description,
+            description_wrapped: description.map(|d| crate::plaintext::wrap_paragraph(d, "")),
+            url: &issue.url,
+            html: mark_items(&issue.html, &issue.items),
+            text: &issue.text,
+            number: issue.number.as_deref(),
+            tags: &issue.tags,
+            preheader,
+            items,
+        }
+    }
+}
+
+/// Adds `class="item-title"` to the element carrying each item's anchor and `class="source"`
+/// to the paragraph right after it when that paragraph links the item's source. Anything not
+/// found as expected is left as it is.
+pub fn mark_items(html: &str, items: &[crate::model::Item]) -> String {
+    let mut out = html.to_string();
+    for item in items {
+        let needle = format!(" id=\"{}\"", escape_html(&item.anchor));
+        let Some(at) = out.find(&needle) else {
+            continue;
+        };
+        let Some(open) = out[..at].rfind('<') else {
+            continue;
+        };
+        let name: String = out[open + 1..at]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if out[open + 1 + name.len()..at].contains(['<', '>'])
+            || !matches!(name.as_str(), "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "p")
+            || out[open..at].contains("class=")
+        {
+            continue;
+        }
+        out.insert_str(open + 1 + name.len(), " class=\"item-title\"");
+        if name == "p" {
+            continue;
+        }
+        let close = format!("</{name}>");
+        let Some(end) = out[open..].find(&close).map(|i| open + i + close.len()) else {
+            continue;
+        };
+        let rest = out[end..].trim_start();
+        let p_at = out.len() - rest.len();
+        let Some(first) = item.links.first() else {
+            continue;
+        };
+        if let Some(p_end) = rest.find("</p>") {
+            let para = &rest[..p_end];
+            let href = format!("href=\"{}\"", escape_html(&first.url));
+            if rest.starts_with("<p>") && para.contains(&href) {
+                out.insert_str(p_at + 2, " class=\"source\"");
+            }
+        }
+    }
+    out
+}
+
+/// The context of `email.html`, `email.txt` and `issue.html`; `recipient` is added for email.
+pub fn issue_context(site: &SiteCtx, issue: &Issue) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("site", site);
+    ctx.insert("lang", issue.lang.as_deref().unwrap_or(&site.language));
+    ctx.insert("issue", &IssueCtx::new(issue));
+    ctx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(
+            &format!("[site]\ntitle = \"T\"\nbase_url = \"https://example.com\"\n{extra}"),
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn builtins_parse_and_extend_base() {
+        let t = Templates::builtin().unwrap();
+        for (name, _) in BUILTIN {
+            assert!(t.tera.get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn user_file_overrides_builtin_of_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("email.txt"), "custom {{ issue.title }}").unwrap();
+        let mut c = config("");
+        c.templates.dir = Some(dir.path().to_path_buf());
+        let t = Templates::load(&c).unwrap();
+        let mut ctx = Context::new();
+        ctx.insert("issue", &serde_json::json!({"title": "X"}));
+        assert_eq!(t.render("email.txt", &ctx).unwrap(), "custom X");
+        // The others stay built in.
+        assert!(t.tera.get_template("issue.html").is_ok());
+    }
+
+    #[test]
+    fn broken_user_template_names_file_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("email.html"), "{% if %}").unwrap();
+        let mut c = config("");
+        c.templates.dir = Some(dir.path().to_path_buf());
+        let e = Templates::load(&c).err().unwrap().to_string();
+        assert!(e.contains("email.html"), "{e}");
+    }
+
+    #[test]
+    fn missing_template_dir_is_an_error() {
+        let mut c = config("");
+        c.templates.dir = Some("/nonexistent/templates".into());
+        let e = Templates::load(&c).err().unwrap().to_string();
+        assert!(e.contains("is not a folder"), "{e}");
+    }
+
+    #[test]
+    fn index_beside_pages_never_at_site_root() {
+        let c = config("issue_path = \"/techshack.weekly/{slug}.html\"\n");
+        // `issue_path` belongs to [site]: the line above lands there.
+        assert_eq!(index_site_path(&c), "/techshack.weekly/index.html");
+        let c = config("");
+        assert_eq!(index_site_path(&c), "/archive/index.html");
+        let c = config("issue_path = \"/news/{slug}/index.html\"\n");
+        assert_eq!(index_site_path(&c), "/news/index.html");
+    }
+
+    #[test]
+    fn items_get_title_and_source_classes() {
+        use crate::model::{Item, Link};
+        let item = |anchor: &str, url: &str| Item {
+            title: "T".into(),
+            anchor: anchor.into(),
+            links: vec![Link {
+                text: "src".into(),
+                url: url.into(),
+            }],
+            html: String::new(),
+            text: String::new(),
+        };
+        let html = "<p>Intro</p>\n<h2 id=\"a\">A</h2>\n<p><a href=\"https://a.example/\">a.example</a></p>\n<p>notes</p>\n<p id=\"b\"><a href=\"https://b.example/\">B</a></p>\n<h2 id=\"c\">C</h2>\n<p>Not a source line.</p>";
+        let out = mark_items(
+            html,
+            &[
+                item("a", "https://a.example/"),
+                item("b", "https://b.example/"),
+                item("c", "https://c.example/"),
+                item("missing", "https://m.example/"),
+            ],
+        );
+        assert_eq!(
+            out,
+            "<p>Intro</p>\n<h2 class=\"item-title\" id=\"a\">A</h2>\n<p class=\"source\"><a href=\"https://a.example/\">a.example</a></p>\n<p>notes</p>\n<p class=\"item-title\" id=\"b\"><a href=\"https://b.example/\">B</a></p>\n<h2 class=\"item-title\" id=\"c\">C</h2>\n<p>Not a source line.</p>"
+        );
+    }
+
+    #[test]
+    fn escape_keeps_slashes() {
+        assert_eq!(
+            escape_html("https://a/b?x=1&y=\"<'>"),
+            "https://a/b?x=1&amp;y=&quot;&lt;&#39;&gt;"
+        );
+    }
+}
