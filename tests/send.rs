@@ -331,7 +331,9 @@ fn retry_unknown_resends_only_unknown_rows() {
     // The unknown one was in fact received before the stall: now twice, as SPEC allows only
     // with --retry-unknown; everyone else once.
     let got = server.counts();
+    assert_eq!(got.len(), 6, "{got:?}");
     assert_eq!(got.values().filter(|n| **n == 1).count(), 5, "{got:?}");
+    assert_eq!(got.values().filter(|n| **n == 2).count(), 1, "{got:?}");
 }
 
 #[test]
