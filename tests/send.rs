@@ -500,3 +500,15 @@ fn sigterm_finishes_the_messages_in_progress_and_defers_the_rest() {
         assert_eq!(got.get(a), Some(&1), "{a}");
     }
 }
+
+#[test]
+fn a_fresh_session_every_per_connection_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "concurrency = 1\nper_connection = 5");
+    site.subscribe(20);
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server.counts().len(), 20);
+    assert_eq!(server.connections(), 4);
+}

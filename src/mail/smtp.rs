@@ -296,7 +296,7 @@ impl Target {
         };
         Ok(Conn {
             inner: conn,
-            delivered: 0,
+            transactions: 0,
             broken: false,
             probe,
             pipelining,
@@ -340,10 +340,11 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-/// An open session and how many messages it carried.
+/// An open session.
 pub struct Conn {
     inner: AsyncSmtpConnection,
-    pub delivered: usize,
+    /// Mail transactions begun on this session, whatever their outcome.
+    pub transactions: usize,
     broken: bool,
     /// A second handle on the socket, only to peek whether the server hung up.
     probe: Option<std::net::TcpStream>,
@@ -565,6 +566,7 @@ impl Conn {
             opts.push(MailParameter::SmtpUtfEight);
         }
         let mail = Mail::new(envelope.from().cloned(), opts);
+        self.transactions += 1;
         if self.pipelining {
             if let Some(o) = self.envelope_pipelined(step, mail, envelope).await {
                 return o;
@@ -600,10 +602,7 @@ impl Conn {
                     _ => self.reset_after(o, step).await,
                 }
             }
-            Ok(Ok(resp)) => {
-                self.delivered += 1;
-                Outcome::Sent(reply_text(&resp))
-            }
+            Ok(Ok(resp)) => Outcome::Sent(reply_text(&resp)),
         }
     }
 
