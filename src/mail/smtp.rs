@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
@@ -284,11 +284,22 @@ impl Target {
                 Err(e) => return Err(self.classify_connect(e, "AUTH")),
             }
         }
+        // lettre keeps only the EHLO keywords it knows, PIPELINING not among them: ask again.
+        let pipelining = match timeout(step, conn.command(Ehlo::new(self.hello.clone()))).await {
+            Ok(Ok(r)) => r.message().any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+            }),
+            Ok(Err(e)) => return Err(self.classify_connect(e, "EHLO")),
+            Err(_) => return Err(self.timed_out("EHLO")),
+        };
         Ok(Conn {
             inner: conn,
-            delivered: 0,
+            transactions: 0,
             broken: false,
             probe,
+            pipelining,
         })
     }
 
@@ -329,13 +340,25 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-/// An open session and how many messages it carried.
+/// An open session.
 pub struct Conn {
     inner: AsyncSmtpConnection,
-    pub delivered: usize,
+    /// Mail transactions begun on this session, whatever their outcome.
+    pub transactions: usize,
     broken: bool,
     /// A second handle on the socket, only to peek whether the server hung up.
     probe: Option<std::net::TcpStream>,
+    /// The server takes MAIL, RCPT and DATA in one write (RFC 2920).
+    pipelining: bool,
+}
+
+/// Several commands written at once.
+struct Batch(String);
+
+impl std::fmt::Display for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A duplicate of the socket's descriptor for `peek`; tokio already made it non-blocking.
@@ -543,37 +566,13 @@ impl Conn {
             opts.push(MailParameter::SmtpUtfEight);
         }
         let mail = Mail::new(envelope.from().cloned(), opts);
-        match timeout(step, self.inner.command(mail)).await {
-            Err(_) => return Outcome::Retry("no answer to MAIL FROM".into()),
-            Ok(Err(e)) => {
-                return match classify_error(&e, false, "MAIL FROM") {
-                    Outcome::Fail { reply, .. } => Outcome::Abort(format!(
-                        "the server refused MAIL FROM: {reply}; check email.from and the relay's sender rules"
-                    )),
-                    o => self.reset_after(o, step).await,
-                };
+        self.transactions += 1;
+        if self.pipelining {
+            if let Some(o) = self.envelope_pipelined(step, mail, envelope).await {
+                return o;
             }
-            Ok(Ok(_)) => {}
-        }
-        for to in envelope.to() {
-            match timeout(step, self.inner.command(Rcpt::new(to.clone(), vec![]))).await {
-                Err(_) => return Outcome::Retry("no answer to RCPT TO".into()),
-                Ok(Err(e)) => {
-                    return self
-                        .reset_after(classify_error(&e, false, "RCPT TO"), step)
-                        .await
-                }
-                Ok(Ok(_)) => {}
-            }
-        }
-        match timeout(step, self.inner.command(Data)).await {
-            Err(_) => return Outcome::Retry("no answer to DATA".into()),
-            Ok(Err(e)) => {
-                return self
-                    .reset_after(classify_error(&e, false, "DATA"), step)
-                    .await
-            }
-            Ok(Ok(_)) => {}
+        } else if let Some(o) = self.envelope_one_by_one(step, mail, envelope).await {
+            return o;
         }
         // lettre writes each part, then the final dot, then reads the reply. Between the two
         // the iterator notes that the content is out and whether the server has already hung
@@ -603,15 +602,112 @@ impl Conn {
                     _ => self.reset_after(o, step).await,
                 }
             }
-            Ok(Ok(resp)) => {
-                self.delivered += 1;
-                Outcome::Sent(reply_text(&resp))
+            Ok(Ok(resp)) => Outcome::Sent(reply_text(&resp)),
+        }
+    }
+
+    /// MAIL, RCPT and DATA, each awaiting its reply. `None` once DATA got its 354.
+    async fn envelope_one_by_one(
+        &mut self,
+        step: Duration,
+        mail: Mail,
+        envelope: &Envelope,
+    ) -> Option<Outcome> {
+        match timeout(step, self.inner.command(mail)).await {
+            Err(_) => return Some(Outcome::Retry("no answer to MAIL FROM".into())),
+            Ok(Err(e)) => {
+                return Some(
+                    self.mail_refused(classify_error(&e, false, "MAIL FROM"), step)
+                        .await,
+                )
+            }
+            Ok(Ok(_)) => {}
+        }
+        for to in envelope.to() {
+            match timeout(step, self.inner.command(Rcpt::new(to.clone(), vec![]))).await {
+                Err(_) => return Some(Outcome::Retry("no answer to RCPT TO".into())),
+                Ok(Err(e)) => {
+                    return Some(
+                        self.reset_after(classify_error(&e, false, "RCPT TO"), step)
+                            .await,
+                    )
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+        match timeout(step, self.inner.command(Data)).await {
+            Err(_) => Some(Outcome::Retry("no answer to DATA".into())),
+            Ok(Err(e)) => Some(
+                self.reset_after(classify_error(&e, false, "DATA"), step)
+                    .await,
+            ),
+            Ok(Ok(_)) => None,
+        }
+    }
+
+    /// MAIL, RCPT and DATA in one write, then their replies in order: one round trip.
+    async fn envelope_pipelined(
+        &mut self,
+        step: Duration,
+        mail: Mail,
+        envelope: &Envelope,
+    ) -> Option<Outcome> {
+        let mut batch = mail.to_string();
+        for to in envelope.to() {
+            batch.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+        }
+        batch.push_str(&Data.to_string());
+        let replies = envelope.to().len() + 2;
+        let mut first_error: Option<(usize, lettre::transport::smtp::Error)> = None;
+        let mut data_ok = false;
+        for i in 0..replies {
+            let r = if i == 0 {
+                timeout(step, self.inner.command(Batch(std::mem::take(&mut batch)))).await
+            } else {
+                timeout(step, self.inner.read_response()).await
+            };
+            match r {
+                Err(_) => return Some(Outcome::Retry("no answer to MAIL, RCPT or DATA".into())),
+                Ok(Ok(_)) => data_ok = i == replies - 1,
+                Ok(Err(e)) if e.status().is_none() => {
+                    return Some(classify_error(&e, false, "MAIL, RCPT or DATA"))
+                }
+                Ok(Err(e)) => {
+                    if first_error.is_none() {
+                        first_error = Some((i, e));
+                    }
+                }
+            }
+        }
+        match first_error {
+            None => None,
+            Some((i, e)) => {
+                if data_ok {
+                    // DATA was accepted after all although an earlier command failed: the
+                    // session is in an odd state, so it ends here.
+                    self.broken = true;
+                }
+                let o = classify_error(&e, false, "MAIL, RCPT or DATA");
+                Some(if i == 0 {
+                    self.mail_refused(o, step).await
+                } else {
+                    self.reset_after(o, step).await
+                })
             }
         }
     }
 
+    async fn mail_refused(&mut self, o: Outcome, step: Duration) -> Outcome {
+        match o {
+            Outcome::Fail { reply, .. } => Outcome::Abort(format!(
+                "the server refused MAIL FROM: {reply}; check email.from and the relay's sender rules"
+            )),
+            o => self.reset_after(o, step).await,
+        }
+    }
+
     async fn reset_after(&mut self, o: Outcome, step: Duration) -> Outcome {
-        if o.keeps_connection() && !self.inner.has_broken() {
+        if o.keeps_connection() && !self.broken && !self.inner.has_broken() {
             match timeout(step, self.inner.command(Rset)).await {
                 Ok(Ok(_)) => {}
                 _ => self.broken = true,
