@@ -180,6 +180,32 @@ mod tests {
     }
 
     #[test]
+    fn confirmation_mail_text_keeps_the_link_whole() {
+        let p = Pages::load(&config("")).unwrap();
+        let link = format!(
+            "https://news.example.org/confirm?token={}&expires=1",
+            "t".repeat(120)
+        );
+        let text = p
+            .render(
+                "confirm_email.txt",
+                &[
+                    ("address", "ann@example.net"),
+                    ("confirm_url", &link),
+                    ("expires", "2026-11-28 07:00 UTC"),
+                ],
+            )
+            .unwrap();
+        assert!(text.lines().any(|l| l == link), "{text}");
+        assert!(text.contains("ann@example.net") && text.contains("2026-11-28 07:00 UTC"));
+        // Plain text is not HTML-escaped.
+        assert!(text.contains("T <&> Digest"), "{text}");
+        for l in text.lines().filter(|l| *l != link) {
+            assert!(l.chars().count() <= 78, "long line: {l}");
+        }
+    }
+
+    #[test]
     fn user_templates_override_and_broken_ones_fail_at_load() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("notice.html"), "<p>custom {{ heading }}</p>").unwrap();
