@@ -498,9 +498,9 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
             });
         }
     }
-    let mut items_meta = Vec::new();
+    let mut metas = Vec::new();
     for f in &families {
-        items_meta.push(if f.items {
+        metas.push(if f.items {
             let mut m = f.set.meta.clone();
             m.title = format!("{} (articles)", m.title);
             m
@@ -510,7 +510,7 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
     }
     let mut jobs = Vec::new();
     let mut written = Written::default();
-    for (f, meta) in families.iter().zip(&items_meta) {
+    for (f, meta) in families.iter().zip(&metas) {
         if f.items {
             written.items += f.entries.len();
         } else if f.set.name.is_empty() {
@@ -528,15 +528,15 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
     }
     written.documents = jobs.iter().filter(|j| !j.doc.history.archive).count();
     written.archives = jobs.len() - written.documents;
-    // Archives first, so a subscription document never links an archive not yet in place.
-    jobs.sort_by_key(|j| !j.doc.history.archive);
+    // `Staging::commit` moves `archive/` into place before the documents that link to it.
     jobs.par_iter()
         .try_for_each(|job| staging.add(&job.path, |w| write_job(job, w)))?;
     Ok(written)
 }
 
-/// Removes what XML 1.0 forbids (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) and the C1
-/// controls feed readers choke on. Borrows when there is nothing to remove.
+/// Removes what XML 1.0 forbids (C0 controls but tab, LF and CR; U+FFFE, U+FFFF), the C1
+/// controls feed readers choke on, and U+E000/U+E001 (see `body_mark`). Borrows when there
+/// is nothing to remove.
 pub fn xml_clean(s: &str) -> Cow<'_, str> {
     if !has_forbidden(s.as_bytes()) {
         return Cow::Borrowed(s);
