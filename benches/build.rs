@@ -35,22 +35,20 @@ fn main() {
 
     let mut base = Vec::new();
     let mut build = Vec::new();
-    let mut base_kib = 0u64;
-    let mut build_kib = 0u64;
     println!(
         "config {}\ncorpus {}\nruns {runs}",
         config.display(),
         twir.display()
     );
     for run in 0..=runs {
-        let (t, kib) = timed(
+        let b = timed(
             Command::new(&me)
                 .arg("--baseline-child")
                 .arg(&twir)
                 .arg(scratch.join("baseline.html")),
             &scratch,
         );
-        let (u, kib2) = timed(
+        let t = timed(
             Command::new(bin)
                 .arg("-q")
                 .arg("-c")
@@ -64,40 +62,43 @@ fn main() {
         );
         // The first round warms the page cache and is not counted.
         if run > 0 {
-            base.push(t);
-            build.push(u);
-            base_kib = base_kib.max(kib);
-            build_kib = build_kib.max(kib2);
+            base.push(b);
+            build.push(t);
         }
     }
-    let mb = median(&mut base);
-    let mt = median(&mut build);
+    report("pulldown-cmark alone", &base);
+    report("techshack build", &build);
+    let ratio = |f: fn(&Cost) -> Duration| {
+        median(build.iter().map(f).collect()).as_secs_f64()
+            / median(base.iter().map(f).collect()).as_secs_f64()
+    };
     println!(
-        "pulldown-cmark alone: median {:.3} s, peak {:.1} MiB",
-        mb.as_secs_f64(),
-        base_kib as f64 / 1024.0
+        "ratio of medians: wall {:.2}, cpu {:.2} (target: wall at most 1.5)",
+        ratio(|c| c.wall),
+        ratio(|c| c.cpu)
     );
-    println!(
-        "techshack build:      median {:.3} s, peak {:.1} MiB",
-        mt.as_secs_f64(),
-        build_kib as f64 / 1024.0
-    );
-    println!(
-        "ratio {:.2} (target at most 1.5), peak memory target at most 64 MiB",
-        mt.as_secs_f64() / mb.as_secs_f64()
-    );
+    println!("peak memory target: at most 64 MiB");
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-/// Runs a command under `/usr/bin/time`; its wall time and peak resident set in KiB.
-fn timed(cmd: &mut Command, scratch: &Path) -> (Duration, u64) {
+/// What one run cost.
+struct Cost {
+    wall: Duration,
+    /// User plus system CPU time, which the other processes of a busy machine disturb less.
+    cpu: Duration,
+    /// Peak resident set, KiB.
+    kib: u64,
+}
+
+/// Runs a command under `/usr/bin/time`.
+fn timed(cmd: &mut Command, scratch: &Path) -> Cost {
     let report = scratch.join("time.txt");
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let start = Instant::now();
     let status = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("%M")
+        .arg("%M %U %S")
         .arg("-o")
         .arg(&report)
         .arg(&program)
@@ -111,16 +112,35 @@ fn timed(cmd: &mut Command, scratch: &Path) -> (Duration, u64) {
         program.to_string_lossy(),
         args
     );
-    let kib = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()))
-        .expect("peak memory from /usr/bin/time");
-    (elapsed, kib)
+    let report = std::fs::read_to_string(&report).expect("the report of /usr/bin/time");
+    let fields: Vec<f64> = report
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    assert_eq!(fields.len(), 3, "unexpected /usr/bin/time report: {report}");
+    Cost {
+        wall: elapsed,
+        cpu: Duration::from_secs_f64(fields[1] + fields[2]),
+        kib: fields[0] as u64,
+    }
 }
 
-fn median(v: &mut [Duration]) -> Duration {
+fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+fn report(name: &str, runs: &[Cost]) {
+    let peak = runs.iter().map(|c| c.kib).max().unwrap_or(0);
+    println!(
+        "{name:<22} median wall {:.3} s, median cpu {:.3} s, peak {:.1} MiB",
+        median(runs.iter().map(|c| c.wall).collect()).as_secs_f64(),
+        median(runs.iter().map(|c| c.cpu).collect()).as_secs_f64(),
+        peak as f64 / 1024.0
+    );
 }
 
 /// The floor: every issue read, rendered to HTML by pulldown-cmark and written once.

@@ -2,7 +2,7 @@
 # Sending speed against Postfix's smtp-sink, compared in the same run with Postfix's own
 # smtp-source at the same number of connections and message size (SPEC "Speed").
 #
-#   benches/send.sh [MESSAGES] [CONCURRENCY]
+#   [ITEMS=13] benches/send.sh [MESSAGES] [CONCURRENCY]   (13 items make a message of about 20 KB)
 #
 # Needs smtp-sink and smtp-source (scripts/setup-test-deps installs Postfix). Prints both
 # rates, the ratio (target >= 0.6) and checks that the ledger recorded every delivery.
@@ -38,7 +38,7 @@ mkdir -p "$work/issues"
 today=$(date -u +%Y-%m-%d)
 {
   printf -- '---\ntitle: "Benchmark issue"\ndate: %s\ndescription: Twenty kilobytes of digest\n---\n\n' "$today"
-  for i in $(seq 1 40); do
+  for i in $(seq 1 "${ITEMS:-13}"); do
     printf '## [Article %d about queues and logs](https://example.com/articles/%d)\n\n' "$i" "$i"
     printf 'Notes on article %d: a log is an append-only sequence of records ordered by time; ' "$i"
     printf 'consumers read at their own pace and the broker keeps the data for a retention window, '

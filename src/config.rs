@@ -206,6 +206,9 @@ impl Default for StateConfig {
 pub struct ServeConfig {
     pub listen: String,
     pub public_url: Option<String>,
+    /// Take the client's address from the last `X-Forwarded-For` entry (for the per-address
+    /// limit on sign-ups); only behind a reverse proxy that sets that header.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ServeConfig {
@@ -213,6 +216,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: "127.0.0.1:8080".into(),
             public_url: None,
+            trust_forwarded_for: false,
         }
     }
 }

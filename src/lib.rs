@@ -11,6 +11,7 @@ pub mod mail;
 pub mod markdown;
 pub mod model;
 pub mod plaintext;
+pub mod serve;
 pub mod store;
 pub mod templates;
 pub mod token;

@@ -272,21 +272,36 @@ pub fn escape_attr(s: &str) -> String {
 
 /// An anchor from a title: lower case letters and digits joined by `-` (`section` if none).
 pub fn slugify(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    slugify_events(&[Event::Text(CowStr::Borrowed(s))])
+}
+
+/// [`slugify`] of the text of some events, without collecting the text first.
+fn slugify_events(events: &[Event]) -> String {
+    let mut out = String::new();
     let mut dash = false;
-    for c in s.chars() {
-        if c.is_alphanumeric() {
-            if dash && !out.is_empty() {
-                out.push('-');
+    for e in events {
+        let t = match e {
+            Event::Text(t) | Event::Code(t) => t,
+            Event::SoftBreak | Event::HardBreak => {
+                dash = true;
+                continue;
             }
-            dash = false;
-            if c.is_ascii() {
-                out.push(c.to_ascii_lowercase());
-            } else {
-                out.extend(c.to_lowercase());
+            _ => continue,
+        };
+        for c in t.chars() {
+            if c.is_alphanumeric() {
+                if dash && !out.is_empty() {
+                    out.push('-');
+                }
+                dash = false;
+                if c.is_ascii() {
+                    out.push(c.to_ascii_lowercase());
+                } else {
+                    out.extend(c.to_lowercase());
+                }
+            } else if c.is_whitespace() || matches!(c, '-' | '_' | '.' | '/' | ':') {
+                dash = true;
             }
-        } else if c.is_whitespace() || matches!(c, '-' | '_' | '.' | '/' | ':') {
-            dash = true;
         }
     }
     if out.is_empty() {
@@ -827,7 +842,7 @@ impl<'a> Doc<'a> {
                     .iter()
                     .position(|e| matches!(e, Event::End(TagEnd::Heading(_))))
                     .map_or(self.events.len(), |p| i + p);
-                let id = anchors.unique(slugify(&self.range_text(i..end)));
+                let id = anchors.unique(slugify_events(&self.events[i..end]));
                 if let Event::Start(Tag::Heading { id: slot, .. }) = &mut self.events[i] {
                     *slot = Some(CowStr::from(id));
                 }

@@ -156,3 +156,45 @@ fn the_clock_is_read_from_the_environment_and_checked() {
     let atom = std::fs::read_to_string(out.path().join("atom.xml")).expect("atom.xml");
     assert!(!atom.contains("2099-01"));
 }
+
+#[test]
+fn a_template_that_fails_to_render_leaves_old_outputs_untouched() {
+    let issues = fixture().join("issues");
+    let out = tempfile::tempdir().expect("temporary folder");
+    techshack(&issues, out.path()).assert().success();
+    let before = snapshot(out.path());
+    assert!(
+        before.contains_key("weekly/2019-01.html"),
+        "{:?}",
+        before.keys()
+    );
+    // The feeds are staged before the pages: a page that cannot be rendered must take them
+    // back too.
+    let work = tempfile::tempdir().expect("temporary folder");
+    let templates = work.path().join("templates");
+    std::fs::create_dir(&templates).expect("templates folder");
+    std::fs::write(templates.join("issue.html"), "{{ no_such_thing.at_all }}").expect("template");
+    let config = std::fs::read_to_string(fixture().join("techshack.toml")).expect("config");
+    let config = config.replace("[issues]", "[templates]\ndir = \"templates\"\n\n[issues]");
+    std::fs::write(work.path().join("techshack.toml"), config).expect("config");
+    let o = Command::cargo_bin("techshack")
+        .expect("the techshack binary")
+        .env("TECHSHACK_NOW", NOW)
+        .arg("-c")
+        .arg(work.path().join("techshack.toml"))
+        .arg("--issues")
+        .arg(&issues)
+        .arg("build")
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("issue.html"), "{stderr}");
+    assert_eq!(
+        before,
+        snapshot(out.path()),
+        "a failed build changed the outputs"
+    );
+}

@@ -125,12 +125,22 @@ fn sigkill_midway_then_rerun_sends_everyone_once_and_reports_unknown() {
 
 #[test]
 fn tempfail_and_421_defer_exit_75_and_a_later_run_delivers() {
+    tempfail_and_421(true);
+}
+
+#[test]
+fn tempfail_and_421_without_pipelining() {
+    tempfail_and_421(false);
+}
+
+fn tempfail_and_421(pipelining: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(
         tmp.path(),
         json!({
             "tempfail": {"regex": "^user00[0-2][0-9]@", "times": 1, "reply": "451 4.3.0 Try later"},
-            "disconnect_after": 100
+            "disconnect_after": 100,
+            "no_pipelining": !pipelining
         }),
     );
     let site = site_for(&server, "");
@@ -164,7 +174,8 @@ fn permanent_550_fails_bounces_and_is_never_retried() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(
         tmp.path(),
-        json!({"reject": {"regex": "^user0003@", "reply": "550 5.1.1 <user0003@example.net>: no such user"}}),
+        json!({"reject": {"regex": "^user0003@", "reply": "550 5.1.1 <user0003@example.net>: no such user"},
+               "no_pipelining": true}),
     );
     let site = site_for(&server, "");
     site.subscribe(20);
@@ -197,7 +208,7 @@ fn connection_dropped_in_data_is_retried_and_arrives_once() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(
         tmp.path(),
-        json!({"drop_in_data": {"regex": "^user000[57]@", "times": 1}}),
+        json!({"drop_in_data": {"regex": "^user000[57]@", "times": 1}, "no_pipelining": true}),
     );
     let site = site_for(&server, "");
     let addrs = site.subscribe(20);
@@ -320,7 +331,9 @@ fn retry_unknown_resends_only_unknown_rows() {
     // The unknown one was in fact received before the stall: now twice, as SPEC allows only
     // with --retry-unknown; everyone else once.
     let got = server.counts();
+    assert_eq!(got.len(), 6, "{got:?}");
     assert_eq!(got.values().filter(|n| **n == 1).count(), 5, "{got:?}");
+    assert_eq!(got.values().filter(|n| **n == 2).count(), 1, "{got:?}");
 }
 
 #[test]
@@ -486,4 +499,16 @@ fn sigterm_finishes_the_messages_in_progress_and_defers_the_rest() {
     for a in &addrs {
         assert_eq!(got.get(a), Some(&1), "{a}");
     }
+}
+
+#[test]
+fn a_fresh_session_every_per_connection_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "concurrency = 1\nper_connection = 5");
+    site.subscribe(20);
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server.counts().len(), 20);
+    assert_eq!(server.connections(), 4);
 }

@@ -272,3 +272,31 @@ fn loopback_uses_starttls_only_with_a_ca_file_and_a_530_fails_no_recipient() {
     assert_eq!(server.counts().len(), 5);
     assert_eq!(site.status()["sent"], 5);
 }
+
+#[test]
+fn smtps_uses_implicit_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ip = public_ip();
+    let (ca, cert, key) = certificates(tmp.path(), &ip);
+    let server = Server::start_on(
+        tmp.path(),
+        &ip,
+        json!({"tls": {"cert": cert, "key": key}, "implicit_tls": true,
+               "auth": {"user": "bob", "password": "pw"}}),
+    );
+    let site = Site::new(
+        &format!("smtps://{ip}:{}", server.port),
+        &format!(
+            "username = \"bob\"\nca_file = {:?}",
+            ca.display().to_string()
+        ),
+    );
+    site.subscribe(4);
+    site.assert_cmd()
+        .args(["send", ISSUE])
+        .env("TECHSHACK_SMTP_PASSWORD", "pw")
+        .assert()
+        .code(0);
+    assert_eq!(server.counts().len(), 4);
+    assert_eq!(site.status()["sent"], 4);
+}

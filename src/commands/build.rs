@@ -43,12 +43,16 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
         ));
         return Ok(0);
     }
-    let files = write_all(&config, &published, &out)?;
+    let built = write_all(&config, &published, &out)?;
     ctx.info(format!(
-        "wrote {} files to {} ({} issues)",
-        files.count,
+        "wrote {} files to {}: {} feeds, {} archive pages, {} web pages ({} issues, {} articles in the main feeds)",
+        built.count,
         out.display(),
-        published.len()
+        built.feeds.documents,
+        built.feeds.archives,
+        built.pages,
+        published.len(),
+        built.feeds.items
     ));
     Ok(0)
 }
@@ -56,18 +60,29 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
 /// What a build wrote.
 #[derive(Debug)]
 pub struct Built {
+    /// Files written in all.
     pub count: usize,
     pub feeds: emit::Written,
+    /// Web pages: one per issue and the index.
+    pub pages: usize,
 }
 
 /// Writes every output of the published issues (oldest first) under `out`: all of them or,
 /// on any error, none (the previous files stay as they were).
 pub fn write_all(config: &Config, published: &[&Issue], out: &Path) -> Result<Built> {
+    // Templates first: a broken one fails the build before anything is staged.
+    let templates = crate::templates::Templates::load(config)?;
     let staging = Staging::new(out)?;
     let feeds = emit::write_feeds(config, published, &staging)?;
-    emit::web::write_pages(config, published, &staging)?;
+    let pages = emit::web::write(config, &templates, published, |rel, bytes| {
+        staging.add_bytes(rel, bytes)
+    })?;
     let count = staging.commit()?;
-    Ok(Built { count, feeds })
+    Ok(Built {
+        count,
+        feeds,
+        pages,
+    })
 }
 
 /// The issues that appear in outputs: not drafts and not dated after `now`, unless `drafts`.

@@ -1,9 +1,41 @@
 //! `techshack serve`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::Ctx;
 
-pub fn run(_ctx: &Ctx, _args: crate::cli::ServeArgs) -> Result<u8> {
-    super::not_yet("serve")
+pub fn run(ctx: &Ctx, args: crate::cli::ServeArgs) -> Result<u8> {
+    init_logging(ctx);
+    let listen = args
+        .listen
+        .unwrap_or_else(|| ctx.config.serve.listen.clone());
+    let secret = crate::token::secret_from_env()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let app = crate::serve::App::new(&ctx.config, secret)?;
+        crate::serve::run(app, &listen, !ctx.quiet).await
+    })?;
+    Ok(0)
+}
+
+/// Log lines on stderr: warnings and errors with `--quiet`, every request with `--verbose`,
+/// else what an operator needs; `$RUST_LOG` overrides.
+fn init_logging(ctx: &Ctx) {
+    let level = if ctx.quiet {
+        "warn"
+    } else if ctx.verbose {
+        "debug"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("techshack={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

@@ -98,15 +98,6 @@ pub fn render_index(templates: &Templates, site: &SiteCtx, issues: &[&Issue]) ->
     templates.render("index.html", &ctx)
 }
 
-/// Writes the page of every issue given and the index into a build's staged outputs, with the
-/// configured templates. Returns how many files were staged.
-pub fn write_pages(config: &Config, issues: &[&Issue], staging: &super::Staging) -> Result<usize> {
-    let templates = Templates::load(config)?;
-    write(config, &templates, issues, |rel, bytes| {
-        staging.add_bytes(rel, bytes)
-    })
-}
-
 /// Writes the page of every issue given and the index through `sink(path under out, bytes)`,
 /// pages in parallel. Returns how many files were written.
 pub fn write<F>(config: &Config, templates: &Templates, issues: &[&Issue], sink: F) -> Result<usize>

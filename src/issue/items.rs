@@ -176,13 +176,34 @@ fn sections(doc: &Doc, blocks: &[Block]) -> Option<Vec<Found>> {
     if starts.is_empty() {
         return None;
     }
+    let section_end = |s: usize| {
+        blocks[s + 1..]
+            .iter()
+            .position(|b| is_heading(doc, b, HeadingLevel::H2).is_some())
+            .map_or(blocks.len(), |p| s + 1 + p)
+    };
+    // Decide the form before building anything: most issues of topic newsletters are not in it.
+    let cheap_sourced = starts
+        .iter()
+        .filter(|&&s| {
+            let h = blocks[s];
+            doc.events[h.start..h.end]
+                .iter()
+                .any(|e| matches!(e, Event::Start(Tag::Link { .. })))
+                || blocks[s + 1..section_end(s)]
+                    .iter()
+                    .take(2)
+                    .take_while(|b| is_paragraph(doc, b))
+                    .any(|b| is_source_line(doc, b))
+        })
+        .count();
+    if cheap_sourced * 2 < starts.len() {
+        return None;
+    }
     let mut items = Vec::with_capacity(starts.len());
     let mut sourced = 0;
     for &s in &starts {
-        let end = blocks[s + 1..]
-            .iter()
-            .position(|b| is_heading(doc, b, HeadingLevel::H2).is_some())
-            .map_or(blocks.len(), |p| s + 1 + p);
+        let end = section_end(s);
         let h = blocks[s];
         let mut links = links_in(doc, h.start..h.end);
         let mut skip: Option<usize> = None;

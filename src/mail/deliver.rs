@@ -315,7 +315,7 @@ async fn worker(s: Arc<Shared>, mut conn: Option<Conn>) -> Result<()> {
     while !s.stop.load(Ordering::Relaxed) {
         let Some(mut job) = s.pop() else { break };
         let fresh = match &conn {
-            Some(c) => !c.is_usable() || c.delivered >= s.settings.per_connection,
+            Some(c) => !c.is_usable() || c.transactions >= s.settings.per_connection,
             None => true,
         };
         if fresh {

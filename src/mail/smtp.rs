@@ -5,14 +5,16 @@
 //! Nagle's algorithm holds it until the server's delayed ACK, about 40 ms per message.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
@@ -47,6 +49,8 @@ pub struct Target {
     pub timeout: Duration,
     hello: ClientId,
     private_ca: bool,
+    /// For `smtps://`: the handshake is ours, so the socket keeps `TCP_NODELAY`.
+    implicit: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -115,14 +119,28 @@ impl Target {
             ),
         };
         let port = url.port().unwrap_or(default_port);
+        let ca_pem = match &c.ca_file {
+            Some(ca) => Some(
+                std::fs::read(ca)
+                    .with_context(|| format!("reading smtp.ca_file {}", ca.display()))?,
+            ),
+            None => None,
+        };
+        let implicit = match security {
+            Security::Implicit => Some(rustls_config(ca_pem.as_deref()).with_context(|| {
+                format!(
+                    "smtp.ca_file {}",
+                    c.ca_file.as_deref().unwrap_or(Path::new("")).display()
+                )
+            })?),
+            _ => None,
+        };
         let tls = if security == Security::None {
             None
         } else {
             let mut b = TlsParameters::builder(host.clone());
-            if let Some(ca) = &c.ca_file {
-                let pem = std::fs::read(ca)
-                    .with_context(|| format!("reading smtp.ca_file {}", ca.display()))?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| {
+            if let (Some(ca), Some(pem)) = (&c.ca_file, &ca_pem) {
+                let cert = Certificate::from_pem(pem).map_err(|e| {
                     anyhow::anyhow!("smtp.ca_file {}: not a PEM certificate: {e}", ca.display())
                 })?;
                 b = b.add_root_certificate(cert);
@@ -153,6 +171,7 @@ impl Target {
             timeout: Duration::from_secs(c.timeout_secs.max(1)),
             hello: ClientId::default(),
             private_ca: c.ca_file.is_some(),
+            implicit,
         })
     }
 
@@ -175,24 +194,32 @@ impl Target {
         let probe = probe_of(&tcp);
         let (mut conn, probe) = match self.security {
             Security::Implicit => {
-                // lettre owns the socket here; implicit TLS needs the handshake before the
-                // greeting, which `connect_with_transport` cannot do.
-                drop(tcp);
-                drop(probe);
-                let c = timeout(
+                let config = self
+                    .implicit
+                    .clone()
+                    .ok_or_else(|| ConnectError::Fatal("TLS configuration missing".into()))?;
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| ConnectError::Fatal(format!("`{}`: {e}", self.host)))?;
+                let tls = timeout(
                     step,
-                    AsyncSmtpConnection::connect_tokio1(
-                        (self.host.as_str(), self.port),
-                        Some(step),
-                        &self.hello,
-                        self.tls.clone(),
-                        None,
-                    ),
+                    tokio_rustls::TlsConnector::from(config).connect(name, tcp),
                 )
                 .await
-                .map_err(|_| self.timed_out("the TLS handshake and greeting"))?
-                .map_err(|e| self.classify_connect(e, "connecting"))?;
-                (c, None)
+                .map_err(|_| self.timed_out("the TLS handshake"))?
+                .map_err(|e| {
+                    ConnectError::Fatal(format!(
+                        "TLS with {} failed: {e}; if the server uses a private CA, set smtp.ca_file",
+                        self.host
+                    ))
+                })?;
+                let c = timeout(
+                    step,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(TlsTcp(tls)), &self.hello),
+                )
+                .await
+                .map_err(|_| self.timed_out("the greeting and EHLO"))?
+                .map_err(|e| self.classify_connect(e, "greeting"))?;
+                (c, probe)
             }
             _ => (
                 timeout(
@@ -257,11 +284,22 @@ impl Target {
                 Err(e) => return Err(self.classify_connect(e, "AUTH")),
             }
         }
+        // lettre keeps only the EHLO keywords it knows, PIPELINING not among them: ask again.
+        let pipelining = match timeout(step, conn.command(Ehlo::new(self.hello.clone()))).await {
+            Ok(Ok(r)) => r.message().any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+            }),
+            Ok(Err(e)) => return Err(self.classify_connect(e, "EHLO")),
+            Err(_) => return Err(self.timed_out("EHLO")),
+        };
         Ok(Conn {
             inner: conn,
-            delivered: 0,
+            transactions: 0,
             broken: false,
             probe,
+            pipelining,
         })
     }
 
@@ -302,13 +340,25 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-/// An open session and how many messages it carried.
+/// An open session.
 pub struct Conn {
     inner: AsyncSmtpConnection,
-    pub delivered: usize,
+    /// Mail transactions begun on this session, whatever their outcome.
+    pub transactions: usize,
     broken: bool,
     /// A second handle on the socket, only to peek whether the server hung up.
     probe: Option<std::net::TcpStream>,
+    /// The server takes MAIL, RCPT and DATA in one write (RFC 2920).
+    pipelining: bool,
+}
+
+/// Several commands written at once.
+struct Batch(String);
+
+impl std::fmt::Display for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A duplicate of the socket's descriptor for `peek`; tokio already made it non-blocking.
@@ -323,6 +373,77 @@ fn probe_of(tcp: &TcpStream) -> Option<std::net::TcpStream> {
     {
         let _ = tcp;
         None
+    }
+}
+
+/// The rustls client configuration of `smtps://`: the web PKI roots plus `smtp.ca_file`.
+fn rustls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = ca_pem {
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("unusable certificate: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            bail!("no PEM certificate in the file");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A TLS stream lettre can drive as if it were the plain socket.
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl lettre::transport::smtp::client::AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
     }
 }
 
@@ -445,37 +566,13 @@ impl Conn {
             opts.push(MailParameter::SmtpUtfEight);
         }
         let mail = Mail::new(envelope.from().cloned(), opts);
-        match timeout(step, self.inner.command(mail)).await {
-            Err(_) => return Outcome::Retry("no answer to MAIL FROM".into()),
-            Ok(Err(e)) => {
-                return match classify_error(&e, false, "MAIL FROM") {
-                    Outcome::Fail { reply, .. } => Outcome::Abort(format!(
-                        "the server refused MAIL FROM: {reply}; check email.from and the relay's sender rules"
-                    )),
-                    o => self.reset_after(o, step).await,
-                };
+        self.transactions += 1;
+        if self.pipelining {
+            if let Some(o) = self.envelope_pipelined(step, mail, envelope).await {
+                return o;
             }
-            Ok(Ok(_)) => {}
-        }
-        for to in envelope.to() {
-            match timeout(step, self.inner.command(Rcpt::new(to.clone(), vec![]))).await {
-                Err(_) => return Outcome::Retry("no answer to RCPT TO".into()),
-                Ok(Err(e)) => {
-                    return self
-                        .reset_after(classify_error(&e, false, "RCPT TO"), step)
-                        .await
-                }
-                Ok(Ok(_)) => {}
-            }
-        }
-        match timeout(step, self.inner.command(Data)).await {
-            Err(_) => return Outcome::Retry("no answer to DATA".into()),
-            Ok(Err(e)) => {
-                return self
-                    .reset_after(classify_error(&e, false, "DATA"), step)
-                    .await
-            }
-            Ok(Ok(_)) => {}
+        } else if let Some(o) = self.envelope_one_by_one(step, mail, envelope).await {
+            return o;
         }
         // lettre writes each part, then the final dot, then reads the reply. Between the two
         // the iterator notes that the content is out and whether the server has already hung
@@ -505,15 +602,112 @@ impl Conn {
                     _ => self.reset_after(o, step).await,
                 }
             }
-            Ok(Ok(resp)) => {
-                self.delivered += 1;
-                Outcome::Sent(reply_text(&resp))
+            Ok(Ok(resp)) => Outcome::Sent(reply_text(&resp)),
+        }
+    }
+
+    /// MAIL, RCPT and DATA, each awaiting its reply. `None` once DATA got its 354.
+    async fn envelope_one_by_one(
+        &mut self,
+        step: Duration,
+        mail: Mail,
+        envelope: &Envelope,
+    ) -> Option<Outcome> {
+        match timeout(step, self.inner.command(mail)).await {
+            Err(_) => return Some(Outcome::Retry("no answer to MAIL FROM".into())),
+            Ok(Err(e)) => {
+                return Some(
+                    self.mail_refused(classify_error(&e, false, "MAIL FROM"), step)
+                        .await,
+                )
+            }
+            Ok(Ok(_)) => {}
+        }
+        for to in envelope.to() {
+            match timeout(step, self.inner.command(Rcpt::new(to.clone(), vec![]))).await {
+                Err(_) => return Some(Outcome::Retry("no answer to RCPT TO".into())),
+                Ok(Err(e)) => {
+                    return Some(
+                        self.reset_after(classify_error(&e, false, "RCPT TO"), step)
+                            .await,
+                    )
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+        match timeout(step, self.inner.command(Data)).await {
+            Err(_) => Some(Outcome::Retry("no answer to DATA".into())),
+            Ok(Err(e)) => Some(
+                self.reset_after(classify_error(&e, false, "DATA"), step)
+                    .await,
+            ),
+            Ok(Ok(_)) => None,
+        }
+    }
+
+    /// MAIL, RCPT and DATA in one write, then their replies in order: one round trip.
+    async fn envelope_pipelined(
+        &mut self,
+        step: Duration,
+        mail: Mail,
+        envelope: &Envelope,
+    ) -> Option<Outcome> {
+        let mut batch = mail.to_string();
+        for to in envelope.to() {
+            batch.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+        }
+        batch.push_str(&Data.to_string());
+        let replies = envelope.to().len() + 2;
+        let mut first_error: Option<(usize, lettre::transport::smtp::Error)> = None;
+        let mut data_ok = false;
+        for i in 0..replies {
+            let r = if i == 0 {
+                timeout(step, self.inner.command(Batch(std::mem::take(&mut batch)))).await
+            } else {
+                timeout(step, self.inner.read_response()).await
+            };
+            match r {
+                Err(_) => return Some(Outcome::Retry("no answer to MAIL, RCPT or DATA".into())),
+                Ok(Ok(_)) => data_ok = i == replies - 1,
+                Ok(Err(e)) if e.status().is_none() => {
+                    return Some(classify_error(&e, false, "MAIL, RCPT or DATA"))
+                }
+                Ok(Err(e)) => {
+                    if first_error.is_none() {
+                        first_error = Some((i, e));
+                    }
+                }
+            }
+        }
+        match first_error {
+            None => None,
+            Some((i, e)) => {
+                if data_ok {
+                    // DATA was accepted after all although an earlier command failed: the
+                    // session is in an odd state, so it ends here.
+                    self.broken = true;
+                }
+                let o = classify_error(&e, false, "MAIL, RCPT or DATA");
+                Some(if i == 0 {
+                    self.mail_refused(o, step).await
+                } else {
+                    self.reset_after(o, step).await
+                })
             }
         }
     }
 
+    async fn mail_refused(&mut self, o: Outcome, step: Duration) -> Outcome {
+        match o {
+            Outcome::Fail { reply, .. } => Outcome::Abort(format!(
+                "the server refused MAIL FROM: {reply}; check email.from and the relay's sender rules"
+            )),
+            o => self.reset_after(o, step).await,
+        }
+    }
+
     async fn reset_after(&mut self, o: Outcome, step: Duration) -> Outcome {
-        if o.keeps_connection() && !self.inner.has_broken() {
+        if o.keeps_connection() && !self.broken && !self.inner.has_broken() {
             match timeout(step, self.inner.command(Rset)).await {
                 Ok(Ok(_)) => {}
                 _ => self.broken = true,

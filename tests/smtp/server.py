@@ -9,11 +9,13 @@ Faults come from a JSON file (--faults), every key optional:
   reject:     {"regex": R, "reply": "550 5.1.1 ..."}              RCPT always refused
   disconnect_after: N    after N accepted messages, the next MAIL gets 421 and the connection is
                          closed (once)
-  drop_in_data: {"regex": R, "times": N}   the first N DATA phases for a matching address are cut
-                         off: 354, then the connection is closed before the content is complete
+  drop_in_data: {"regex": R, "times": N}   the first N DATA commands for a matching address get
+                         no reply: the connection is closed before any content is taken
   stall_after: N         after N accepted messages the server stops answering anything
   auth:  {"user": U, "password": P}    AUTH required (after STARTTLS)
   tls:   {"cert": FILE, "key": FILE}   STARTTLS offered and required
+  implicit_tls: true     with tls: TLS from the first byte (smtps) instead of STARTTLS
+  no_pipelining: true    do not advertise PIPELINING (commands then go one at a time)
 """
 
 import argparse
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import re
+import socket
 import ssl
 import sys
 import warnings
@@ -48,6 +51,12 @@ def matches(rule, address):
 class Handler:
     def __init__(self, state):
         self.s = state
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if not self.s.faults.get("no_pipelining"):
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         f = self.s.faults
@@ -105,8 +114,10 @@ class FaultySMTP(SMTP):
             n = self.st.drops.get(a, 0)
             if matches(rule, a) and n < rule.get("times", 1):
                 self.st.drops[a] = n + 1
-                # Invite the content, then hang up before it is complete.
-                await self.push("354 End data with <CR><LF>.<CR><LF>")
+                # Hang up in the DATA phase, before any content is taken. (Hanging up after
+                # a 354 races with a client that has already pushed the whole message and
+                # its final dot into the socket: that client must call the outcome unknown.)
+                self.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
                 self.transport.close()
                 return
         await super().smtp_DATA(arg)
@@ -133,10 +144,14 @@ def main():
 
     kw = {"data_size_limit": 0, "enable_SMTPUTF8": True}
     tls = faults.get("tls")
+    implicit = None
     if tls:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(tls["cert"], tls["key"])
-        kw.update(tls_context=ctx, require_starttls=True)
+        if faults.get("implicit_tls"):
+            implicit = ctx
+        else:
+            kw.update(tls_context=ctx, require_starttls=True)
     auth = faults.get("auth")
     if auth:
         def authenticator(server, session, envelope, mechanism, data):
@@ -147,14 +162,16 @@ def main():
             )
             return AuthResult(success=ok, handled=False)
 
-        kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls))
+        kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls) and implicit is None)
     else:
         kw.update(auth_require_tls=False)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     server = loop.run_until_complete(
-        loop.create_server(lambda: FaultySMTP(handler, state, loop=loop, **kw), a.host, a.port)
+        loop.create_server(
+            lambda: FaultySMTP(handler, state, loop=loop, **kw), a.host, a.port, ssl=implicit
+        )
     )
     port = server.sockets[0].getsockname()[1]
     with open(a.port_file + ".tmp", "w") as f:

@@ -1,0 +1,162 @@
+//! A per-client token bucket for `POST /subscribe`, kept in memory and bounded in size.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Requests a client may make at once, and how fast that allowance comes back.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    pub burst: u32,
+    /// Time for one request's allowance to come back.
+    pub refill: Duration,
+}
+
+/// The sign-up limit: five at once, then one every two minutes.
+pub const SUBSCRIBE: Quota = Quota {
+    burst: 5,
+    refill: Duration::from_secs(120),
+};
+
+/// How many clients are remembered. A flood from more addresses than this makes new
+/// addresses wait until old buckets have refilled, rather than growing without bound.
+pub const MAX_CLIENTS: usize = 10_000;
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Token buckets keyed by client. IPv6 clients are keyed by their /64: one host usually
+/// holds a whole /64 and could otherwise walk through it.
+pub struct RateLimiter {
+    quota: Quota,
+    max_clients: usize,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+impl RateLimiter {
+    pub fn new(quota: Quota, max_clients: usize) -> RateLimiter {
+        RateLimiter {
+            quota,
+            max_clients: max_clients.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request's allowance for `ip` at `now`; false when the client must wait.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> bool {
+        let key = client_key(ip);
+        let burst = f64::from(self.quota.burst.max(1));
+        let per_sec = 1.0 / self.quota.refill.as_secs_f64().max(1e-9);
+        let mut map = match self.buckets.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !map.contains_key(&key) && map.len() >= self.max_clients {
+            // Forget clients whose bucket is full again: they are indistinguishable from new.
+            map.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_sec < burst
+            });
+            if map.len() >= self.max_clients {
+                return false;
+            }
+        }
+        let b = map.entry(key).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * per_sec).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Clients remembered now.
+    pub fn len(&self) -> usize {
+        self.buckets.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: Quota = Quota {
+        burst: 3,
+        refill: Duration::from_secs(60),
+    };
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn burst_then_refill() {
+        let l = RateLimiter::new(Q, 100);
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert!(l.check(ip("192.0.2.1"), t));
+        }
+        assert!(!l.check(ip("192.0.2.1"), t));
+        assert!(l.check(ip("192.0.2.2"), t), "another client is not limited");
+        assert!(!l.check(ip("192.0.2.1"), t + Duration::from_secs(59)));
+        assert!(l.check(ip("192.0.2.1"), t + Duration::from_secs(121)));
+    }
+
+    #[test]
+    fn ipv6_hosts_share_their_64() {
+        let l = RateLimiter::new(Q, 100);
+        let t = Instant::now();
+        for i in 0..3 {
+            assert!(l.check(ip(&format!("2001:db8:1:2::{i}")), t));
+        }
+        assert!(!l.check(ip("2001:db8:1:2:ffff::9"), t));
+        assert!(l.check(ip("2001:db8:1:3::1"), t));
+        // An IPv4 client seen through an IPv6 socket is the same client.
+        for _ in 0..3 {
+            assert!(l.check(ip("::ffff:192.0.2.7"), t));
+        }
+        assert!(!l.check(ip("192.0.2.7"), t));
+    }
+
+    #[test]
+    fn memory_is_bounded_and_idle_clients_are_forgotten() {
+        let l = RateLimiter::new(Q, 4);
+        let t = Instant::now();
+        for i in 0..4 {
+            assert!(l.check(ip(&format!("198.51.100.{i}")), t));
+        }
+        assert!(
+            !l.check(ip("198.51.100.200"), t),
+            "a full table refuses new clients"
+        );
+        assert_eq!(l.len(), 4);
+        // Once the old buckets have refilled they are dropped to make room.
+        assert!(l.check(ip("198.51.100.200"), t + Duration::from_secs(61)));
+        assert_eq!(l.len(), 1);
+    }
+}

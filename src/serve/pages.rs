@@ -1,0 +1,193 @@
+//! The pages and the confirmation mail of `serve`: Tera templates built into the binary, each
+//! replaceable by a file of the same name in `[templates] dir`.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use crate::config::Config;
+
+/// The built-in templates, by file name.
+pub const BUILTIN: [(&str, &str); 6] = [
+    (
+        "serve_layout.html",
+        include_str!("../../templates/serve_layout.html"),
+    ),
+    (
+        "unsubscribe.html",
+        include_str!("../../templates/unsubscribe.html"),
+    ),
+    (
+        "subscribe.html",
+        include_str!("../../templates/subscribe.html"),
+    ),
+    ("confirm.html", include_str!("../../templates/confirm.html")),
+    ("notice.html", include_str!("../../templates/notice.html")),
+    (
+        "confirm_email.txt",
+        include_str!("../../templates/confirm_email.txt"),
+    ),
+];
+
+/// `site` in every page.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteCtx {
+    pub title: String,
+    pub description: String,
+    pub base_url: String,
+    pub language: String,
+}
+
+/// The loaded templates and the site they speak for.
+pub struct Pages {
+    tera: Tera,
+    site: SiteCtx,
+}
+
+impl Pages {
+    /// The built-in templates, each overridden by a same-named file in `templates.dir`.
+    pub fn load(config: &Config) -> Result<Pages> {
+        let mut sources: Vec<(String, String)> = BUILTIN
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
+        if let Some(dir) = &config.templates.dir {
+            for (name, text) in sources.iter_mut() {
+                let p = dir.join(&*name);
+                if p.is_file() {
+                    *text = read(&p)?;
+                }
+            }
+        }
+        let mut tera = Tera::default();
+        tera.autoescape_on(vec![".html"]);
+        tera.set_escape_fn(crate::templates::escape_html);
+        tera.add_raw_templates(sources)
+            .map_err(|e| anyhow::anyhow!("serve templates: {}", chain(&e)))?;
+        let pages = Pages {
+            tera,
+            site: SiteCtx {
+                title: config.site.title.clone(),
+                description: config.site.description.clone(),
+                base_url: config.site.base_url.clone(),
+                language: config.site.language.clone(),
+            },
+        };
+        pages.self_check()?;
+        Ok(pages)
+    }
+
+    /// Renders `name` with the site and the given values.
+    pub fn render(&self, name: &str, values: &[(&str, &str)]) -> Result<String> {
+        let mut ctx = Context::new();
+        ctx.insert("site", &self.site);
+        for (k, v) in values {
+            ctx.insert(*k, v);
+        }
+        self.tera
+            .render(name, &ctx)
+            .map_err(|e| anyhow::anyhow!("rendering template {name}: {}", chain(&e)))
+    }
+
+    /// A page with a heading, a message and an optional hint.
+    pub fn notice(&self, heading: &str, message: &str, hint: Option<&str>) -> Result<String> {
+        self.render(
+            "notice.html",
+            &[
+                ("heading", heading),
+                ("message", message),
+                ("hint", hint.unwrap_or("")),
+            ],
+        )
+    }
+
+    pub fn site_title(&self) -> &str {
+        &self.site.title
+    }
+
+    /// Renders every template once with sample values, so a broken override stops the
+    /// server at start rather than on a visitor's request.
+    fn self_check(&self) -> Result<()> {
+        let v = [
+            ("address", "reader@example.com"),
+            ("action", "?token=x"),
+            ("confirm_url", "https://example.com/confirm"),
+            ("expires", "2000-01-01 00:00 UTC"),
+        ];
+        for (name, _) in BUILTIN {
+            if name == "serve_layout.html" {
+                continue;
+            }
+            if name == "notice.html" {
+                self.notice("Heading", "Message", Some("Hint"))?;
+                continue;
+            }
+            self.render(name, &v)?;
+        }
+        Ok(())
+    }
+}
+
+fn read(p: &Path) -> Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("reading template {}", p.display()))
+}
+
+/// Tera's error with its causes, which hold the line and the reason.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(
+            &format!(
+                "[site]\ntitle = \"T <&> Digest\"\nbase_url = \"https://example.org\"\n{extra}"
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let p = Pages::load(&config("")).unwrap();
+        let html = p
+            .render(
+                "unsubscribe.html",
+                &[
+                    ("address", "<script>alert(1)</script>@x.org"),
+                    ("action", "?token=a\"b"),
+                ],
+            )
+            .unwrap();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(html.contains("action=\"?token=a&quot;b\""));
+        assert!(html.contains("T &lt;&amp;&gt; Digest"));
+        assert!(!html.contains("<script"), "no script at all on the page");
+    }
+
+    #[test]
+    fn user_templates_override_and_broken_ones_fail_at_load() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("notice.html"), "<p>custom {{ heading }}</p>").unwrap();
+        let c = config(&format!("[templates]\ndir = {:?}\n", d.path()));
+        let p = Pages::load(&c).unwrap();
+        assert_eq!(p.notice("Hi", "m", None).unwrap(), "<p>custom Hi</p>");
+        std::fs::write(d.path().join("confirm.html"), "{% if %}").unwrap();
+        let e = Pages::load(&c).err().unwrap();
+        assert!(format!("{e:#}").contains("confirm.html"), "{e:#}");
+    }
+}

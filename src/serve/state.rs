@@ -1,0 +1,354 @@
+//! What `serve` keeps in the state file beyond the subscriber list: when a confirmation mail
+//! last went to an address. The table is created on start (`CREATE TABLE IF NOT EXISTS`),
+//! outside the store's numbered migrations, so the schema version does not change for it.
+
+use anyhow::Result;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use crate::store::{normalize_address, normalize_name, now_text, Store, SubscriberStatus};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS serve_confirm_mails (
+    address      TEXT PRIMARY KEY,
+    last_sent_at INTEGER NOT NULL
+);";
+
+/// What an unsubscribe link did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// A pending or active subscriber is now unsubscribed.
+    Now,
+    /// Already unsubscribed or bounced: nothing changed.
+    Already,
+    /// No such row (removed by hand): a row `unsubscribed` now keeps a later import from
+    /// mailing the address again.
+    Recorded,
+}
+
+/// What a sign-up asks of the server, decided from the address's standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignUp {
+    /// Mail a confirmation link (new, pending, or unsubscribed and asking to come back).
+    SendConfirmation,
+    /// Already active: nothing to do.
+    AlreadyActive,
+    /// Bounced: mailing it again would only bounce again.
+    Bounced,
+}
+
+/// What a confirmation link did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// Now active (it was pending, or unsubscribed before this link was made).
+    Activated,
+    AlreadyActive,
+    /// Unsubscribed after this link was made: an old link does not undo an unsubscribe.
+    UnsubscribedSince,
+    /// Bounced addresses are only reactivated by an operator.
+    Bounced,
+}
+
+impl Store {
+    /// Creates the tables `serve` needs, if missing.
+    pub fn serve_prepare(&self) -> Result<()> {
+        self.conn().execute_batch(SCHEMA)?;
+        Ok(())
+    }
+
+    /// Marks the address of a verified unsubscribe link unsubscribed. A bounced address stays
+    /// bounced: both receive nothing, and the bounce says more.
+    pub fn serve_unsubscribe(&mut self, address: &str) -> Result<Unsubscribed> {
+        let a = normalize_address(address)?;
+        let now = now_text();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2
+             WHERE address = ?1 AND status IN ('pending', 'active')",
+            params![a, now],
+        )?;
+        let out = if changed == 1 {
+            Unsubscribed::Now
+        } else {
+            let inserted = tx.execute(
+                "INSERT INTO subscribers (address, name, status, added_at, updated_at)
+                 VALUES (?1, NULL, 'unsubscribed', ?2, ?2) ON CONFLICT (address) DO NOTHING",
+                params![a, now],
+            )?;
+            if inserted == 1 {
+                Unsubscribed::Recorded
+            } else {
+                Unsubscribed::Already
+            }
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Records a sign-up (a new address becomes `pending`; an existing row keeps its status)
+    /// and says whether a confirmation mail is called for.
+    pub fn serve_sign_up(&mut self, address: &str, name: Option<&str>) -> Result<SignUp> {
+        let a = normalize_address(address)?;
+        self.add_pending(&a, name)?;
+        let status = self
+            .subscriber(&a)?
+            .map(|s| s.status)
+            .unwrap_or(SubscriberStatus::Pending);
+        Ok(match status {
+            SubscriberStatus::Pending | SubscriberStatus::Unsubscribed => SignUp::SendConfirmation,
+            SubscriberStatus::Active => SignUp::AlreadyActive,
+            SubscriberStatus::Bounced => SignUp::Bounced,
+        })
+    }
+
+    /// Takes the address's one confirmation mail per `min_gap_secs`. Returns `None` when one
+    /// went out more recently, else the previous time (for [`Store::serve_release_mail`]).
+    pub fn serve_claim_mail(
+        &mut self,
+        address: &str,
+        now: i64,
+        min_gap_secs: i64,
+    ) -> Result<Option<Option<i64>>> {
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Rows older than the gap decide nothing any more; dropping them keeps the table small.
+        tx.execute(
+            "DELETE FROM serve_confirm_mails WHERE last_sent_at <= ?1",
+            [now - min_gap_secs],
+        )?;
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT last_sent_at FROM serve_confirm_mails WHERE address = ?1",
+                [address],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if last.is_some_and(|t| now - t < min_gap_secs) {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO serve_confirm_mails (address, last_sent_at) VALUES (?1, ?2)
+             ON CONFLICT (address) DO UPDATE SET last_sent_at = excluded.last_sent_at",
+            params![address, now],
+        )?;
+        tx.commit()?;
+        Ok(Some(last))
+    }
+
+    /// Gives the claim back after the mail could not be handed to the SMTP server.
+    pub fn serve_release_mail(&self, address: &str, claimed_at: i64, previous: Option<i64>) {
+        let r = match previous {
+            Some(p) => self.conn().execute(
+                "UPDATE serve_confirm_mails SET last_sent_at = ?3
+                 WHERE address = ?1 AND last_sent_at = ?2",
+                params![address, claimed_at, p],
+            ),
+            None => self.conn().execute(
+                "DELETE FROM serve_confirm_mails WHERE address = ?1 AND last_sent_at = ?2",
+                params![address, claimed_at],
+            ),
+        };
+        if let Err(e) = r {
+            tracing::warn!("could not release the confirmation mail limit: {e}");
+        }
+    }
+
+    /// Applies a verified confirmation link made at `minted_at` (Unix time).
+    pub fn serve_confirm(&mut self, address: &str, minted_at: i64) -> Result<Confirmed> {
+        let a = normalize_address(address)?;
+        let now = now_text();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(String, String)> = tx
+            .query_row(
+                "SELECT status, updated_at FROM subscribers WHERE address = ?1",
+                [&a],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let out = match row {
+            None => {
+                // The row was removed by hand after the link went out; the link still
+                // proves the address asked to be subscribed.
+                tx.execute(
+                    "INSERT INTO subscribers (address, name, status, added_at, updated_at)
+                     VALUES (?1, ?2, 'active', ?3, ?3)",
+                    params![a, normalize_name(None), now],
+                )?;
+                Confirmed::Activated
+            }
+            Some((status, updated_at)) => match status.parse::<SubscriberStatus>()? {
+                SubscriberStatus::Pending => {
+                    activate(&tx, &a, &now)?;
+                    Confirmed::Activated
+                }
+                SubscriberStatus::Active => Confirmed::AlreadyActive,
+                SubscriberStatus::Bounced => Confirmed::Bounced,
+                SubscriberStatus::Unsubscribed => {
+                    let since = chrono::DateTime::parse_from_rfc3339(&updated_at)
+                        .map(|t| t.timestamp())
+                        .unwrap_or(i64::MAX);
+                    if since < minted_at {
+                        activate(&tx, &a, &now)?;
+                        Confirmed::Activated
+                    } else {
+                        Confirmed::UnsubscribedSince
+                    }
+                }
+            },
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn activate(tx: &rusqlite::Transaction<'_>, address: &str, now: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE subscribers SET status = 'active', updated_at = ?2 WHERE address = ?1",
+        params![address, now],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("state.sqlite3")).unwrap();
+        s.serve_prepare().unwrap();
+        s.serve_prepare().unwrap();
+        (d, s)
+    }
+
+    fn status(s: &Store, a: &str) -> Option<SubscriberStatus> {
+        s.subscriber(a).unwrap().map(|x| x.status)
+    }
+
+    #[test]
+    fn unsubscribe_is_idempotent_and_keeps_bounces() {
+        let (_d, mut s) = store();
+        s.add_active("a@x.org", None).unwrap();
+        assert_eq!(s.serve_unsubscribe("A@x.org").unwrap(), Unsubscribed::Now);
+        assert_eq!(
+            s.serve_unsubscribe("a@x.org").unwrap(),
+            Unsubscribed::Already
+        );
+        assert_eq!(status(&s, "a@x.org"), Some(SubscriberStatus::Unsubscribed));
+        s.add_active("b@x.org", None).unwrap();
+        s.subscriber_set_status("b@x.org", SubscriberStatus::Bounced)
+            .unwrap();
+        assert_eq!(
+            s.serve_unsubscribe("b@x.org").unwrap(),
+            Unsubscribed::Already
+        );
+        assert_eq!(status(&s, "b@x.org"), Some(SubscriberStatus::Bounced));
+        assert_eq!(
+            s.serve_unsubscribe("gone@x.org").unwrap(),
+            Unsubscribed::Recorded
+        );
+        assert_eq!(
+            s.add_active("gone@x.org", None).unwrap(),
+            crate::store::AddOutcome::KeptFinal(SubscriberStatus::Unsubscribed)
+        );
+    }
+
+    #[test]
+    fn sign_up_never_changes_standing() {
+        let (_d, mut s) = store();
+        assert_eq!(
+            s.serve_sign_up("n@x.org", Some("N")).unwrap(),
+            SignUp::SendConfirmation
+        );
+        assert_eq!(status(&s, "n@x.org"), Some(SubscriberStatus::Pending));
+        s.add_active("act@x.org", None).unwrap();
+        assert_eq!(
+            s.serve_sign_up("act@x.org", None).unwrap(),
+            SignUp::AlreadyActive
+        );
+        s.add_active("b@x.org", None).unwrap();
+        s.subscriber_set_status("b@x.org", SubscriberStatus::Bounced)
+            .unwrap();
+        assert_eq!(s.serve_sign_up("b@x.org", None).unwrap(), SignUp::Bounced);
+        assert_eq!(status(&s, "b@x.org"), Some(SubscriberStatus::Bounced));
+        s.add_active("u@x.org", None).unwrap();
+        s.unsubscribe("u@x.org").unwrap();
+        assert_eq!(
+            s.serve_sign_up("u@x.org", None).unwrap(),
+            SignUp::SendConfirmation
+        );
+        assert_eq!(status(&s, "u@x.org"), Some(SubscriberStatus::Unsubscribed));
+        assert!(s.serve_sign_up("not an address", None).is_err());
+    }
+
+    #[test]
+    fn one_mail_per_gap_and_release() {
+        let (_d, mut s) = store();
+        assert_eq!(
+            s.serve_claim_mail("a@x.org", 1000, 3600).unwrap(),
+            Some(None)
+        );
+        assert_eq!(s.serve_claim_mail("a@x.org", 1001, 3600).unwrap(), None);
+        assert_eq!(s.serve_claim_mail("a@x.org", 4599, 3600).unwrap(), None);
+        assert_eq!(
+            s.serve_claim_mail("b@x.org", 4599, 3600).unwrap(),
+            Some(None)
+        );
+        assert_eq!(
+            s.serve_claim_mail("a@x.org", 4600, 3600).unwrap(),
+            Some(None)
+        );
+        // A failed send gives the slot back.
+        s.serve_release_mail("a@x.org", 4600, None);
+        assert_eq!(
+            s.serve_claim_mail("a@x.org", 4601, 3600).unwrap(),
+            Some(None)
+        );
+        // Released to an earlier mail's time, that mail's hour holds again.
+        s.serve_release_mail("a@x.org", 4601, Some(1500));
+        assert_eq!(s.serve_claim_mail("a@x.org", 4602, 3600).unwrap(), None);
+        assert_eq!(
+            s.serve_claim_mail("a@x.org", 5100, 3600).unwrap(),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn confirm_rules() {
+        let (_d, mut s) = store();
+        let now = chrono::Utc::now().timestamp();
+        s.serve_sign_up("p@x.org", None).unwrap();
+        assert_eq!(
+            s.serve_confirm("p@x.org", now).unwrap(),
+            Confirmed::Activated
+        );
+        assert_eq!(status(&s, "p@x.org"), Some(SubscriberStatus::Active));
+        assert_eq!(
+            s.serve_confirm("p@x.org", now).unwrap(),
+            Confirmed::AlreadyActive
+        );
+        // Unsubscribed now: a link made before that does not bring the address back ...
+        s.unsubscribe("p@x.org").unwrap();
+        assert_eq!(
+            s.serve_confirm("p@x.org", now - 10).unwrap(),
+            Confirmed::UnsubscribedSince
+        );
+        assert_eq!(status(&s, "p@x.org"), Some(SubscriberStatus::Unsubscribed));
+        // ... one made after it, from a new sign-up, does.
+        assert_eq!(
+            s.serve_confirm("p@x.org", now + 10).unwrap(),
+            Confirmed::Activated
+        );
+        s.subscriber_set_status("p@x.org", SubscriberStatus::Bounced)
+            .unwrap();
+        assert_eq!(
+            s.serve_confirm("p@x.org", now + 3600).unwrap(),
+            Confirmed::Bounced
+        );
+        assert_eq!(status(&s, "p@x.org"), Some(SubscriberStatus::Bounced));
+    }
+}

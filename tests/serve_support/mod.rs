@@ -1,0 +1,432 @@
+//! Shared by the serve tests: a site in a temporary folder, the SMTP sink of
+//! `tests/smtp/serve_sink.py`, the running `techshack serve`, and an HTTP client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use techshack::store::{Store, SubscriberStatus};
+
+pub const SECRET: &str = "0123456789abcdef0123456789abcdef";
+/// Where the confirmation mails say the server is; tests map it to the real address.
+pub const PUBLIC_URL: &str = "https://news.example.org";
+
+pub fn python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-test-deps to install the SMTP test server (aiosmtpd)",
+        p.display()
+    );
+    p
+}
+
+/// The SMTP sink: every message kept as a file.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+    pub spool: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Sink {
+    pub fn start(dir: &Path, delay_secs: f64) -> Sink {
+        let port_file = dir.join("sink.port");
+        let spool = dir.join("spool");
+        let log = dir.join("received.log");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/serve_sink.py");
+        let child = Command::new(python())
+            .arg(&script)
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--spool")
+            .arg(&spool)
+            .arg("--log")
+            .arg(&log)
+            .arg("--delay")
+            .arg(delay_secs.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting tests/smtp/serve_sink.py");
+        let t = Instant::now();
+        let port = loop {
+            if let Ok(s) = std::fs::read_to_string(&port_file) {
+                break s.trim().parse::<u16>().expect("a port number");
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the SMTP sink did not start"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        };
+        Sink {
+            child,
+            port,
+            spool,
+            log,
+        }
+    }
+
+    /// Every message received so far, in order.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.spool)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+            .iter()
+            .map(|p| std::fs::read(p).expect("reading a received message"))
+            .collect()
+    }
+
+    /// Waits until `n` messages have arrived; returns them all.
+    pub fn wait_for(&self, n: usize) -> Vec<Vec<u8>> {
+        let t = Instant::now();
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "expected {n} messages, the sink has {}",
+                m.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Recipient lines of the log.
+    pub fn recipients(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A site: config, state folder, one issue, in a temporary directory.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Site {
+    /// A site in `dir` mailing through `smtp_port`; `serve_extra` goes into `[serve]`,
+    /// `extra` at the end of the config.
+    pub fn new(dir: tempfile::TempDir, smtp_port: u16, serve_extra: &str, extra: &str) -> Site {
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("issues")).unwrap();
+        let config = root.join("techshack.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[site]
+title = "Test Digest"
+description = "Weekly notes"
+base_url = "https://example.org"
+
+[issues]
+dir = "issues"
+
+[email]
+from = "Test Digest <digest@example.org>"
+reply_to = "editor@example.org"
+unsubscribe_url = "{PUBLIC_URL}/unsubscribe?token={{token}}"
+unsubscribe_mailto = "unsubscribe@example.org"
+
+[smtp]
+url = "smtp://127.0.0.1:{smtp_port}"
+timeout_secs = 5
+
+[state]
+db = "state/techshack.sqlite3"
+
+[serve]
+listen = "127.0.0.1:9"
+public_url = "{PUBLIC_URL}"
+{serve_extra}
+{extra}"#
+            ),
+        )
+        .unwrap();
+        Site { dir, config }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path("state/techshack.sqlite3")
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.db()).expect("opening the state file")
+    }
+
+    pub fn add_active(&self, addresses: &[&str]) {
+        let mut s = self.store();
+        for a in addresses {
+            s.add_active(a, None).unwrap();
+        }
+    }
+
+    pub fn status(&self, address: &str) -> Option<SubscriberStatus> {
+        self.store().subscriber(address).unwrap().map(|s| s.status)
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("techshack").unwrap();
+        c.current_dir(self.dir.path())
+            .env("TECHSHACK_CONFIG", &self.config)
+            .env("TECHSHACK_SECRET", SECRET)
+            .env_remove("TECHSHACK_SMTP_PASSWORD")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    /// Starts `techshack serve` on a free loopback port and waits until it listens.
+    pub fn serve(&self) -> Server {
+        let mut child = self
+            .cmd()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting techshack serve");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = String::new();
+            let mut tx = Some(tx);
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(rest) = line.trim().strip_prefix("techshack serve: listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.to_string());
+                    }
+                }
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                let mut rest = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut rest);
+                }
+                panic!(
+                    "techshack serve did not start: {}{rest}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Server { child, base, log }
+    }
+}
+
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A link as mailed (under PUBLIC_URL), pointed at this server.
+    pub fn local(&self, link: &str) -> String {
+        let rest = link
+            .strip_prefix(PUBLIC_URL)
+            .unwrap_or_else(|| panic!("{link} is not under {PUBLIC_URL}"));
+        self.url(rest)
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let t = Instant::now();
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, whatever its status.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(Duration::from_secs(20))
+        .build()
+}
+
+fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("HTTP request failed: {e}"),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .map(|n| {
+            let v = resp.header(&n).unwrap_or("").to_string();
+            (n, v)
+        })
+        .collect();
+    let body = resp.into_string().unwrap_or_default();
+    Reply {
+        status,
+        body,
+        headers,
+    }
+}
+
+pub fn get(url: &str) -> Reply {
+    reply(agent().get(url).call())
+}
+
+pub fn post_form(url: &str, fields: &[(&str, &str)]) -> Reply {
+    reply(agent().post(url).send_form(fields))
+}
+
+pub fn post_form_from(url: &str, forwarded_for: &str, fields: &[(&str, &str)]) -> Reply {
+    reply(
+        agent()
+            .post(url)
+            .set("X-Forwarded-For", forwarded_for)
+            .send_form(fields),
+    )
+}
+
+pub fn post_raw(url: &str, content_type: &str, body: &[u8]) -> Reply {
+    reply(
+        agent()
+            .post(url)
+            .set("Content-Type", content_type)
+            .send_bytes(body),
+    )
+}
+
+pub fn post_raw_from(url: &str, forwarded_for: &str, content_type: &str, body: &[u8]) -> Reply {
+    reply(
+        agent()
+            .post(url)
+            .set("X-Forwarded-For", forwarded_for)
+            .set("Content-Type", content_type)
+            .send_bytes(body),
+    )
+}
+
+/// The RFC 8058 request, as mailbox providers send it.
+pub fn one_click(url: &str) -> Reply {
+    post_raw(
+        url,
+        "application/x-www-form-urlencoded",
+        b"List-Unsubscribe=One-Click",
+    )
+}
+
+pub fn unsubscribe_token(address: &str) -> String {
+    techshack::token::sign(
+        SECRET.as_bytes(),
+        techshack::token::Purpose::Unsubscribe,
+        address,
+    )
+}
+
+/// The `https://...` link in a message's text (the first line that starts with `prefix`).
+pub fn link_in(message: &[u8], prefix: &str) -> String {
+    let m = mail_parser::MessageParser::default()
+        .parse(message)
+        .expect("a parsable message");
+    let text = m.body_text(0).expect("a text part").to_string();
+    text.split_whitespace()
+        .find(|w| w.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no link starting with {prefix} in:\n{text}"))
+        .to_string()
+}
+
+/// A POST over a plain socket that keeps reading when the server answers before the whole
+/// body is written (as it does for an oversize body); returns the status code.
+pub fn post_oversize(base: &str, path: &str, content_type: &str, body: &[u8]) -> u16 {
+    use std::io::Write;
+    let host = base.strip_prefix("http://").expect("an http base URL");
+    let mut s = std::net::TcpStream::connect(host).expect("connecting to serve");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
