@@ -2,6 +2,12 @@
 //!
 //! The binary embeds the default templates; a file of the same name in `[templates] dir`
 //! replaces one, and any other `*.html` or `*.txt` file there is available to `{% include %}`.
+//!
+//! Every template gets the same context, `issue.text` and `item.text` (the plain text of the
+//! email's text part) included. `build` renders that text only when a page may read it: the
+//! built-in pages do not, and a user template whose tags name `text` (or dump a whole value with
+//! `json_encode` or `__tera_context`) makes the build render it (see
+//! [`crate::emit::web::pages_read_text`]).
 
 use std::path::Path;
 

@@ -198,3 +198,43 @@ fn a_template_that_fails_to_render_leaves_old_outputs_untouched() {
         "a failed build changed the outputs"
     );
 }
+
+#[test]
+fn a_page_template_that_reads_the_plain_text_gets_it() {
+    let issues = fixture().join("issues");
+    let work = tempfile::tempdir().expect("temporary folder");
+    let templates = work.path().join("templates");
+    std::fs::create_dir(&templates).expect("templates folder");
+    std::fs::write(
+        templates.join("issue.html"),
+        "<pre>{{ issue.text }}</pre>{% for i in issue.items %}<pre>{{ i.text }}</pre>{% endfor %}",
+    )
+    .expect("template");
+    let config = std::fs::read_to_string(fixture().join("techshack.toml")).expect("config");
+    let config = config.replace("[issues]", "[templates]\ndir = \"templates\"\n\n[issues]");
+    std::fs::write(work.path().join("techshack.toml"), config).expect("config");
+    let out = work.path().join("out");
+    Command::cargo_bin("techshack")
+        .expect("the techshack binary")
+        .env("TECHSHACK_NOW", NOW)
+        .arg("-c")
+        .arg(work.path().join("techshack.toml"))
+        .arg("--issues")
+        .arg(&issues)
+        .arg("build")
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let page = std::fs::read_to_string(out.join("weekly/2019-01.html")).expect("the page");
+    // Links of the text part are numbered references listed at the end.
+    assert!(page.contains("Queues Without Tears\n---"), "{page}");
+    assert!(
+        page.contains("[1] https://queues.example/without-tears"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<pre></pre>"),
+        "an item without text: {page}"
+    );
+}

@@ -24,7 +24,11 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
     let out = args.out.clone().unwrap_or_else(|| config.feeds.out.clone());
     let now = now(&config)?;
 
-    let loaded = crate::issue::load_all(&config)?;
+    // The plain text is for email; the pages skip it unless a user template reads it.
+    let opts = crate::issue::LoadOptions {
+        text: emit::web::pages_read_text(&config),
+    };
+    let loaded = crate::issue::load_all_with(&config, opts)?;
     if loaded.diagnostics.iter().any(|d| d.is_error()) {
         return Err(Diagnostics(loaded.diagnostics).into());
     }

@@ -12,6 +12,75 @@ use crate::config::Config;
 use crate::model::Issue;
 use crate::templates::{index_site_path, issue_context, SiteCtx, Templates};
 
+/// The page templates, built in, that a build renders (`issue.html` extends `base.html`).
+const PAGE_TEMPLATES: [&str; 3] = ["issue.html", "index.html", "base.html"];
+
+/// Whether the web pages may read the plain text of an issue or item (`issue.text`,
+/// `item.text`), so that a build must render it. The built-in page templates do not. A
+/// template of the user's may: any `*.html` or `*.txt` file in `templates.dir` (a page can
+/// include any of them) whose tags mention `text` or dump a whole value (`json_encode`,
+/// `__tera_context`) keeps the text rendered. That rule also fires for `link.text`, which
+/// only costs time. An unreadable folder also keeps it: the build reports that error itself.
+pub fn pages_read_text(config: &Config) -> bool {
+    let builtin = crate::templates::BUILTIN
+        .iter()
+        .filter(|(name, _)| PAGE_TEMPLATES.contains(name))
+        .any(|(_, source)| tags_mention_text(source));
+    if builtin {
+        return true;
+    }
+    let Some(dir) = &config.templates.dir else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else { return true };
+        let path = entry.path();
+        let template = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e == "html" || e == "txt");
+        if !template {
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(source) if !tags_mention_text(&source) => {}
+            _ => return true,
+        }
+    }
+    false
+}
+
+/// Whether a Tera source names `text`, `json_encode` or `__tera_context` inside a `{{ }}` or
+/// `{% %}` tag (the text around tags, such as CSS `text-align`, is only output).
+fn tags_mention_text(source: &str) -> bool {
+    let mut rest = source;
+    while let Some(open) = rest.find(['{']) {
+        let after = &rest[open + 1..];
+        let close = match after.as_bytes().first() {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            _ => {
+                rest = after;
+                continue;
+            }
+        };
+        let body = &after[1..];
+        let end = body.find(close).unwrap_or(body.len());
+        let words = body[..end].split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+        if words
+            .into_iter()
+            .any(|w| matches!(w, "text" | "json_encode" | "__tera_context"))
+        {
+            return true;
+        }
+        rest = &body[end..];
+    }
+    false
+}
+
 /// The path under `out` of a site path, which must lie under `feeds.path`.
 pub fn out_path(config: &Config, site_path: &str) -> Result<String> {
     let Some(rel) = site_path.strip_prefix(config.feeds.path.as_str()) else {
@@ -239,6 +308,58 @@ mod tests {
         assert!(zh.contains("<html lang=\"zh\">"));
         let main = page("weekly/2019-01.html");
         assert!(main.contains("href=\"https://example.com/atom.xml\""));
+    }
+
+    #[test]
+    fn only_templates_whose_tags_name_text_need_it() {
+        assert!(tags_mention_text("<p>{{ issue.text }}</p>"));
+        assert!(tags_mention_text(
+            "{% for i in issue.items %}{{i.text|safe}}{% endfor %}"
+        ));
+        assert!(tags_mention_text("{{ issue[\"text\"] }}"));
+        assert!(tags_mention_text("{% set t = issue | json_encode() %}"));
+        assert!(tags_mention_text("{{ __tera_context }}"));
+        assert!(!tags_mention_text(
+            "<style>p { text-align: left }</style>{{ issue.title }} text {{ issue.texts }}"
+        ));
+        assert!(!tags_mention_text("{ text } {{ issue.html | safe }}"));
+        assert!(!tags_mention_text("unclosed {{ issue.title"));
+    }
+
+    #[test]
+    fn pages_read_text_only_for_a_user_template_that_names_it() {
+        let mut c = config();
+        assert!(
+            !pages_read_text(&c),
+            "the built-in pages never show the text"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        c.templates.dir = Some(dir.path().to_path_buf());
+        std::fs::write(dir.path().join("notes.md"), "{{ issue.text }}").unwrap();
+        std::fs::write(
+            dir.path().join("issue.html"),
+            "{% extends \"base.html\" %}{% block main %}{{ issue.title }}{% endblock main %}",
+        )
+        .unwrap();
+        assert!(!pages_read_text(&c));
+        std::fs::write(dir.path().join("extra.html"), "{{ item.text }}").unwrap();
+        assert!(pages_read_text(&c));
+        c.templates.dir = Some(dir.path().join("missing"));
+        assert!(pages_read_text(&c));
+    }
+
+    #[test]
+    fn builtin_pages_are_the_same_without_text() {
+        let c = config();
+        let t = Templates::builtin().unwrap();
+        let site = SiteCtx::new(&c);
+        let mut a = issue("2019-01", "2018-12-31T09:00:00Z", "One");
+        a.text = "The plain text of the issue.".into();
+        let with = render_page(&t, &site, &a).unwrap();
+        a.text.clear();
+        a.items[0].text.clear();
+        assert_eq!(with, render_page(&t, &site, &a).unwrap());
+        assert!(!with.contains("The plain text"));
     }
 
     #[test]
