@@ -4,7 +4,8 @@
 //!
 //! `TECHSHACK_CORPORA=../shared/corpora cargo bench --bench build` (optionally `BENCH_RUNS=N`,
 //! default 5). Both sides run as child processes under `/usr/bin/time`, alternately, so they
-//! share the machine's state.
+//! share the machine's state. Every build writes into an empty folder, so each run creates
+//! every file rather than finding the previous run's outputs in place.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,6 +49,10 @@ fn main() {
                 .arg(scratch.join("baseline.html")),
             &scratch,
         );
+        let out = scratch.join("out");
+        if out.exists() {
+            std::fs::remove_dir_all(&out).expect("removing the previous build");
+        }
         let t = timed(
             Command::new(bin)
                 .arg("-q")
@@ -57,7 +62,7 @@ fn main() {
                 .arg(&twir)
                 .arg("build")
                 .arg("--out")
-                .arg(scratch.join("out")),
+                .arg(&out),
             &scratch,
         );
         // The first round warms the page cache and is not counted.
