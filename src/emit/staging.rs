@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -62,13 +62,29 @@ impl Staging {
     }
 
     /// Writes one output, `rel` being its path relative to the output folder (`/`-separated,
-    /// no `..`). `write` gets a buffered writer on the temporary file. Two outputs at one path
-    /// are an error.
+    /// no `..`). `write` gets a writer on the output's bytes. Two outputs at one path are an
+    /// error.
     pub fn add<F>(&self, rel: impl AsRef<Path>, write: F) -> Result<()>
     where
         F: FnOnce(&mut dyn Write) -> Result<()>,
     {
         let rel = rel.as_ref();
+        let dest = self.claim(rel)?;
+        // In memory first, to compare with the file in place (documents are at most a few MB).
+        let mut bytes = Vec::new();
+        write(&mut bytes)?;
+        self.stage(rel, &dest, &bytes)
+    }
+
+    /// Writes one output from bytes.
+    pub fn add_bytes(&self, rel: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+        let rel = rel.as_ref();
+        let dest = self.claim(rel)?;
+        self.stage(rel, &dest, bytes)
+    }
+
+    /// Checks `rel` and reserves it; returns its final path.
+    fn claim(&self, rel: &Path) -> Result<PathBuf> {
         let safe = rel.components().all(|c| matches!(c, Component::Normal(_)))
             && rel.file_name().is_some();
         if !safe {
@@ -77,41 +93,38 @@ impl Staging {
                 rel.display()
             );
         }
-        {
-            let mut st = self.lock();
-            if !st.paths.insert(rel.to_path_buf()) {
-                bail!("two outputs would be written to `{}`", rel.display());
-            }
+        let mut st = self.lock();
+        if !st.paths.insert(rel.to_path_buf()) {
+            bail!("two outputs would be written to `{}`", rel.display());
         }
-        let dest = self.root.join(rel);
+        Ok(self.root.join(rel))
+    }
+
+    /// Writes `bytes` to a temporary file beside `dest`, unless `dest` already holds exactly
+    /// them: an unchanged output keeps its file and time stamp, and the file system is spared
+    /// replacing it (on ext4, renaming over a file starts writing the new one out at once).
+    fn stage(&self, rel: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
         self.ensure_dir(&dir)?;
+        if holds(dest, bytes) {
+            return Ok(());
+        }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         // Registered before writing, so a failed write is cleaned up too.
         self.lock().files.push((rel.to_path_buf(), tmp.clone()));
-        let mut w = BufWriter::with_capacity(64 * 1024, file);
-        write(&mut w)?;
-        let file: File = w
-            .into_inner()
-            .map_err(|e| e.into_error())
+        file.write_all(bytes)
             .with_context(|| format!("writing {}", tmp.display()))?;
-        drop(file);
         Ok(())
-    }
-
-    /// Writes one output from bytes.
-    pub fn add_bytes(&self, rel: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-        self.add(rel, |w| Ok(w.write_all(bytes)?))
     }
 
     /// Relative paths of the outputs staged so far, sorted.
@@ -120,14 +133,15 @@ impl Staging {
     }
 
     /// Renames every staged file into place, deepest folders first (archives and pages before
-    /// the documents linking to them); returns how many files were written.
+    /// the documents linking to them); returns how many outputs the build has (the unchanged
+    /// ones included).
     pub fn commit(self) -> Result<usize> {
+        let count = self.lock().paths.len();
         let mut files = std::mem::take(&mut self.lock().files);
         files.sort_by(|a, b| {
             let depth = |p: &Path| p.components().count();
             depth(&b.0).cmp(&depth(&a.0)).then_with(|| a.0.cmp(&b.0))
         });
-        let count = files.len();
         let mut iter = files.into_iter();
         while let Some((rel, tmp)) = iter.next() {
             let dest = self.root.join(&rel);
@@ -171,6 +185,25 @@ impl Staging {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind: still usable for cleanup.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether `path` is a regular file (not a link) whose bytes are `bytes`.
+fn holds(path: &Path, bytes: &[u8]) -> bool {
+    use std::io::Read;
+    let same_size =
+        fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64);
+    if !same_size {
+        return false;
+    }
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut old = Vec::with_capacity(bytes.len());
+    // One byte more than expected reveals a file that grew since the size was read.
+    match file.take(bytes.len() as u64 + 1).read_to_end(&mut old) {
+        Ok(_) => old == bytes,
+        Err(_) => false,
     }
 }
 
@@ -239,6 +272,52 @@ mod tests {
             vec!["a.xml".to_string()],
             "temporaries or folders left behind"
         );
+    }
+
+    #[test]
+    fn an_unchanged_output_keeps_its_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_path_buf();
+        let s = Staging::new(&out).unwrap();
+        s.add_bytes("same.xml", b"same").unwrap();
+        s.add_bytes("grows.xml", b"abc").unwrap();
+        s.add_bytes("edited.xml", b"abc").unwrap();
+        assert_eq!(s.commit().unwrap(), 3);
+        let inode = |n: &str| fs::metadata(out.join(n)).unwrap().ino();
+        let before = [inode("same.xml"), inode("grows.xml"), inode("edited.xml")];
+        let s = Staging::new(&out).unwrap();
+        s.add("same.xml", |w| Ok(w.write_all(b"same")?)).unwrap();
+        s.add_bytes("grows.xml", b"abcd").unwrap();
+        s.add_bytes("edited.xml", b"abd").unwrap();
+        s.add_bytes("new.xml", b"new").unwrap();
+        assert!(!out.join("new.xml").exists());
+        assert_eq!(s.commit().unwrap(), 4, "the unchanged output is counted");
+        assert_eq!(
+            inode("same.xml"),
+            before[0],
+            "an unchanged file was replaced"
+        );
+        assert_ne!(inode("grows.xml"), before[1]);
+        assert_ne!(inode("edited.xml"), before[2]);
+        assert_eq!(fs::read(out.join("same.xml")).unwrap(), b"same");
+        assert_eq!(fs::read(out.join("grows.xml")).unwrap(), b"abcd");
+        assert_eq!(fs::read(out.join("edited.xml")).unwrap(), b"abd");
+        assert_eq!(fs::read(out.join("new.xml")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_link_in_place_of_an_output_is_replaced_by_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        fs::write(dir.path().join("elsewhere.xml"), b"same").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere.xml"), out.join("a.xml")).unwrap();
+        let s = Staging::new(&out).unwrap();
+        s.add_bytes("a.xml", b"same").unwrap();
+        s.commit().unwrap();
+        let m = fs::symlink_metadata(out.join("a.xml")).unwrap();
+        assert!(m.is_file(), "the output is still a link");
     }
 
     #[test]
