@@ -5,7 +5,8 @@
 //! `TECHSHACK_CORPORA=../shared/corpora cargo bench --bench build` (optionally `BENCH_RUNS=N`,
 //! default 5). Both sides run as child processes under `/usr/bin/time`, alternately, so they
 //! share the machine's state. Every build writes into an empty folder, so each run creates
-//! every file rather than finding the previous run's outputs in place.
+//! every file rather than finding the previous run's outputs in place; a second build over
+//! those outputs (nothing changed) is timed on its own as the rebuild.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +37,7 @@ fn main() {
 
     let mut base = Vec::new();
     let mut build = Vec::new();
+    let mut rebuild = Vec::new();
     println!(
         "config {}\ncorpus {}\nruns {runs}",
         config.display(),
@@ -49,30 +51,33 @@ fn main() {
                 .arg(scratch.join("baseline.html")),
             &scratch,
         );
-        let out = scratch.join("out");
-        if out.exists() {
-            std::fs::remove_dir_all(&out).expect("removing the previous build");
-        }
-        let t = timed(
-            Command::new(bin)
-                .arg("-q")
+        // A new folder each round: deleting the last one first would time ext4 skipping the
+        // just-freed inodes (`recently_deleted`) on every file created.
+        let out = scratch.join(format!("out-{run}"));
+        let techshack = || {
+            let mut c = Command::new(bin);
+            c.arg("-q")
                 .arg("-c")
                 .arg(&config)
                 .arg("--issues")
                 .arg(&twir)
                 .arg("build")
                 .arg("--out")
-                .arg(&out),
-            &scratch,
-        );
+                .arg(&out);
+            c
+        };
+        let t = timed(&mut techshack(), &scratch);
+        let r = timed(&mut techshack(), &scratch);
         // The first round warms the page cache and is not counted.
         if run > 0 {
             base.push(b);
             build.push(t);
+            rebuild.push(r);
         }
     }
     report("pulldown-cmark alone", &base);
     report("techshack build", &build);
+    report("rebuild, no change", &rebuild);
     let ratio = |f: fn(&Cost) -> Duration| {
         median(build.iter().map(f).collect()).as_secs_f64()
             / median(base.iter().map(f).collect()).as_secs_f64()
