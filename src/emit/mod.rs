@@ -468,8 +468,9 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
     let mut families = Vec::new();
     for set in &sets {
         let lang = set.meta.language.as_str();
+        // Cleaning each body and deriving its summary is the costly part: on every core.
         let issue_entries: Vec<Entry<'_>> =
-            set.issues.iter().map(|i| issue_entry(i, lang)).collect();
+            set.issues.par_iter().map(|i| issue_entry(i, lang)).collect();
         families.push(Family {
             set,
             items: false,
@@ -481,8 +482,8 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
             // documents then list them in the issue's own order.
             let item_entries: Vec<Entry<'_>> = set
                 .issues
-                .iter()
-                .flat_map(|i| {
+                .par_iter()
+                .flat_map_iter(|i| {
                     i.items
                         .iter()
                         .enumerate()
