@@ -62,6 +62,8 @@ struct Renderer {
     lists: Vec<ListState>,
     need_sep: bool,
     links: Vec<String>,
+    /// Number of each link destination, for reuse (issues hold hundreds of links).
+    link_numbers: std::collections::HashMap<String, usize>,
     /// Destination of each open link, `None` when the link is shown inline.
     open_links: Vec<(String, usize)>,
     /// Alt text of an open image.
@@ -291,14 +293,16 @@ impl Renderer {
         if self.image_depth > 0 {
             return;
         }
-        let n = match self.links.iter().position(|l| *l == dest) {
-            Some(i) => i + 1,
+        let n = match self.link_numbers.get(&dest) {
+            Some(&n) => n,
             None => {
-                self.links.push(dest);
+                self.links.push(dest.clone());
+                self.link_numbers.insert(dest, self.links.len());
                 self.links.len()
             }
         };
-        self.buf.push_str(&format!("[{n}]"));
+        use std::fmt::Write as _;
+        let _ = write!(self.buf, "[{n}]");
     }
 
     fn text(&mut self, t: &str) {
@@ -504,6 +508,14 @@ fn pieces(text: &str) -> Vec<Piece<'_>> {
             continue;
         }
         let space_before = wi > 0 && !out.is_empty();
+        if word.is_ascii() {
+            // No wide characters: the word is one piece.
+            out.push(Piece {
+                text: word,
+                space_before,
+            });
+            continue;
+        }
         let mut start = 0;
         let mut first = true;
         let mut prev: Option<char> = None;
@@ -537,7 +549,11 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut line = String::new();
     let mut w = 0;
     for p in pieces(text) {
-        let pw = p.text.width();
+        let pw = if p.text.is_ascii() {
+            p.text.len()
+        } else {
+            p.text.width()
+        };
         let sep = usize::from(p.space_before && !line.is_empty());
         if !line.is_empty() && w + sep + pw > width {
             lines.push(std::mem::take(&mut line));
@@ -918,6 +934,22 @@ mod tests {
         let s = format!("{}a\u{a0}b", "x ".repeat(35));
         let t = md(&s);
         assert!(t.contains("a\u{a0}b"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn wrapping_keeps_every_character_and_the_width(
+            words in proptest::collection::vec("[a-z]{1,12}|[一-龥]{1,30}|[，。]|https://x\\.example/[a-z]{60,90}", 1..80)
+        ) {
+            let text = words.join(" ");
+            let lines = wrap(&text, WIDTH);
+            for l in &lines {
+                // Only an unbreakable piece (a long URL) may be wider than the line.
+                proptest::prop_assert!(l.width() <= WIDTH || pieces(l).len() == 1, "{l}");
+            }
+            let strip = |s: &str| s.chars().filter(|c| *c != ' ').collect::<String>();
+            proptest::prop_assert_eq!(strip(&lines.concat()), strip(&text));
+        }
     }
 
     #[test]
