@@ -143,8 +143,11 @@ fn tempfail_and_421(pipelining: bool) {
             "no_pipelining": !pipelining
         }),
     );
-    let site = site_for(&server, "");
+    // A long backoff, so the run right after cannot find them due however slow the machine;
+    // the test then moves the clock of those rows instead of sleeping.
+    let site = site_for(&server, "retry_after_secs = 600");
     let addrs = site.subscribe(200);
+    let started = chrono::Utc::now().timestamp();
     let o = send(&site);
     assert_eq!(code(&o), 75, "{}", stderr(&o));
     assert!(stderr(&o).contains("deferred 30"), "{}", stderr(&o));
@@ -159,7 +162,20 @@ fn tempfail_and_421(pipelining: bool) {
     let o = send(&site);
     assert_eq!(code(&o), 75);
     assert!(String::from_utf8_lossy(&o.stdout).contains("nothing due"));
-    std::thread::sleep(Duration::from_millis(2600));
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    let (soonest, latest): (i64, i64) = db
+        .query_row(
+            "SELECT min(next_attempt_at), max(next_attempt_at) FROM deliveries WHERE state = 'deferred'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        soonest >= started + 300 && latest <= chrono::Utc::now().timestamp() + 1200,
+        "first backoff is retry_after_secs with jitter: {soonest}..{latest} from {started}"
+    );
+    drop(db);
+    site.age_deferred(1200);
     let o = send(&site);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let got = server.counts();
@@ -276,7 +292,7 @@ fn unsubscribed_after_the_snapshot_is_skipped() {
         tmp.path(),
         json!({"tempfail": {"regex": "^user000[12]@", "times": 1}}),
     );
-    let site = site_for(&server, "");
+    let site = site_for(&server, "retry_after_secs = 600");
     site.subscribe(5);
     assert_eq!(code(&send(&site)), 75);
     site.assert_cmd()
@@ -287,7 +303,7 @@ fn unsubscribed_after_the_snapshot_is_skipped() {
         .args(["subscribers", "add", "late@example.net"])
         .assert()
         .success();
-    std::thread::sleep(Duration::from_millis(2600));
+    site.age_deferred(1200);
     let o = send(&site);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let st = site.status();

@@ -188,6 +188,17 @@ db = "state/techshack.sqlite3"
         self.path("state/techshack.sqlite3")
     }
 
+    /// Moves every deferred row's next attempt `secs` into the past, as if that much time had
+    /// passed, so tests need neither sleep nor race a short backoff.
+    pub fn age_deferred(&self, secs: i64) {
+        let db = rusqlite::Connection::open(self.db()).unwrap();
+        db.execute(
+            "UPDATE deliveries SET next_attempt_at = next_attempt_at - ?1 WHERE state = 'deferred'",
+            [secs],
+        )
+        .unwrap();
+    }
+
     /// The binary with this site's config and the secret set.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("techshack").unwrap();
