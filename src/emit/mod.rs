@@ -469,8 +469,11 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
     for set in &sets {
         let lang = set.meta.language.as_str();
         // Cleaning each body and deriving its summary is the costly part: on every core.
-        let issue_entries: Vec<Entry<'_>> =
-            set.issues.par_iter().map(|i| issue_entry(i, lang)).collect();
+        let issue_entries: Vec<Entry<'_>> = set
+            .issues
+            .par_iter()
+            .map(|i| issue_entry(i, lang))
+            .collect();
         families.push(Family {
             set,
             items: false,
