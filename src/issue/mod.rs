@@ -247,6 +247,28 @@ struct Parsed {
     id_at: Option<(usize, usize)>,
 }
 
+/// A front matter date (`date` or `updated`, named by `which` in the error), or an error at it.
+fn parse_date_field(
+    d: &mut Diags,
+    f: &Field<String>,
+    which: &str,
+    time: chrono::NaiveTime,
+    tz: &crate::config::Timezone,
+) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let parsed = date::parse_date(&f.value, time, tz);
+    if parsed.is_none() {
+        d.error(
+            Some(At::Offset(f.offset)),
+            format!(
+                "unknown date `{}`{which}: write it as {}",
+                fold_line(&f.value),
+                date::FORMS
+            ),
+        );
+    }
+    parsed
+}
+
 /// Diagnostics of one file, positioned in its text.
 struct Diags<'t> {
     path: &'t Path,
@@ -388,20 +410,7 @@ fn parse(
     let tz = &config.site.timezone;
     let time = config.issues.time;
     let date = match &meta.date {
-        Some(f) => {
-            let parsed = date::parse_date(&f.value, time, tz);
-            if parsed.is_none() {
-                d.error(
-                    Some(At::Offset(f.offset)),
-                    format!(
-                        "unknown date `{}`: write it as {}",
-                        fold_line(&f.value),
-                        date::FORMS
-                    ),
-                );
-            }
-            parsed
-        }
+        Some(f) => parse_date_field(&mut d, f, "", time, tz),
         None => {
             let parsed = date::from_file_name(&stem, &config.issues.filename_date, time, tz);
             if parsed.is_none() {
@@ -417,20 +426,7 @@ fn parse(
         }
     };
     let updated = match &meta.updated {
-        Some(f) => {
-            let parsed = date::parse_date(&f.value, time, tz);
-            if parsed.is_none() {
-                d.error(
-                    Some(At::Offset(f.offset)),
-                    format!(
-                        "unknown date `{}` in `updated`: write it as {}",
-                        fold_line(&f.value),
-                        date::FORMS
-                    ),
-                );
-            }
-            parsed
-        }
+        Some(f) => parse_date_field(&mut d, f, " in `updated`", time, tz),
         None => date,
     };
 
