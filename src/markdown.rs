@@ -374,6 +374,43 @@ impl Sanitizer {
         let page = s.page_url.to_string();
         let site_paths = Arc::new(Mutex::new(Vec::new()));
         let mut builder = ammonia::Builder::default();
+        // Responsive images and media players survive with their sources; `autoplay` does not.
+        builder
+            .add_tags(["picture", "source", "video", "audio"])
+            .add_tag_attributes("img", ["srcset", "sizes", "loading"])
+            .add_tag_attributes(
+                "source",
+                ["src", "srcset", "sizes", "media", "type", "width", "height"],
+            )
+            .add_tag_attributes(
+                "video",
+                [
+                    "src",
+                    "poster",
+                    "controls",
+                    "width",
+                    "height",
+                    "loop",
+                    "muted",
+                    "playsinline",
+                    "preload",
+                ],
+            )
+            .add_tag_attributes("audio", ["src", "controls", "loop", "muted", "preload"]);
+        // ammonia rewrites `src`, `href` and `poster` through `url_relative`, but not the
+        // candidate list of `srcset`.
+        let srcset = Rewriter {
+            base: base.clone(),
+            page: page.clone(),
+            seen: Arc::clone(&site_paths),
+        };
+        builder.attribute_filter(move |_, attr, value| {
+            if attr == "srcset" {
+                Some(Cow::Owned(srcset.srcset(value)))
+            } else {
+                Some(Cow::Borrowed(value))
+            }
+        });
         builder.url_relative(ammonia::UrlRelative::Custom(Box::new(Rewriter {
             base,
             page,
@@ -404,14 +441,82 @@ struct Rewriter {
     seen: Arc<Mutex<Vec<String>>>,
 }
 
-impl<'a> ammonia::UrlRelativeEvaluate<'a> for Rewriter {
-    fn evaluate<'url>(&self, u: &'url str) -> Option<Cow<'url, str>> {
+impl Rewriter {
+    fn rewrite<'u>(&self, u: &'u str) -> Option<Cow<'u, str>> {
         if u.starts_with('/') && !u.starts_with("//") {
             if let Ok(mut v) = self.seen.lock() {
                 v.push(u.to_string());
             }
         }
         absolutize(u, &self.base, &self.page)
+    }
+
+    /// A `srcset` with every candidate's URL made absolute; candidates that are not http(s)
+    /// after that (`data:`, `javascript:`) are dropped.
+    fn srcset(&self, value: &str) -> String {
+        let mut out = String::with_capacity(value.len() + 32);
+        for (url, descriptor) in srcset_candidates(value) {
+            let Some(abs) = self.rewrite(url) else {
+                continue;
+            };
+            let head = abs.get(..8).unwrap_or(&abs).to_ascii_lowercase();
+            if !(head.starts_with("https://") || head.starts_with("http://")) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(&abs);
+            if !descriptor.is_empty() {
+                out.push(' ');
+                out.push_str(descriptor);
+            }
+        }
+        out
+    }
+}
+
+impl<'a> ammonia::UrlRelativeEvaluate<'a> for Rewriter {
+    fn evaluate<'url>(&self, u: &'url str) -> Option<Cow<'url, str>> {
+        self.rewrite(u)
+    }
+}
+
+/// The (URL, descriptors) candidates of a `srcset` value, split the way HTML does: a URL is a
+/// run of non-space characters (trailing commas end the candidate), the descriptors run to the
+/// next comma outside parentheses. A comma inside a URL (`data:…;base64,…`) stays in it.
+fn srcset_candidates(value: &str) -> Vec<(&str, &str)> {
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c');
+    let mut out = Vec::new();
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches(|c: char| is_space(c) || c == ',');
+        if rest.is_empty() {
+            return out;
+        }
+        let end = rest.find(is_space).unwrap_or(rest.len());
+        let (raw_url, after) = rest.split_at(end);
+        let url = raw_url.trim_end_matches(',');
+        if url.len() < raw_url.len() {
+            out.push((url, ""));
+            rest = after;
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut stop = after.len();
+        for (i, c) in after.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                ',' if depth == 0 => {
+                    stop = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push((url, after[..stop].trim_matches(is_space)));
+        rest = &after[stop..];
     }
 }
 
@@ -957,6 +1062,71 @@ mod tests {
                 path: "/static/i.png".into()
             }]
         );
+    }
+
+    #[test]
+    fn srcset_and_poster_become_absolute() {
+        let (h, notes) = render(
+            "<picture><source srcset=\"a.webp 1x, /b.webp 2x\" type=\"image/webp\">\
+             <img src=\"a.png\" srcset=\"a.png, /s/b.png 640w,c.png 2x,data:image/png;base64,QQ== 3x, \
+             javascript:x 4x\" sizes=\"50vw\"></picture>\n\n\
+             <video poster=\"p.jpg\" src=\"/v.mp4\" controls autoplay></video>\n",
+        );
+        assert!(
+            h.contains(
+                "srcset=\"https://example.com/weekly/a.webp 1x, https://example.com/b.webp 2x\""
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains(
+                "srcset=\"https://example.com/weekly/a.png, https://example.com/s/b.png 640w, \
+                 https://example.com/weekly/c.png 2x\""
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains("poster=\"https://example.com/weekly/p.jpg\""),
+            "{h}"
+        );
+        assert!(h.contains("src=\"https://example.com/v.mp4\""), "{h}");
+        assert!(
+            h.contains("sizes=\"50vw\"") && h.contains("controls"),
+            "{h}"
+        );
+        assert!(
+            !h.contains("autoplay") && !h.contains("data:") && !h.contains("javascript"),
+            "{h}"
+        );
+        let paths: Vec<_> = notes
+            .iter()
+            .filter_map(|n| match n {
+                Note::SitePathImage { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            paths.contains(&"/s/b.png") && paths.contains(&"/b.webp"),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn srcset_candidates_split_like_html() {
+        assert_eq!(
+            srcset_candidates(" a.png 1x,b.png,, c.png (x, y) 2x , d.png,"),
+            vec![
+                ("a.png", "1x"),
+                ("b.png", ""),
+                ("c.png", "(x, y) 2x"),
+                ("d.png", "")
+            ]
+        );
+        assert_eq!(
+            srcset_candidates("data:i/p;base64,QQ== 1x"),
+            vec![("data:i/p;base64,QQ==", "1x")]
+        );
+        assert!(srcset_candidates(" , ").is_empty());
     }
 
     #[test]
