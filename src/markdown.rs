@@ -1002,11 +1002,9 @@ impl<'a> Doc<'a> {
     /// The plain text of several ranges, rendered as one run of events.
     pub fn text_of(&self, ranges: &[Range<usize>]) -> String {
         let events = ranges.iter().flat_map(|r| self.events[r.clone()].iter());
-        let mut text = crate::plaintext::render(events.filter_map(|e| match e {
-            Event::InlineHtml(_) => None,
-            Event::Html(h) => Some(Event::Text(CowStr::from(strip_tags(h)))),
-            e => Some(e.clone()),
-        }));
+        // Raw HTML goes through as it is: the text renderer keeps its text and turns `<br>`
+        // and block tags into line breaks.
+        let mut text = crate::plaintext::render(events.cloned());
         text.shrink_to_fit();
         text
     }

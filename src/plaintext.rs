@@ -15,6 +15,10 @@ pub const WIDTH: usize = 72;
 
 /// Marks a `<br>` in text reduced from HTML, where newlines are only spaces.
 const BREAK: char = '\u{1}';
+/// Where a raw HTML `<a href>` opens and closes, so it gets a numbered reference like a
+/// Markdown link.
+const LINK_OPEN: char = '\u{2}';
+const LINK_CLOSE: char = '\u{3}';
 
 /// The narrowest a wrapped line gets, however deep the nesting.
 const MIN_WIDTH: usize = 24;
@@ -109,12 +113,21 @@ impl Renderer {
                 Event::Html(h) | Event::InlineHtml(h) => {
                     let mut s = String::new();
                     self.html.feed(&h, &mut s);
-                    for (i, part) in s.split(BREAK).enumerate() {
-                        if i > 0 {
-                            self.buf.push('\n');
+                    let mut rest = s.as_str();
+                    while let Some(i) = rest.find([BREAK, LINK_OPEN, LINK_CLOSE]) {
+                        self.text(&rest[..i]);
+                        let marker = rest[i..].chars().next().unwrap_or(BREAK);
+                        match marker {
+                            BREAK => self.buf.push('\n'),
+                            LINK_OPEN => {
+                                let dest = self.html.hrefs.pop_front().unwrap_or_default();
+                                self.open_links.push((dest, self.buf.len()));
+                            }
+                            _ => self.end_link(false),
                         }
-                        self.text(part);
+                        rest = &rest[i + marker.len_utf8()..];
                     }
+                    self.text(rest);
                 }
                 Event::FootnoteReference(l) => {
                     self.buf.push_str("[^");
@@ -579,6 +592,10 @@ struct HtmlText {
     state: HtmlState,
     tag: String,
     skip: Option<&'static str>,
+    /// The destinations of `<a>` tags opened and not yet taken by the renderer, in order.
+    hrefs: std::collections::VecDeque<String>,
+    /// `<a>` tags open now, so a stray `</a>` closes nothing.
+    open_anchors: usize,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -683,6 +700,17 @@ impl HtmlText {
             "script" if !closing => self.skip = Some("script"),
             "style" if !closing => self.skip = Some("style"),
             "br" => text.push(BREAK),
+            "a" if !closing => {
+                let mut href = String::new();
+                decode_entities(attr(tag, "href").unwrap_or("").trim(), &mut href);
+                self.hrefs.push_back(href);
+                self.open_anchors += 1;
+                text.push(LINK_OPEN);
+            }
+            "a" if self.open_anchors > 0 => {
+                self.open_anchors -= 1;
+                text.push(LINK_CLOSE);
+            }
             "img" if !closing => {
                 if let Some(alt) = attr(tag, "alt").filter(|a| !a.trim().is_empty()) {
                     text.push_str("[image: ");
@@ -816,6 +844,23 @@ mod tests {
         );
         assert!(
             t.ends_with("\n\n[1] https://a.example/x\n[2] https://b.example/\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn raw_html_links_and_breaks_carry_over() {
+        let t = md(
+            "one<br>two <a href=\"https://a.example/?x=1&amp;y=2\">site</a> and \
+                    [md](https://a.example/?x=1&y=2) </a> end\n\n\
+                    <div>block <a href='https://b.example/'>b</a><br/>next</div>\n",
+        );
+        assert!(
+            t.starts_with("one\ntwo site[1] and md[1] end\n\nblock b[2]\nnext"),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("\n\n[1] https://a.example/?x=1&y=2\n[2] https://b.example/\n"),
             "{t}"
         );
     }
