@@ -235,7 +235,9 @@ pub fn strip_tags(h: &str) -> String {
     out
 }
 
-fn decode_entity(e: &str) -> Option<char> {
+/// The character of an HTML entity's name (`amp`, `#39`, `#x1F600`), for the entities that
+/// hand-written HTML in issues uses; `None` for any other name.
+pub fn decode_entity(e: &str) -> Option<char> {
     Some(match e {
         "amp" => '&',
         "lt" => '<',
@@ -243,6 +245,10 @@ fn decode_entity(e: &str) -> Option<char> {
         "quot" => '"',
         "apos" => '\'',
         "nbsp" => '\u{a0}',
+        "mdash" => '—',
+        "ndash" => '–',
+        "hellip" => '…',
+        "copy" => '©',
         _ => {
             let n = e.strip_prefix('#')?;
             let v = match n.strip_prefix(['x', 'X']) {
@@ -254,9 +260,12 @@ fn decode_entity(e: &str) -> Option<char> {
     })
 }
 
-/// Escapes text for an HTML attribute value.
-pub fn escape_attr(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Escapes text for HTML element content and attribute values, quoted either way.
+pub fn escape_html(s: &str) -> Cow<'_, str> {
+    if !s.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -267,7 +276,7 @@ pub fn escape_attr(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// An anchor from a title: lower case letters and digits joined by `-` (`section` if none).
@@ -974,7 +983,7 @@ impl<'a> Doc<'a> {
             if k < ids.len() && ids[k].0 == start + j {
                 let id = &ids[k].1;
                 k += 1;
-                return Event::Html(CowStr::from(format!("<p id=\"{}\">", escape_attr(id))));
+                return Event::Html(CowStr::from(format!("<p id=\"{}\">", escape_html(id))));
             }
             e.clone()
         });

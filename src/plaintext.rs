@@ -766,25 +766,7 @@ fn decode_entities(s: &str, out: &mut String) {
         });
         let decoded = end.and_then(|e| {
             let name = &after[..e];
-            let c = if let Some(num) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
-                u32::from_str_radix(num, 16).ok().and_then(char::from_u32)
-            } else if let Some(num) = name.strip_prefix('#') {
-                num.parse().ok().and_then(char::from_u32)
-            } else {
-                match name {
-                    "amp" => Some('&'),
-                    "lt" => Some('<'),
-                    "gt" => Some('>'),
-                    "quot" => Some('"'),
-                    "apos" => Some('\''),
-                    "nbsp" => Some('\u{a0}'),
-                    "mdash" => Some('—'),
-                    "ndash" => Some('–'),
-                    "hellip" => Some('…'),
-                    "copy" => Some('©'),
-                    _ => None,
-                }
-            };
+            let c = crate::markdown::decode_entity(name);
             c.map(|c| (c, e))
         });
         match decoded {

@@ -118,20 +118,9 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
+/// The escape function of the Tera instances, over the one HTML escaper of the crate.
 pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    crate::markdown::escape_html(s).into_owned()
 }
 
 /// `site` in every template.

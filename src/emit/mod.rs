@@ -18,6 +18,7 @@ use chrono::{DateTime, Duration, FixedOffset};
 use rayon::prelude::*;
 
 use crate::config::{Config, FeedContent};
+use crate::markdown::{decode_entity, escape_html};
 use crate::model::{Issue, Item};
 
 pub use staging::Staging;
@@ -659,8 +660,8 @@ fn write_cdata_text(mut text: &[u8], out: &mut dyn std::io::Write) -> std::io::R
 fn link_paragraph(url: &str, text: &str) -> String {
     format!(
         "<p><a href=\"{}\">{}</a></p>",
-        html_escape(url),
-        html_escape(&xml_clean(text))
+        escape_html(url),
+        escape_html(&xml_clean(text))
     )
 }
 
@@ -687,7 +688,7 @@ pub fn html_clean<'h>(html: &'h str, page_url: &str) -> Cow<'h, str> {
         out = Cow::Owned(out.replace('\u{FFFD}', "&#xFFFD;"));
     }
     if empty {
-        let page = html_escape(page_url);
+        let page = escape_html(page_url);
         out = Cow::Owned(
             out.replace(" href=\"\"", &format!(" href=\"{page}\""))
                 .replace(" href=\"#\"", &format!(" href=\"{page}#\"")),
@@ -832,44 +833,6 @@ pub fn derive_summary(html: &str) -> String {
         out.push('…');
     }
     xml_clean(&out).into_owned()
-}
-
-fn decode_entity(name: &str) -> Option<char> {
-    match name {
-        "amp" => Some('&'),
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "quot" => Some('"'),
-        "apos" => Some('\''),
-        "nbsp" => Some(' '),
-        _ => {
-            let num = name.strip_prefix('#')?;
-            let code = match num.strip_prefix(['x', 'X']) {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => num.parse().ok()?,
-            };
-            char::from_u32(code)
-        }
-    }
-}
-
-/// Escapes plain text for HTML (`&`, `<`, `>`, `"`), so it shows as written where HTML is
-/// expected (RSS `description`, Atom `type="html"`).
-pub fn html_escape(s: &str) -> Cow<'_, str> {
-    if !s.contains(['&', '<', '>', '"']) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// RFC 822 (RFC 2822) date with a numeric offset, as RSS wants.

@@ -26,8 +26,9 @@ use lettre::Message;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
+use crate::markdown::escape_html;
 use crate::model::Issue;
-use crate::templates::{escape_html, issue_context, SiteCtx, Templates};
+use crate::templates::{issue_context, SiteCtx, Templates};
 use crate::token::{sign, Purpose};
 
 /// Who a message goes to.
@@ -215,9 +216,9 @@ impl RecipientValues {
         let token = sign(&c.secret, Purpose::Unsubscribe, &address);
         let unsubscribe = c.unsubscribe_url.replace("{token}", &token);
         RecipientValues {
-            html_address: escape_html(&address),
-            html_name: escape_html(name.as_deref().unwrap_or("")),
-            html_unsubscribe: escape_html(&unsubscribe),
+            html_address: escape_html(&address).into_owned(),
+            html_name: escape_html(name.as_deref().unwrap_or("")).into_owned(),
+            html_unsubscribe: escape_html(&unsubscribe).into_owned(),
             has_name: name.is_some(),
             address,
             name,
