@@ -197,7 +197,12 @@ fn base_meta(config: &Config) -> FeedMeta {
         title: xml_clean(&site.title).into_owned(),
         description: xml_clean(&description).into_owned(),
         language: site.language.clone(),
-        home_url: config.url(index_site_path(config)),
+        // The archive index that `build` writes, which exists whatever the rest of the site has.
+        home_url: config.url(
+            crate::templates::index_site_path(config)
+                .strip_suffix("index.html")
+                .unwrap_or("/"),
+        ),
         author_name: site
             .author
             .as_ref()
@@ -205,15 +210,6 @@ fn base_meta(config: &Config) -> FeedMeta {
             .unwrap_or_else(|| site.title.clone()),
         author_email: site.author.as_ref().and_then(|a| a.email.clone()),
         content: config.feeds.content,
-    }
-}
-
-/// The site path of the folder holding the issue pages and their `index.html`.
-fn index_site_path(config: &Config) -> &str {
-    let p = config.site.issue_path.as_str();
-    match p.rfind('/') {
-        Some(i) => &p[..=i],
-        None => "/",
     }
 }
 

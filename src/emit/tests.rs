@@ -512,3 +512,17 @@ fn xml_clean_finds_forbidden_characters_in_any_block() {
         assert_eq!(xml_clean(&s), format!("{long}{long}"), "{bad:?}");
     }
 }
+
+#[test]
+fn the_home_link_is_the_archive_index_that_build_writes() {
+    let mut c = config("");
+    assert_eq!(base_meta(&c).home_url, "https://example.com/weekly/");
+    for (path, want) in [
+        ("/{slug}.html", "https://example.com/archive/"),
+        ("/news/{slug}/index.html", "https://example.com/news/"),
+        ("/blog/{slug}.html", "https://example.com/blog/"),
+    ] {
+        c.site.issue_path = path.to_string();
+        assert_eq!(base_meta(&c).home_url, want, "{path}");
+    }
+}
