@@ -47,6 +47,15 @@ fn seed_issue_message_has_every_header_part_and_valid_token() {
         html.contains("@media (max-width: 480px)"),
         "narrow screens kept"
     );
+    // Outlook on Windows ignores max-width: a fixed-width table only it reads holds the column.
+    let open = html
+        .find("<!--[if mso]><table role=\"presentation\" width=\"680\"")
+        .expect("Outlook column opens");
+    let close = html
+        .find("<!--[if mso]></td></tr></table><![endif]-->")
+        .expect("Outlook column closes");
+    let body = html.find("Kubernetes In a Nutshell").expect("first item");
+    assert!(open < body && body < close, "the column wraps the content");
 }
 
 #[test]
