@@ -168,6 +168,9 @@ pub struct SmtpConfig {
     pub timeout_secs: u64,
     pub max_attempts: u32,
     pub retry_after_secs: u64,
+    /// Hours after its first attempt that a deferred delivery is given up. Signed so that a
+    /// negative value reaches validation and its message rather than a type error.
+    pub max_age_hours: i64,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -182,6 +185,7 @@ impl Default for SmtpConfig {
             timeout_secs: 30,
             max_attempts: 5,
             retry_after_secs: 300,
+            max_age_hours: 72,
             ca_file: None,
         }
     }
@@ -443,6 +447,12 @@ impl Config {
         if self.smtp.rate.is_nan() || self.smtp.rate <= 0.0 {
             bail!("smtp.rate must be a positive number of messages per second");
         }
+        if self.smtp.max_age_hours <= 0 {
+            bail!(
+                "smtp.max_age_hours is {}: it must be at least 1 (hours after the first attempt that a deferred delivery is given up)",
+                self.smtp.max_age_hours
+            );
+        }
         Ok(())
     }
 
@@ -521,6 +531,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("not under feeds.path"), "{e}");
+    }
+
+    #[test]
+    fn max_age_hours_defaults_to_72_and_must_be_positive() {
+        let base = "[site]\ntitle = \"T\"\nbase_url = \"https://e.com\"\n";
+        let c = Config::parse(base, Path::new("t.toml")).unwrap();
+        assert_eq!(c.smtp.max_age_hours, 72);
+        let c = Config::parse(
+            &format!("{base}[smtp]\nmax_age_hours = 1\n"),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.smtp.max_age_hours, 1);
+        for bad in ["0", "-5"] {
+            let e = Config::parse(
+                &format!("{base}[smtp]\nmax_age_hours = {bad}\n"),
+                Path::new("t.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with("t.toml: error: smtp.max_age_hours is") && e.contains("at least 1"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Each entry moves the schema from version `i` to `i + 1`; never edit one that shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE subscribers (
     address    TEXT PRIMARY KEY,
     name       TEXT,
@@ -44,7 +45,19 @@ CREATE TABLE deliveries (
     UNIQUE (issue, address)
 );
 CREATE INDEX deliveries_state ON deliveries (issue, state);
-"#];
+"#,
+    // When a delivery was first handed to the server (Unix seconds): `smtp.max_age_hours`
+    // counts from here. Rows of an earlier schema that were attempted get their send's
+    // snapshot time, the latest moment known to precede their first attempt, so the cap can
+    // only come early for them, by at most the length of that first run.
+    r#"
+ALTER TABLE deliveries ADD COLUMN first_attempt_at INTEGER;
+UPDATE deliveries SET first_attempt_at =
+    (SELECT CAST(strftime('%s', s.snapshot_at) AS INTEGER) FROM sends s
+     WHERE s.issue = deliveries.issue)
+WHERE attempts > 0 OR state IN ('in_flight', 'sent', 'failed', 'unknown');
+"#,
+];
 
 /// A subscriber's standing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -493,6 +506,56 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_state_file_of_schema_1_gains_first_attempt_times() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("old.sqlite3");
+        {
+            let c = open_connection(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute_batch(
+                "INSERT INTO sends VALUES ('i', '2026-11-20T08:00:00Z');
+                 INSERT INTO deliveries (issue, address, state, attempts, next_attempt_at,
+                                         last_reply, updated_at) VALUES
+                   ('i', 'a@x.org', 'deferred', 2, 1, '451 later', '2026-11-20T09:00:00Z'),
+                   ('i', 'b@x.org', 'sent', 0, NULL, '250 ok', '2026-11-20T09:00:00Z'),
+                   ('i', 'c@x.org', 'pending', 0, NULL, NULL, '2026-11-20T08:00:00Z'),
+                   ('i', 'd@x.org', 'deferred', 0, 1, 'not attempted', '2026-11-20T09:00:00Z');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let v: usize = s
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+        let rows: Vec<(String, Option<i64>)> = s
+            .conn()
+            .prepare("SELECT address, first_attempt_at FROM deliveries ORDER BY address")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let snapshot = chrono::DateTime::parse_from_rfc3339("2026-11-20T08:00:00Z")
+            .unwrap()
+            .timestamp();
+        assert_eq!(
+            rows,
+            [
+                ("a@x.org".to_string(), Some(snapshot)),
+                ("b@x.org".to_string(), Some(snapshot)),
+                ("c@x.org".to_string(), None),
+                ("d@x.org".to_string(), None),
+            ]
+        );
+        // Opening again runs nothing twice.
+        drop(s);
+        Store::open(&path).unwrap();
     }
 
     #[test]

@@ -528,3 +528,315 @@ fn a_fresh_session_every_per_connection_messages() {
     assert_eq!(server.counts().len(), 20);
     assert_eq!(server.connections(), 4);
 }
+
+/// `(state, attempts, last_reply)` of one address's row, straight from the ledger.
+fn row_of(site: &Site, address: &str) -> (String, u32, Option<String>) {
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    db.query_row(
+        "SELECT state, attempts, last_reply FROM deliveries WHERE address = ?1",
+        [address],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn deferred_rows_past_max_age_fail_on_the_next_send_and_fresh_ones_are_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"tempfail": {"regex": "^user000[12]@", "times": 1, "reply": "451 4.3.0 Try later"}}),
+    );
+    let site = site_for(&server, "retry_after_secs = 600");
+    site.subscribe(5);
+    let o = send(&site);
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert_eq!(site.status()["deferred"], 2);
+
+    // user0001 was first attempted 73 hours ago; its next attempt is still in the future, as
+    // for a cron run that comes back days later. user0002 is as fresh as it was.
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    let moved = db
+        .execute(
+            "UPDATE deliveries SET first_attempt_at = first_attempt_at - 73 * 3600
+             WHERE address = 'user0001@example.net' AND state = 'deferred'
+               AND first_attempt_at IS NOT NULL",
+            [],
+        )
+        .unwrap();
+    assert_eq!(moved, 1, "the deferred row records its first attempt");
+    drop(db);
+    let o = send(&site);
+    assert_eq!(code(&o), 75, "user0002 is still deferred: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: 1 deferred delivery(ies) of 2026-11-20 failed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing due"));
+    let st = site.status();
+    assert_eq!(
+        (st["sent"], st["deferred"], st["failed"]),
+        (3, 1, 1),
+        "{st:?}"
+    );
+    let csv = site.status_csv();
+    let failed: Vec<_> = csv.iter().filter(|(_, s, _)| s == "failed").collect();
+    assert_eq!(failed.len(), 1, "{csv:?}");
+    assert_eq!(failed[0].0, "user0001@example.net");
+    assert_eq!(failed[0].2, "gave up after 72 h: 451 4.3.0 Try later");
+
+    // The fresh one comes due and is retried; the failed one is not.
+    site.age_deferred(1200);
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = server.counts();
+    assert_eq!(got.get("user0001@example.net"), None);
+    assert_eq!(got.get("user0002@example.net"), Some(&1));
+    let st = site.status();
+    assert_eq!((st["sent"], st["failed"], st["total"]), (4, 1, 5), "{st:?}");
+    let o = send(&site);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&format!("{ISSUE}: complete")));
+}
+
+#[test]
+fn only_aged_deferred_rows_left_means_exit_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"tempfail": {"regex": "^user0002@", "times": 1, "reply": "451 4.7.1 Greylisted"}}),
+    );
+    let site = site_for(&server, "retry_after_secs = 600\nmax_age_hours = 2");
+    site.subscribe(3);
+    assert_eq!(code(&send(&site)), 75);
+    // Three hours later, and the row is due: it is given up instead of retried.
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    db.execute(
+        "UPDATE deliveries SET first_attempt_at = first_attempt_at - 3 * 3600,
+             next_attempt_at = next_attempt_at - 3 * 3600
+         WHERE state = 'deferred'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&format!("{ISSUE}: complete")));
+    assert_eq!(server.counts().get("user0002@example.net"), None);
+    let (state, attempts, reply) = row_of(&site, "user0002@example.net");
+    assert_eq!(
+        (state.as_str(), attempts, reply.as_deref()),
+        ("failed", 1, Some("gave up after 2 h: 451 4.7.1 Greylisted"))
+    );
+}
+
+#[test]
+fn a_retry_that_would_fall_past_max_age_fails_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"tempfail": {"regex": "^user000[03]@", "times": 1, "reply": "451 4.3.0 Try later"}}),
+    );
+    // The first backoff alone (two hours) is beyond the one-hour cap.
+    let site = site_for(&server, "retry_after_secs = 7200\nmax_age_hours = 1");
+    site.subscribe(5);
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "nothing is left deferred: {}", stderr(&o));
+    assert!(stderr(&o).contains("failed 2"), "{}", stderr(&o));
+    let st = site.status();
+    assert_eq!((st["sent"], st["failed"], st["deferred"]), (3, 2, 0));
+    for (_, state, reply) in site.status_csv() {
+        assert_eq!(state, "failed");
+        assert_eq!(
+            reply,
+            "gave up: the next attempt would come more than 1 h after the first: 451 4.3.0 Try later"
+        );
+    }
+}
+
+#[test]
+fn a_state_file_of_the_previous_schema_is_migrated_and_its_old_deferred_rows_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "");
+    // Schema version 1 exactly as it shipped, with a send snapshotted four days ago: one row
+    // deferred since then, one still pending.
+    std::fs::create_dir_all(site.path("state")).unwrap();
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    let four_days_ago = (chrono::Utc::now() - chrono::Duration::days(4))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    db.execute_batch(&format!(
+        r#"
+CREATE TABLE subscribers (
+    address    TEXT PRIMARY KEY,
+    name       TEXT,
+    status     TEXT NOT NULL
+               CHECK (status IN ('pending', 'active', 'unsubscribed', 'bounced')),
+    added_at   TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX subscribers_status ON subscribers (status);
+CREATE TABLE sends (
+    issue       TEXT PRIMARY KEY,
+    snapshot_at TEXT NOT NULL
+);
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY,
+    issue           TEXT NOT NULL REFERENCES sends (issue),
+    address         TEXT NOT NULL,
+    name            TEXT,
+    state           TEXT NOT NULL
+                    CHECK (state IN ('pending', 'in_flight', 'sent', 'deferred', 'failed',
+                                     'unknown', 'skipped')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_reply      TEXT,
+    updated_at      TEXT NOT NULL,
+    UNIQUE (issue, address)
+);
+CREATE INDEX deliveries_state ON deliveries (issue, state);
+PRAGMA user_version = 1;
+INSERT INTO subscribers VALUES
+    ('old@example.net', NULL, 'active', '{t}', '{t}'),
+    ('new@example.net', NULL, 'active', '{t}', '{t}');
+INSERT INTO sends VALUES ('{ISSUE}', '{t}');
+INSERT INTO deliveries (issue, address, state, attempts, next_attempt_at, last_reply, updated_at)
+VALUES ('{ISSUE}', 'old@example.net', 'deferred', 2, 0, '452 4.2.2 Mailbox full', '{t}'),
+       ('{ISSUE}', 'new@example.net', 'pending', 0, NULL, NULL, '{t}');
+"#,
+        t = four_days_ago
+    ))
+    .unwrap();
+    drop(db);
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    drop(db);
+    let (state, _, reply) = row_of(&site, "old@example.net");
+    assert_eq!(state, "failed");
+    assert_eq!(
+        reply.as_deref(),
+        Some("gave up after 72 h: 452 4.2.2 Mailbox full")
+    );
+    assert_eq!(row_of(&site, "new@example.net").0, "sent");
+    let got = server.counts();
+    assert_eq!(got.get("old@example.net"), None);
+    assert_eq!(got.get("new@example.net"), Some(&1));
+}
+
+#[test]
+fn connection_dropped_mid_content_is_retried_without_an_attempt() {
+    dropped_mid_content(true);
+}
+
+#[test]
+fn connection_dropped_mid_content_without_pipelining() {
+    dropped_mid_content(false);
+}
+
+fn dropped_mid_content(pipelining: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"drop_in_content": {"regex": "^user000[49]@", "times": 1, "bytes": 300},
+               "no_pipelining": !pipelining}),
+    );
+    let site = site_for(&server, "");
+    let addrs = site.subscribe(12);
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The server did take part of each message before hanging up.
+    let mut dropped = server.dropped();
+    dropped.sort();
+    assert_eq!(
+        dropped.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["user0004@example.net", "user0009@example.net"]
+    );
+    for (a, taken) in &dropped {
+        let n: usize = taken
+            .parse()
+            .unwrap_or_else(|_| panic!("{a}: the server took `{taken}`"));
+        assert!(n > 0 && n <= 300, "{a}: {n} bytes taken");
+    }
+    // Then delivered exactly once, sent, no attempt counted.
+    let got = server.counts();
+    for a in &addrs {
+        assert_eq!(got.get(a), Some(&1), "{a}");
+    }
+    assert_eq!(site.status()["sent"], 12);
+    assert!(site.status_csv().is_empty());
+    for a in ["user0004@example.net", "user0009@example.net"] {
+        let (state, attempts, reply) = row_of(&site, a);
+        assert_eq!((state.as_str(), attempts), ("sent", 0), "{a}");
+        assert!(reply.is_some_and(|r| r.starts_with("250")), "{a}");
+    }
+}
+
+#[test]
+fn a_hang_up_after_the_final_dot_is_unknown_and_resent_only_with_retry_unknown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"drop_after_dot": {"regex": "^user000[36]@", "times": 1}}),
+    );
+    let site = site_for(&server, "");
+    let addrs = site.subscribe(10);
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "unknown rows are not deferred: {}", stderr(&o));
+    assert!(stderr(&o).contains("unknown 2"), "{}", stderr(&o));
+    let st = site.status();
+    assert_eq!((st["sent"], st["unknown"]), (8, 2), "{st:?}");
+    let mut csv = site.status_csv();
+    csv.sort();
+    assert_eq!(
+        csv.iter()
+            .map(|(a, s, _)| (a.as_str(), s.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("user0003@example.net", "unknown"),
+            ("user0006@example.net", "unknown"),
+        ]
+    );
+    for (a, _, reply) in &csv {
+        assert!(
+            reply.starts_with("no reply to the final dot"),
+            "{a}: {reply}"
+        );
+    }
+    // The server did store them: one copy each so far.
+    let got = server.counts();
+    for a in &addrs {
+        assert_eq!(got.get(a), Some(&1), "{a}");
+    }
+
+    // A plain send leaves unknown rows alone.
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&format!("{ISSUE}: complete")));
+    assert_eq!(server.counts().values().sum::<usize>(), 10);
+    assert_eq!(site.status()["unknown"], 2);
+
+    // --retry-unknown resends exactly those.
+    let o = site
+        .cmd()
+        .args(["send", ISSUE, "--retry-unknown"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let st = site.status();
+    assert_eq!((st["sent"], st["unknown"]), (10, 0), "{st:?}");
+    let got = server.counts();
+    for a in &addrs {
+        let want = if a == "user0003@example.net" || a == "user0006@example.net" {
+            2
+        } else {
+            1
+        };
+        assert_eq!(got.get(a), Some(&want), "{a}");
+    }
+}

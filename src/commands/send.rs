@@ -76,6 +76,14 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     }
     let unix_now = chrono::Utc::now().timestamp();
     if snapshotted {
+        // Before anything is selected: rows past the age cap are final, not due.
+        let hours = config.smtp.max_age_hours;
+        let expired = ledger::expire_deferred(store.conn(), &slug, unix_now, hours)?;
+        if expired > 0 {
+            eprintln!(
+                "warning: {expired} deferred delivery(ies) of {slug} failed: first attempted more than {hours} h ago (smtp.max_age_hours); see `techshack status {slug} --csv`"
+            );
+        }
         let c = ledger::counts(store.conn(), &slug)?;
         if c.is_complete() {
             println!("{slug}: complete ({})", c.one_line());

@@ -13,7 +13,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::compose::Recipient;
-use super::ledger::{Change, Row, WriterHandle};
+use super::ledger::{age_cutoff, Change, Row, WriterHandle};
 use super::smtp::{Conn, ConnectError, Outcome, Target};
 use crate::config::SmtpConfig;
 
@@ -27,6 +27,8 @@ pub struct Settings {
     pub max_attempts: u32,
     /// The first backoff after a 4xx; it doubles with every attempt.
     pub retry_after: Duration,
+    /// How long after its first attempt a deferred row is still retried.
+    pub max_age_hours: i64,
 }
 
 impl Settings {
@@ -37,7 +39,15 @@ impl Settings {
             rate: c.rate,
             max_attempts: c.max_attempts.max(1),
             retry_after: Duration::from_secs(c.retry_after_secs),
+            max_age_hours: c.max_age_hours.max(1),
         }
+    }
+
+    /// Whether a retry at `next_attempt_at` would come after the age cap of a row first
+    /// attempted at `first_attempt_at`. Such a row is failed at once: the run that reached
+    /// it would fail it without trying, and until then it would only keep `send` exiting 75.
+    pub fn past_age_cap(&self, first_attempt_at: i64, next_attempt_at: i64) -> bool {
+        first_attempt_at < age_cutoff(next_attempt_at, self.max_age_hours)
     }
 
     /// When a row deferred for the `attempts`-th time is due again: `retry_after` doubled per
@@ -357,7 +367,9 @@ async fn worker(s: Arc<Shared>, mut conn: Option<Conn>) -> Result<()> {
         };
         s.limiter.wait().await;
         // Re-checks the subscriber and commits in_flight before MAIL FROM.
-        if !s.ledger.claim(job.row.id).await? {
+        let claimed_at = chrono::Utc::now().timestamp();
+        let first_attempt_at = job.row.first_attempt_at.unwrap_or(claimed_at);
+        if !s.ledger.claim(job.row.id, claimed_at).await? {
             s.done(&s.stats.skipped);
             continue;
         }
@@ -391,15 +403,31 @@ async fn worker(s: Arc<Shared>, mut conn: Option<Conn>) -> Result<()> {
                     s.done(&s.stats.failed);
                 } else {
                     let now = chrono::Utc::now().timestamp();
-                    s.ledger.record(
-                        job.row.id,
-                        Change::Deferred {
-                            reply,
-                            next_attempt_at: s.settings.next_attempt(now, attempts),
-                            attempts,
-                        },
-                    )?;
-                    s.done(&s.stats.deferred);
+                    let next_attempt_at = s.settings.next_attempt(now, attempts);
+                    if s.settings.past_age_cap(first_attempt_at, next_attempt_at) {
+                        let hours = s.settings.max_age_hours;
+                        s.ledger.record(
+                            job.row.id,
+                            Change::Failed {
+                                reply: format!(
+                                    "gave up: the next attempt would come more than {hours} h after the first: {reply}"
+                                ),
+                                attempts,
+                                bounce: false,
+                            },
+                        )?;
+                        s.done(&s.stats.failed);
+                    } else {
+                        s.ledger.record(
+                            job.row.id,
+                            Change::Deferred {
+                                reply,
+                                next_attempt_at,
+                                attempts,
+                            },
+                        )?;
+                        s.done(&s.stats.deferred);
+                    }
                 }
             }
             Outcome::Fail { reply, bounce } => {
@@ -450,11 +478,30 @@ mod tests {
             rate: 1.0,
             max_attempts: 5,
             retry_after: Duration::from_secs(100),
+            max_age_hours: 72,
         };
         for (attempts, base) in [(1, 100), (2, 200), (3, 400)] {
             let d = s.next_attempt(1000, attempts) - 1000;
             assert!(d >= base && d <= base + base / 4 + 1, "{attempts}: {d}");
         }
+    }
+
+    #[test]
+    fn a_retry_past_the_age_cap_is_not_scheduled() {
+        let s = Settings {
+            concurrency: 1,
+            per_connection: 1,
+            rate: 1.0,
+            max_attempts: 5,
+            retry_after: Duration::from_secs(100),
+            max_age_hours: 2,
+        };
+        let first = 10_000;
+        let cap = 2 * 3600;
+        assert!(!s.past_age_cap(first, first + 100));
+        // Exactly at the cap: the run then is still allowed to try (it is not older).
+        assert!(!s.past_age_cap(first, first + cap));
+        assert!(s.past_age_cap(first, first + cap + 1));
     }
 
     #[tokio::test]

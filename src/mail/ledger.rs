@@ -113,6 +113,8 @@ pub struct Row {
     pub address: String,
     pub name: Option<String>,
     pub attempts: u32,
+    /// When the row was first handed to the server (Unix seconds); `None` before that.
+    pub first_attempt_at: Option<i64>,
 }
 
 /// A row as `status --csv` writes it.
@@ -176,10 +178,48 @@ pub fn requeue_unknown(conn: &Connection, issue: &str) -> Result<usize> {
     )?)
 }
 
+/// The earliest first attempt a deferred row may have at `at` (Unix seconds) without being
+/// older than `max_age_hours`: a row whose first attempt is before it is past the cap.
+///
+/// The start of a run (which fails such rows) and the scheduling of a retry (which fails a
+/// row rather than schedule it past the cap) both ask this, so they agree on the boundary:
+/// a retry scheduled exactly at the cap is still made.
+pub fn age_cutoff(at: i64, max_age_hours: i64) -> i64 {
+    at.saturating_sub(max_age_hours.saturating_mul(3600))
+}
+
+/// The reply recorded for a delivery given up by age.
+pub fn gave_up_by_age(max_age_hours: i64, last_reply: &str) -> String {
+    format!("gave up after {max_age_hours} h: {last_reply}")
+}
+
+/// Deferred rows whose first attempt is older than `max_age_hours` at `now` become `failed`,
+/// with the last reply kept behind the reason. Rows never handed to the server are not aged,
+/// like pending ones. Returns the number of rows failed.
+pub fn expire_deferred(
+    conn: &Connection,
+    issue: &str,
+    now: i64,
+    max_age_hours: i64,
+) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE deliveries SET state = 'failed',
+             last_reply = ?3 || coalesce(last_reply, 'no reply recorded'),
+             next_attempt_at = NULL, updated_at = ?4
+         WHERE issue = ?1 AND state = 'deferred' AND first_attempt_at < ?2",
+        params![
+            issue,
+            age_cutoff(now, max_age_hours),
+            gave_up_by_age(max_age_hours, ""),
+            now_text()
+        ],
+    )?)
+}
+
 /// Rows to deliver now: pending, and deferred whose next attempt is due at `now` (Unix seconds).
 pub fn due(conn: &Connection, issue: &str, now: i64) -> Result<Vec<Row>> {
     let mut st = conn.prepare(
-        "SELECT id, address, name, attempts FROM deliveries
+        "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
          WHERE issue = ?1 AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
          ORDER BY id",
     )?;
@@ -189,6 +229,7 @@ pub fn due(conn: &Connection, issue: &str, now: i64) -> Result<Vec<Row>> {
             address: r.get(1)?,
             name: r.get(2)?,
             attempts: r.get(3)?,
+            first_attempt_at: r.get(4)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -287,9 +328,11 @@ pub enum Change {
 }
 
 enum Op {
-    /// Commit `in_flight`, or `skipped` when the subscriber is no longer active.
+    /// Commit `in_flight`, or `skipped` when the subscriber is no longer active; `at` is the
+    /// row's first attempt unless it had one.
     Claim {
         id: i64,
+        at: i64,
         done: tokio::sync::oneshot::Sender<bool>,
     },
     Change {
@@ -369,11 +412,12 @@ impl WriterHandle {
     }
 
     /// Commits the row `in_flight` (true) or, when its subscriber is no longer active,
-    /// `skipped` (false). Returns only once committed.
-    pub async fn claim(&self, id: i64) -> Result<bool> {
+    /// `skipped` (false). `at` (Unix seconds) becomes the row's first attempt time unless it
+    /// has one. Returns only once committed.
+    pub async fn claim(&self, id: i64, at: i64) -> Result<bool> {
         let (done, rx) = tokio::sync::oneshot::channel();
         self.tx
-            .send(Op::Claim { id, done })
+            .send(Op::Claim { id, at, done })
             .map_err(|_| self.failed())?;
         rx.await.map_err(|_| self.failed())
     }
@@ -450,6 +494,10 @@ fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
                                            WHERE s.address = deliveries.address
                                              AND s.status = 'active')
                          THEN last_reply ELSE 'the subscriber is no longer active' END,
+                 first_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
+                                           WHERE s.address = deliveries.address
+                                             AND s.status = 'active')
+                         THEN coalesce(first_attempt_at, ?3) ELSE first_attempt_at END,
                  updated_at = ?2
              WHERE id = ?1 AND state IN ('pending', 'deferred')
              RETURNING state",
@@ -466,9 +514,10 @@ fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
         )?;
         for op in batch.drain(..) {
             match op {
-                Op::Claim { id, done } => {
-                    let state: Option<String> =
-                        claim.query_row(params![id, now], |r| r.get(0)).optional()?;
+                Op::Claim { id, at, done } => {
+                    let state: Option<String> = claim
+                        .query_row(params![id, now, at], |r| r.get(0))
+                        .optional()?;
                     let go = state.as_deref() == Some("in_flight");
                     replies.push(Box::new(move || {
                         let _ = done.send(go);
@@ -545,14 +594,14 @@ mod tests {
         let rows = due(s.conn(), "i", 0).unwrap();
         let w = Writer::start(s.path()).unwrap();
         let h = w.handle();
-        assert!(h.claim(rows[0].id).await.unwrap());
+        assert!(h.claim(rows[0].id, 100).await.unwrap());
         assert!(
-            !h.claim(rows[1].id).await.unwrap(),
+            !h.claim(rows[1].id, 100).await.unwrap(),
             "unsubscribed after the snapshot"
         );
-        assert!(h.claim(rows[2].id).await.unwrap());
+        assert!(h.claim(rows[2].id, 100).await.unwrap());
         // Claimed twice: the second claim finds it in flight and refuses.
-        assert!(!h.claim(rows[2].id).await.unwrap());
+        assert!(!h.claim(rows[2].id, 100).await.unwrap());
         h.record(
             rows[0].id,
             Change::Sent {
@@ -592,8 +641,8 @@ mod tests {
         let rows = due(s.conn(), "i", 0).unwrap();
         let w = Writer::start(s.path()).unwrap();
         let h = w.handle();
-        assert!(h.claim(rows[0].id).await.unwrap());
-        assert!(h.claim(rows[1].id).await.unwrap());
+        assert!(h.claim(rows[0].id, 100).await.unwrap());
+        assert!(h.claim(rows[1].id, 100).await.unwrap());
         h.record(
             rows[1].id,
             Change::Deferred {
@@ -616,5 +665,115 @@ mod tests {
             c.one_line(),
             "pending 1, in_flight 0, sent 0, deferred 1, failed 0, unknown 0, skipped 0, total 2"
         );
+    }
+
+    #[test]
+    fn age_cutoff_is_the_cap_before_the_given_time() {
+        let now = 1_000_000;
+        assert_eq!(age_cutoff(now, 72), now - 72 * 3600);
+        assert_eq!(age_cutoff(now, 1), now - 3600);
+        // A huge cap saturates instead of wrapping around into the future.
+        assert_eq!(age_cutoff(now, i64::MAX), now - i64::MAX);
+        assert_eq!(age_cutoff(i64::MIN + 5, 1), i64::MIN);
+        assert_eq!(
+            gave_up_by_age(72, "451 4.3.0 later"),
+            "gave up after 72 h: 451 4.3.0 later"
+        );
+    }
+
+    #[tokio::test]
+    async fn claims_record_the_first_attempt_once() {
+        let (_d, mut s) = setup(2);
+        snapshot(s.conn_mut(), "i").unwrap();
+        s.unsubscribe("u1@x.org").unwrap();
+        let rows = due(s.conn(), "i", 0).unwrap();
+        assert_eq!(rows[0].first_attempt_at, None);
+        let w = Writer::start(s.path()).unwrap();
+        let h = w.handle();
+        assert!(h.claim(rows[0].id, 500).await.unwrap());
+        // A 421: back to pending, then claimed again later; the first attempt stays.
+        h.record(
+            rows[0].id,
+            Change::Release {
+                reply: "421 bye".into(),
+            },
+        )
+        .unwrap();
+        assert!(h.claim(rows[0].id, 900).await.unwrap());
+        // Skipped is not an attempt.
+        assert!(!h.claim(rows[1].id, 900).await.unwrap());
+        w.finish().unwrap();
+        let firsts: Vec<Option<i64>> = s
+            .conn()
+            .prepare("SELECT first_attempt_at FROM deliveries ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(firsts, [Some(500), None]);
+    }
+
+    #[test]
+    fn deferred_rows_older_than_the_cap_fail_with_their_last_reply() {
+        let (_d, mut s) = setup(6);
+        snapshot(s.conn_mut(), "i").unwrap();
+        snapshot(s.conn_mut(), "other").unwrap();
+        let now = 1_000_000;
+        let cap = 72;
+        let edge = now - cap * 3600;
+        // (address, state, first_attempt_at)
+        for (a, state, first) in [
+            ("u0@x.org", "deferred", Some(edge - 1)),
+            ("u1@x.org", "deferred", Some(edge)),
+            ("u2@x.org", "deferred", Some(now - 60)),
+            ("u3@x.org", "deferred", None),
+            ("u4@x.org", "unknown", Some(edge - 100)),
+            ("u5@x.org", "pending", Some(edge - 100)),
+        ] {
+            s.conn()
+                .execute(
+                    "UPDATE deliveries SET state = ?2, first_attempt_at = ?3,
+                         last_reply = '451 4.3.0 later', next_attempt_at = ?4
+                     WHERE issue = 'i' AND address = ?1",
+                    params![a, state, first, now + 10],
+                )
+                .unwrap();
+        }
+        assert_eq!(expire_deferred(s.conn(), "i", now, cap).unwrap(), 1);
+        let report = not_sent(s.conn(), "i").unwrap();
+        let states: Vec<(&str, DeliveryState)> = report
+            .iter()
+            .map(|r| (r.address.as_str(), r.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("u0@x.org", DeliveryState::Failed),
+                ("u1@x.org", DeliveryState::Deferred),
+                ("u2@x.org", DeliveryState::Deferred),
+                ("u3@x.org", DeliveryState::Deferred),
+                ("u4@x.org", DeliveryState::Unknown),
+                ("u5@x.org", DeliveryState::Pending),
+            ]
+        );
+        assert_eq!(
+            report[0].last_reply.as_deref(),
+            Some("gave up after 72 h: 451 4.3.0 later")
+        );
+        // The failed row is no longer due nor waited for; the other issue is untouched.
+        assert_eq!(next_due(s.conn(), "i").unwrap(), Some(now + 10));
+        assert!(due(s.conn(), "i", now + 10)
+            .unwrap()
+            .iter()
+            .all(|r| r.address != "u0@x.org"));
+        assert_eq!(
+            counts(s.conn(), "other")
+                .unwrap()
+                .get(DeliveryState::Pending),
+            6
+        );
+        // One second later the row at the edge is past the cap too.
+        assert_eq!(expire_deferred(s.conn(), "i", now + 1, cap).unwrap(), 1);
     }
 }

@@ -11,6 +11,13 @@ Faults come from a JSON file (--faults), every key optional:
                          closed (once)
   drop_in_data: {"regex": R, "times": N}   the first N DATA commands for a matching address get
                          no reply: the connection is closed before any content is taken
+  drop_in_content: {"regex": R, "times": N, "bytes": B}   the first N messages to a matching
+                         address get their 354, then the server takes B bytes of the content
+                         (default 512) and hangs up before the final dot; each such drop appends
+                         "address bytes-taken" to --log + ".dropped"
+  drop_after_dot: {"regex": R, "times": N}   the first N messages to a matching address are
+                         received whole (and logged as received), then the connection is closed
+                         without a reply to the final dot
   stall_after: N         after N accepted messages the server stops answering anything
   auth:  {"user": U, "password": P}    AUTH required (after STARTTLS)
   tls:   {"cert": FILE, "key": FILE}   STARTTLS offered and required
@@ -39,6 +46,9 @@ class State:
         self.accepted = 0
         self.tempfails = {}
         self.drops = {}
+        self.content_drops = {}
+        self.dot_drops = {}
+        self.dropped = open(log.name + ".dropped", "a", buffering=1)
         self.disconnected = False
         self.stalled = False
         self.connections = 0
@@ -77,6 +87,12 @@ class Handler:
             self.s.log.write(r.lower() + "\n")
         self.s.log.flush()
         self.s.accepted += 1
+        rule = self.s.faults.get("drop_after_dot")
+        a = envelope.rcpt_tos[0].lower()
+        n = self.s.dot_drops.get(a, 0)
+        if matches(rule, a) and n < rule.get("times", 1):
+            self.s.dot_drops[a] = n + 1
+            server.hang_up_instead_of_reply = True
         stall = self.s.faults.get("stall_after")
         if stall is not None and self.s.accepted >= stall:
             self.s.stalled = True
@@ -94,6 +110,11 @@ class FaultySMTP(SMTP):
 
     async def push(self, status):
         if self.st.stalled:
+            return
+        if getattr(self, "hang_up_instead_of_reply", False):
+            # The message is stored; the client never hears so.
+            self.hang_up_instead_of_reply = False
+            self.transport.close()
             return
         await super().push(status)
 
@@ -120,7 +141,40 @@ class FaultySMTP(SMTP):
                 self.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
                 self.transport.close()
                 return
+        rule = self.st.faults.get("drop_in_content")
+        if rule is not None and env is not None and env.rcpt_tos:
+            a = env.rcpt_tos[0].lower()
+            n = self.st.content_drops.get(a, 0)
+            if matches(rule, a) and n < rule.get("times", 1):
+                self.st.content_drops[a] = n + 1
+                await self.take_part_and_hang_up(a, rule.get("bytes", 512))
+                return
         await super().smtp_DATA(arg)
+
+    async def take_part_and_hang_up(self, address, want):
+        sock = self.transport.get_extra_info("socket")
+        # TCP_CORK holds the 354 until the shutdown, which sends it with the FIN in one
+        # segment: the client reads the 354 and the hang-up together, so it learns of the
+        # drop before it can write the final dot, however the two processes are scheduled.
+        # Reading goes on after the half-close: the server takes part of the content.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        self._writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        taken = b""
+        try:
+            while len(taken) < want:
+                chunk = await self._reader.read(want - len(taken))
+                if not chunk:
+                    break
+                taken += chunk
+        finally:
+            if b"\r\n.\r\n" in taken:
+                # The whole message came within `want` bytes: not a drop mid-content.
+                self.st.dropped.write(f"{address} whole\n")
+            else:
+                self.st.dropped.write(f"{address} {len(taken)}\n")
+            if self.transport is not None:
+                self.transport.abort()
 
 
 def main():

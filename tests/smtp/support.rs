@@ -83,6 +83,19 @@ impl Server {
         counts(&self.log)
     }
 
+    /// What the `drop_in_content` fault recorded: (address, bytes of content taken before the
+    /// hang-up, or `whole` when the message was complete after all), in order.
+    pub fn dropped(&self) -> Vec<(String, String)> {
+        let mut f = self.log.as_os_str().to_owned();
+        f.push(".dropped");
+        std::fs::read_to_string(PathBuf::from(f))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(a, n)| (a.to_string(), n.to_string()))
+            .collect()
+    }
+
     pub fn connections(&self) -> usize {
         std::thread::sleep(Duration::from_millis(300));
         let mut f = self.port_file.as_os_str().to_owned();
