@@ -105,6 +105,13 @@ const TOKENS: &[&str] = &[
     "]]>",
     "javascript:alert(1)",
     "<a href=\"javascript:x\">",
+    "<a href=\"/p?a=1&amp;b\">",
+    "</a>",
+    "<img srcset=\"a.png 1x, /b.png 2x, javascript:x 3x\">",
+    "<source srcset=\"data:i/p;base64,QQ== 1x,, (\">",
+    "<video poster=\"p.jpg\" autoplay src=\"//v.mp4\">",
+    "</video>",
+    "<picture>",
     "\u{F0001}",
     "0\u{F0002}",
 ];
@@ -231,7 +238,12 @@ fn active_attribute(html: &str) -> Option<String> {
                     value = &html[vs..j];
                 }
             }
-            if name.starts_with("on") || value.trim_start().starts_with("javascript:") {
+            let url_list = name == "srcset" && value.contains("javascript:");
+            if name.starts_with("on")
+                || name == "autoplay"
+                || url_list
+                || value.trim_start().starts_with("javascript:")
+            {
                 return Some(format!("{name}={value}"));
             }
         }
