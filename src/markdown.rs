@@ -83,15 +83,20 @@ pub fn absolutize<'u>(url: &'u str, base_url: &str, page_url: &str) -> Option<Co
     {
         return Some(Cow::Borrowed(url));
     }
-    let u = url.trim();
+    // Read the URL the way browsers do: leading and trailing controls and spaces go, and so do
+    // tabs and line breaks anywhere, so `java&#9;script:` is `javascript:` here as well.
+    let trimmed = url.trim_matches(|c: char| c <= ' ');
+    let u: Cow<'u, str> = if trimmed.contains(['\t', '\n', '\r']) {
+        Cow::Owned(trimmed.replace(['\t', '\n', '\r'], ""))
+    } else {
+        Cow::Borrowed(trimmed)
+    };
     if u.is_empty() {
-        return Some(Cow::Borrowed(url));
+        return Some(Cow::Borrowed(""));
     }
-    if let Some(scheme) = scheme_of(u) {
-        return SAFE_SCHEMES
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(scheme))
-            .then_some(Cow::Borrowed(u));
+    let safe = |scheme: &str| SAFE_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme));
+    if let Some(scheme) = scheme_of(&u) {
+        return safe(scheme).then_some(u);
     }
     if let Some(rest) = u.strip_prefix("//") {
         return Some(Cow::Owned(format!("https://{rest}")));
@@ -103,8 +108,10 @@ pub fn absolutize<'u>(url: &'u str, base_url: &str, page_url: &str) -> Option<Co
         let page = page_url.split('#').next().unwrap_or(page_url);
         return Some(Cow::Owned(format!("{page}{u}")));
     }
-    match url::Url::parse(page_url).and_then(|p| p.join(u)) {
-        Ok(abs) => Some(Cow::Owned(abs.into())),
+    match url::Url::parse(page_url).and_then(|p| p.join(&u)) {
+        // The join follows the URL standard, which may still find a scheme in what looked
+        // relative: only a safe one passes.
+        Ok(abs) => safe(abs.scheme()).then(|| Cow::Owned(abs.into())),
         Err(_) => Some(Cow::Owned(format!("{base_url}/{u}"))),
     }
 }
@@ -1140,6 +1147,36 @@ mod tests {
     fn javascript_links_are_dropped() {
         let (h, _) = render("[x](javascript:alert(1))");
         assert!(!h.contains("javascript"), "{h}");
+        // Browsers drop tabs and line breaks inside URLs and controls around them.
+        for md in [
+            "[a](java&#x09;script:alert(1))",
+            "[b](java&#10;script:alert(2))",
+            "[c](javascript&#13;:alert(3))",
+            "[d](&#1;javascript:alert(4))",
+            "[e](&#32;JaVa&#9;Script:alert(5))",
+            "[f][r]\n\n[r]: jav&#x09;ascript:alert(6)",
+            "![g](java&#x09;script:alert(7))",
+            "[h](&#x0B;vbscript:msgbox(8))",
+        ] {
+            let (h, _) = render(md);
+            let lower = h.to_ascii_lowercase();
+            assert!(
+                !lower.contains("script:") && !lower.contains("alert("),
+                "{md} gave {h}"
+            );
+        }
+        assert_eq!(
+            absolutize("java\tscript:x", "https://e.com", "https://e.com/p.html"),
+            None
+        );
+        assert_eq!(
+            absolutize(" rel\n/x.png ", "https://e.com", "https://e.com/w/p.html").as_deref(),
+            Some("https://e.com/w/rel/x.png")
+        );
+        assert_eq!(
+            absolutize("\tmailto:a@b.c", "https://e.com", "https://e.com/p.html").as_deref(),
+            Some("mailto:a@b.c")
+        );
     }
 
     #[test]

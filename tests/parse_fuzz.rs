@@ -104,6 +104,10 @@ const TOKENS: &[&str] = &[
     "\\",
     "]]>",
     "javascript:alert(1)",
+    "java&#9;script:",
+    "java\tscript:",
+    "&#1;javascript:",
+    "vbscript:",
     "<a href=\"javascript:x\">",
     "<a href=\"/p?a=1&amp;b\">",
     "</a>",
@@ -243,6 +247,7 @@ fn active_attribute(html: &str) -> Option<String> {
                 || name == "autoplay"
                 || url_list
                 || value.trim_start().starts_with("javascript:")
+                || value.trim_start().starts_with("vbscript:")
             {
                 return Some(format!("{name}={value}"));
             }
