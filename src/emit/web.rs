@@ -175,8 +175,23 @@ where
 {
     let site = SiteCtx::new(config);
     let extra = extra_sites(config, &site)?;
+    let index_rel = out_path(config, &index_site_path(config))?;
     issues.par_iter().try_for_each(|issue| -> Result<()> {
         let rel = out_path(config, &config.issue_site_path(&issue.slug))?;
+        let clash = if rel == "index.html" {
+            Some("the site's home page")
+        } else if rel == index_rel {
+            Some("the archive index")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            bail!(
+                "{}: the page of issue `{}` would replace {what} `{rel}` under the output folder: give the issue another slug (`slug:` in its front matter) or change site.issue_path",
+                issue.path.display(),
+                issue.slug
+            );
+        }
         let name = issue.path.file_name().unwrap_or_default();
         let site = extra
             .iter()
@@ -185,12 +200,10 @@ where
         let page = render_page(templates, site, issue)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", issue.path.display()))?;
         sink(&rel, page.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{}: the page of this issue: {e:#}", issue.path.display()))
     })?;
     let index = render_index(templates, &site, issues)?;
-    sink(
-        &out_path(config, &index_site_path(config))?,
-        index.as_bytes(),
-    )?;
+    sink(&index_rel, index.as_bytes())?;
     Ok(issues.len() + 1)
 }
 
@@ -235,6 +248,55 @@ mod tests {
                 text: "notes".into(),
             }],
         }
+    }
+
+    #[test]
+    fn an_issue_never_replaces_the_site_home_page() {
+        let mut c = config();
+        c.site.issue_path = "/{slug}.html".into();
+        let t = Templates::builtin().unwrap();
+        let home = issue("index", "2018-12-31T09:00:00Z", "Home?");
+        let written = Mutex::new(Vec::new());
+        let err = write(&c, &t, &[&home], |rel, _| {
+            written.lock().unwrap().push(rel.to_string());
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "issues/index.md: the page of issue `index` would replace the site's home page"
+            ),
+            "{err}"
+        );
+        assert!(written.lock().unwrap().is_empty());
+        // Nor the archive index beside the pages.
+        c.site.issue_path = "/weekly/{slug}.html".into();
+        let err = write(&c, &t, &[&home], |_, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("issues/index.md: the page of issue `index` would replace the archive index `weekly/index.html`"),
+            "{err}"
+        );
+        // A clash with any other output names the issue too.
+        let err = write(
+            &c,
+            &t,
+            &[&issue("2019-01", "2018-12-31T09:00:00Z", "A")],
+            |rel, _| {
+                if rel == "weekly/2019-01.html" {
+                    anyhow::bail!("two outputs would be written to `{rel}`")
+                }
+                Ok(())
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("issues/2019-01.md: the page of this issue: two outputs"),
+            "{err}"
+        );
     }
 
     #[test]
