@@ -58,6 +58,57 @@ const PH_ADDRESS: &str = "\u{E000}techshack-recipient-address\u{E001}";
 const PH_NAME: &str = "\u{E000}techshack-recipient-name\u{E001}";
 const PH_UNSUBSCRIBE: &str = "\u{E000}techshack-recipient-unsubscribe-url\u{E001}";
 
+const MARK_END: char = '\u{E001}';
+
+fn has_marks(s: &str) -> bool {
+    s.contains([MARK, MARK_END])
+}
+
+/// Whether any text of the issue that a template can show holds a slot marker.
+fn mentions_marks(issue: &Issue) -> bool {
+    has_marks(&issue.title)
+        || issue.description.as_deref().is_some_and(has_marks)
+        || has_marks(&issue.html)
+        || has_marks(&issue.text)
+        || issue.tags.iter().any(|t| has_marks(t))
+        || issue.items.iter().any(|it| {
+            has_marks(&it.title)
+                || has_marks(&it.html)
+                || has_marks(&it.text)
+                || it
+                    .links
+                    .iter()
+                    .any(|l| has_marks(&l.text) || has_marks(&l.url))
+        })
+}
+
+/// The issue with every slot marker removed from its text.
+fn without_marks(issue: &Issue) -> Issue {
+    let clean = |s: &mut String| {
+        if has_marks(s) {
+            s.retain(|c| c != MARK && c != MARK_END);
+        }
+    };
+    let mut i = issue.clone();
+    clean(&mut i.title);
+    if let Some(d) = i.description.as_mut() {
+        clean(d);
+    }
+    clean(&mut i.html);
+    clean(&mut i.text);
+    i.tags.iter_mut().for_each(clean);
+    for it in &mut i.items {
+        clean(&mut it.title);
+        clean(&mut it.html);
+        clean(&mut it.text);
+        for l in &mut it.links {
+            clean(&mut l.text);
+            clean(&mut l.url);
+        }
+    }
+    i
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Address,
@@ -333,6 +384,16 @@ impl Composer {
             None => None,
         };
 
+        // The slot markers are private-use characters; an issue that holds them (an icon-font
+        // glyph pasted from a web page) loses them here, so no text of an issue can pass for
+        // a recipient slot.
+        let scrubbed;
+        let issue = if mentions_marks(issue) {
+            scrubbed = without_marks(issue);
+            &scrubbed
+        } else {
+            issue
+        };
         let site = SiteCtx::new(config);
         let mut ctx = issue_context(&site, issue);
         let mut render = |name: Option<&str>| -> Result<(Filled, Filled)> {
@@ -911,6 +972,36 @@ unsubscribe_mailto = "unsubscribe@example.com"
         };
         assert_eq!(c.text(&named), "Hi Ada,\n");
         assert_eq!(c.text(&unnamed), "Hi there,\n");
+    }
+
+    #[test]
+    fn private_use_characters_in_an_issue_are_not_slots() {
+        let mut i = issue("Icons \u{E000}t and \u{E001}");
+        i.html = format!(
+            "<p>glyph \u{E000}t {PH_ADDRESS} {}</p>",
+            PH_UNSUBSCRIBE.replace('\u{E001}', "")
+        );
+        i.text = format!("glyph \u{E000}t {PH_NAME}");
+        i.items[0].title = "\u{E000}techshack".into();
+        let c = Composer::new(&config(), &i, SECRET).expect("composes");
+        let r = Recipient {
+            address: "reader@example.org".into(),
+            name: None,
+        };
+        let (html, text) = (c.html(&r), c.text(&r));
+        for body in [&html, &text] {
+            assert!(!body.contains([MARK, MARK_END]), "{body}");
+        }
+        // The issue's own text never becomes a recipient value.
+        assert_eq!(html.matches("reader@example.org").count(), 1, "{html}");
+        assert!(html.contains("techshack-recipient-address"), "{html}");
+        let m = c.message(&r).expect("message");
+        let subject = m
+            .headers()
+            .get_raw("Subject")
+            .unwrap_or_default()
+            .to_string();
+        assert!(subject.contains("Icons t and"), "{subject}");
     }
 
     #[test]
