@@ -418,3 +418,38 @@ fn missing_issues_folder_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn mail_settings_that_would_fail_a_send_are_errors() {
+    let bad = "[email]\nfrom = \"not an address\"\nunsubscribe_url = \"https://example.com/u?token={token}\"\n\
+               [smtp]\nurl = \"smtp//oops\"\n";
+    let d = folder(bad, &[("2019-01.md", GOOD)]);
+    let (code, err) = check(d.path());
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err,
+        "t.toml: error: composing the email of 2019-01: email.from `not an address` is not a valid mailbox: Invalid input\n\
+         t.toml: error: smtp.url `smtp//oops` is not a URL: write smtp://host:port or smtps://host:port: relative URL without a base\n\
+         checked 1 issue: 2 errors, 0 warnings\n"
+    );
+    // A template that does not parse is found without mailing anything.
+    let d = folder("[templates]\ndir = \"tpl\"\n", &[("2019-01.md", GOOD)]);
+    std::fs::create_dir(d.path().join("tpl")).expect("templates dir");
+    std::fs::write(d.path().join("tpl/issue.html"), "{% block x %}").expect("template");
+    let (code, err) = check(d.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("t.toml: error: ") && err.contains("issue.html"),
+        "{err}"
+    );
+    // Good mail settings, and none at all (a site that only publishes feeds), pass.
+    let good = "[email]\nfrom = \"Shack <news@example.com>\"\nunsubscribe_url = \"https://example.com/u?token={token}\"\n";
+    for extra in [good, ""] {
+        let d = folder(extra, &[("2019-01.md", GOOD)]);
+        let (code, err) = check(d.path());
+        assert_eq!(
+            (code, err.as_str()),
+            (0, "checked 1 issue: 0 errors, 0 warnings\n")
+        );
+    }
+}

@@ -3,12 +3,20 @@
 use anyhow::Result;
 
 use super::Ctx;
+use crate::diag::Diagnostic;
 use crate::issue;
+use crate::mail::compose::Composer;
+use crate::mail::smtp::Target;
+use crate::model::Issue;
+use crate::templates::Templates;
 
 /// Prints every diagnostic and a summary line to stderr; exit 1 on any error.
 pub fn run(ctx: &Ctx) -> Result<u8> {
     let files = issue::issue_files(&ctx.config.issues.dir)?.len();
-    let loaded = issue::load_all(&ctx.config)?;
+    let mut loaded = issue::load_all(&ctx.config)?;
+    loaded
+        .diagnostics
+        .extend(setting_problems(ctx, &loaded.issues));
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = loaded.diagnostics.len() - errors;
     for d in &loaded.diagnostics {
@@ -38,6 +46,39 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
         );
     }
     Ok(if errors > 0 { 1 } else { 0 })
+}
+
+/// What would stop `build`, `preview` or `send` later, found now: templates that do not parse
+/// and, once `email.from` is set (the newsletter is mailed), an email that cannot be composed
+/// from the newest issue or an SMTP setting that cannot work.
+fn setting_problems(ctx: &Ctx, issues: &[Issue]) -> Vec<Diagnostic> {
+    let at = |e: anyhow::Error| Diagnostic::error(&ctx.config_path, None, format!("{e:#}"));
+    let mut out = Vec::new();
+    let templates = match Templates::load(&ctx.config) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(at(e));
+            return out;
+        }
+    };
+    if ctx.config.email.from.is_none() {
+        return out;
+    }
+    if let Some(newest) = issues.iter().max_by_key(|i| (i.date, &i.slug)) {
+        // Any secret does to render; tokens are not checked here.
+        let secret = [0u8; 32];
+        if let Err(e) = Composer::with_templates(&ctx.config, &templates, newest, &secret) {
+            out.push(at(
+                e.context(format!("composing the email of {}", newest.slug))
+            ));
+        }
+    }
+    // The password comes from the environment of the send, not of `check`.
+    let password = Some("(not checked)".to_string());
+    if let Err(e) = Target::from_config(&ctx.config.smtp, password) {
+        out.push(at(e));
+    }
+    out
 }
 
 fn plural(n: usize) -> &'static str {
