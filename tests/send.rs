@@ -840,3 +840,68 @@ fn a_hang_up_after_the_final_dot_is_unknown_and_resent_only_with_retry_unknown()
         assert_eq!(got.get(a), Some(&want), "{a}");
     }
 }
+
+/// Waits up to `limit` for the child to exit; kills it and fails when it does not.
+fn wait_exit(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the send did not stop within {limit:?} of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sigint_stops_a_slow_send_without_claiming_another_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    // One message every ten seconds: a run that waits for its next slot after the signal, or
+    // sends in it, is seconds late and one message over.
+    let site = site_for(&server, "rate = 0.1\nconcurrency = 2");
+    let addrs = site.subscribe(30);
+    let child = site
+        .cmd()
+        .args(["send", ISSUE])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_lines(&server.log, 1, Duration::from_secs(60));
+    let at_signal = server.counts().values().sum::<usize>();
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Well before the next slot, ten seconds after the first.
+    let o = wait_exit(child, Duration::from_secs(8));
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let received = server.counts().values().sum::<usize>();
+    // Only a message already handed to a session when the signal came may follow it, and at
+    // this pace at most one can be.
+    assert!(
+        received <= at_signal + 1,
+        "{received} received, {at_signal} when the signal was sent"
+    );
+    let st = site.status();
+    assert_eq!(st["in_flight"] + st["unknown"] + st["pending"], 0, "{st:?}");
+    assert_eq!(st["sent"], received, "{st:?}");
+    assert_eq!(st["sent"] + st["deferred"], 30, "{st:?}");
+
+    // The rest goes out on the next run, everyone exactly once.
+    Site::write_config(
+        &site.config,
+        &format!("smtp://127.0.0.1:{}", server.port),
+        "",
+    );
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = server.counts();
+    for a in &addrs {
+        assert_eq!(got.get(a), Some(&1), "{a}");
+    }
+    assert_eq!(site.status()["sent"], 30);
+}
