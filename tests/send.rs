@@ -905,3 +905,163 @@ fn sigint_stops_a_slow_send_without_claiming_another_row() {
     }
     assert_eq!(site.status()["sent"], 30);
 }
+
+/// Writes `issues/{slug}.md` titled `title`, dated `days_ago` days back.
+fn write_issue(site: &Site, slug: &str, title: &str, days_ago: i64) {
+    let date = (chrono::Utc::now() - chrono::Duration::days(days_ago))
+        .format("%Y-%m-%d")
+        .to_string();
+    std::fs::write(
+        site.path(&format!("issues/{slug}.md")),
+        format!("---\ntitle: {title}\ndate: {date}\n---\n\n## [A link](https://example.com/{slug})\n\nNotes.\n"),
+    )
+    .unwrap();
+}
+
+/// `status SLUG` as a map of state to count.
+fn status_of(site: &Site, slug: &str) -> std::collections::HashMap<String, usize> {
+    let o = site.cmd().args(["status", slug]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// How many copies of the issue titled `title` each of `addrs` received.
+fn copies(server: &Server, title: &str, addrs: &[String]) -> Vec<usize> {
+    let got = server.counts_by_subject();
+    addrs
+        .iter()
+        .map(|a| {
+            got.get(&(a.clone(), title.to_string()))
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+#[test]
+fn latest_finishes_an_interrupted_older_issue_before_the_newer_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The fifth message gets no reply: the send hangs with that row in flight until killed.
+    let server = Server::start(tmp.path(), json!({"stall_after": 5}));
+    let site = site_for(&server, "concurrency = 1\ntimeout_secs = 60");
+    std::fs::remove_file(site.path(&format!("issues/{ISSUE}.md"))).unwrap();
+    write_issue(&site, "2019-04", "Never sent", 4);
+    write_issue(&site, "2019-05", "Interrupted", 3);
+    let addrs = site.subscribe(20);
+    let mut child = site
+        .cmd()
+        .args(["send", "2019-05"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_lines(&server.log, 5, Duration::from_secs(60));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(server);
+    let st = status_of(&site, "2019-05");
+    assert_eq!(
+        (st["sent"], st["in_flight"], st["pending"]),
+        (4, 1, 15),
+        "{st:?}"
+    );
+
+    // A newer issue is published; the server is back (same log).
+    let server = Server::start(tmp.path(), json!({}));
+    Site::write_config(
+        &site.config,
+        &format!("smtp://127.0.0.1:{}", server.port),
+        "",
+    );
+    write_issue(&site, "2019-06", "Newer", 1);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(
+        err.contains("warning: 1 delivery(ies) of 2019-05 were in flight"),
+        "{err}"
+    );
+    // One summary line per issue, the older first.
+    let older = err.find("2019-05: this run sent 15").expect(&err);
+    let newer = err
+        .find("2019-06: 20 subscriber(s) snapshotted; this run sent 20")
+        .expect(&err);
+    assert!(older < newer, "{err}");
+    assert_eq!(copies(&server, "Interrupted", &addrs), vec![1; 20]);
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 20]);
+    assert_eq!(copies(&server, "Never sent", &addrs), vec![0; 20]);
+    let st = status_of(&site, "2019-05");
+    assert_eq!(
+        (st["sent"], st["unknown"], st["in_flight"], st["pending"]),
+        (19, 1, 0, 0),
+        "{st:?}"
+    );
+    assert_eq!(status_of(&site, "2019-06")["sent"], 20);
+
+    // Nothing left anywhere: the next run says so for the newest and sends nothing.
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("2019-06: complete"), "{out}");
+    assert_eq!(server.counts().values().sum::<usize>(), 5 + 15 + 20);
+    // The issue never sent was not snapshotted by the runs that passed it.
+    let all = site.cmd().arg("status").output().unwrap();
+    let all = String::from_utf8_lossy(&all.stdout).into_owned();
+    assert_eq!(all.lines().count(), 2, "{all}");
+    assert!(!all.contains("2019-04"), "{all}");
+}
+
+#[test]
+fn latest_warns_about_an_unfinished_issue_past_max_age_and_exits_75() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"tempfail": {"regex": "^user000[12]@", "times": 1, "reply": "451 4.3.0 Try later"}}),
+    );
+    let site = site_for(&server, "retry_after_secs = 600");
+    std::fs::remove_file(site.path(&format!("issues/{ISSUE}.md"))).unwrap();
+    write_issue(&site, "2019-05", "Old and unfinished", 30);
+    let addrs = site.subscribe(6);
+    // Sent by name a while ago: two rows deferred, and by now due.
+    assert_eq!(
+        code(&site.cmd().args(["send", "2019-05"]).output().unwrap()),
+        75
+    );
+    site.age_deferred(1200);
+    write_issue(&site, "2019-06", "Newer", 1);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 75, "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning:") && l.contains("2019-05"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("older than --max-age 7")
+            && warnings[0].contains("`techshack send 2019-05`"),
+        "{err}"
+    );
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 6]);
+    let old = copies(&server, "Old and unfinished", &addrs);
+    assert_eq!(old, [1, 0, 0, 1, 1, 1], "the old issue was not sent");
+    assert_eq!(status_of(&site, "2019-05")["deferred"], 2);
+
+    // Every later run keeps saying so, until the operator finishes it by name.
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    let o = site.cmd().args(["send", "2019-05"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(copies(&server, "Old and unfinished", &addrs), vec![1; 6]);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 6]);
+}
