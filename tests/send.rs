@@ -1065,3 +1065,163 @@ fn latest_warns_about_an_unfinished_issue_past_max_age_and_exits_75() {
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
     assert_eq!(copies(&server, "Newer", &addrs), vec![1; 6]);
 }
+
+#[test]
+fn an_error_in_any_issue_file_stops_every_send_and_warnings_are_shown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "");
+    site.subscribe(3);
+    std::fs::write(
+        site.path("issues/2019-04.md"),
+        "---\ntitle: [broken\ndate: 2019-01-21\n---\n\nText.\n",
+    )
+    .unwrap();
+    let eml = site.path("eml");
+    for args in [
+        vec!["send", "--latest"],
+        vec!["send", ISSUE],
+        vec!["send", ISSUE, "--to", "editor@example.org"],
+        vec!["send", ISSUE, "--dry-run", eml.to_str().unwrap()],
+    ] {
+        let o = site.cmd().args(&args).output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(code(&o), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("/issues/2019-04.md:3:5: error: malformed YAML front matter"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("error: not sending: 1 error(s) in the issues folder")
+                && err.contains("/issues/2019-04.md):"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(server.counts().len(), 0);
+    assert!(!eml.exists());
+    site.assert_cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout("");
+
+    // Fixed, with a warning elsewhere: the warning is shown, the send goes ahead.
+    std::fs::remove_file(site.path("issues/2019-04.md")).unwrap();
+    std::fs::write(
+        site.path("issues/2019-03.md"),
+        "---\ntitle: Older\ndate: 2019-01-14\n---\n\n<Mystery />\n\nText.\n",
+    )
+    .unwrap();
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(
+        err.contains("/issues/2019-03.md:6:1: warning: unknown component `<Mystery>`"),
+        "{err}"
+    );
+    assert_eq!(server.counts().len(), 3);
+}
+
+#[test]
+fn two_files_of_one_slug_are_an_error_not_a_choice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "");
+    site.subscribe(2);
+    write_issue(&site, "2019-05", "From md", 2);
+    std::fs::write(
+        site.path("issues/2019-05.markdown"),
+        "---\ntitle: From markdown\ndate: 2019-02-04\n---\n\nText.\n",
+    )
+    .unwrap();
+    let o = site.cmd().args(["send", "2019-05"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.contains(": error: slug `2019-05` is also the slug of /"),
+        "{err}"
+    );
+    assert!(
+        err.contains("not sending") && err.contains("/issues/2019-05.md"),
+        "{err}"
+    );
+    assert_eq!(server.counts().len(), 0);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(server.counts().len(), 0);
+}
+
+#[test]
+fn drafts_and_future_issues_get_test_copies_but_no_real_send() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "");
+    site.subscribe(2);
+    std::fs::write(
+        site.path("issues/2026-11-22.md"),
+        "---\ntitle: Draft\ndate: 2026-11-22\ndraft: true\n---\n\nText.\n",
+    )
+    .unwrap();
+    let future = (chrono::Utc::now() + chrono::Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    std::fs::write(
+        site.path("issues/2099-01.md"),
+        format!("---\ntitle: Future\ndate: {future}\n---\n\nText.\n"),
+    )
+    .unwrap();
+    for (slug, what) in [
+        ("2026-11-22", "is a draft"),
+        ("2099-01", "is dated in the future"),
+    ] {
+        let o = site
+            .cmd()
+            .args(["send", slug, "--to", "editor@example.org"])
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(code(&o), 0, "{err}");
+        let warning = err
+            .lines()
+            .find(|l| l.starts_with("warning: "))
+            .unwrap_or_else(|| panic!("{slug}: no warning in {err}"));
+        assert!(
+            warning.contains(&format!("/issues/{slug}.md {what}")) && warning.contains("test copy"),
+            "{warning}"
+        );
+
+        let dir = site.path(&format!("eml-{slug}"));
+        let o = site
+            .cmd()
+            .args(["send", slug, "--dry-run"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stderr(&o).contains(what), "{}", stderr(&o));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+
+        let o = site.cmd().args(["send", slug]).output().unwrap();
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("publish it before sending"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let got = server.counts_by_subject();
+    assert_eq!(
+        got.get(&("editor@example.org".to_string(), "Draft".to_string())),
+        Some(&1)
+    );
+    assert_eq!(
+        got.get(&("editor@example.org".to_string(), "Future".to_string())),
+        Some(&1)
+    );
+    assert_eq!(server.counts().len(), 1, "only the test address");
+    site.assert_cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout("");
+}
