@@ -394,7 +394,13 @@ fn dry_run_and_test_copy_record_nothing() {
         .assert()
         .success()
         .stdout("");
-    assert_eq!(site.status()["total"], 0);
+    site.assert_cmd()
+        .args(["status", ISSUE])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "no send recorded for {ISSUE}"
+        )));
 }
 
 #[test]

@@ -276,6 +276,18 @@ db = "state/techshack.sqlite3"
             .collect()
     }
 
+    /// Asserts that the ledger has no send of `ISSUE`: `status ISSUE` says so and exits 1.
+    pub fn assert_no_send(&self) {
+        let out = self.cmd().args(["status", ISSUE]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("no send recorded for {ISSUE}")),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+
     /// `status ISSUE --csv` rows (address, state).
     pub fn status_csv(&self) -> Vec<(String, String, String)> {
         let f = self.path("status.csv");
