@@ -1231,3 +1231,47 @@ fn drafts_and_future_issues_get_test_copies_but_no_real_send() {
         .success()
         .stdout("");
 }
+
+#[test]
+fn latest_retries_the_deferred_rows_of_an_older_issue_when_they_come_due() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"tempfail": {"regex": "^user000[12]@", "times": 1, "reply": "451 4.3.0 Try later"}}),
+    );
+    let site = site_for(&server, "retry_after_secs = 600");
+    std::fs::remove_file(site.path(&format!("issues/{ISSUE}.md"))).unwrap();
+    write_issue(&site, "2019-05", "Deferred", 3);
+    let addrs = site.subscribe(5);
+    assert_eq!(
+        code(&site.cmd().args(["send", "--latest"]).output().unwrap()),
+        75
+    );
+    write_issue(&site, "2019-06", "Newer", 1);
+    // The older issue's rows are not due yet: the newer one goes out, the run says "later".
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("2019-05: nothing due before"), "{out}");
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 5]);
+    assert_eq!(copies(&server, "Deferred", &addrs), [1, 0, 0, 1, 1]);
+    // Due now: the same call delivers them.
+    site.age_deferred(1200);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2019-05: this run sent 2"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(copies(&server, "Deferred", &addrs), vec![1; 5]);
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 5]);
+    assert_eq!(status_of(&site, "2019-05")["sent"], 5);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        1,
+        "only the newest's complete line"
+    );
+}
