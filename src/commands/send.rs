@@ -52,14 +52,11 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     let _lock = SendLock::acquire(&db)?;
     let mut store = Store::open(&db)?;
     let mut run = Runner::start(ctx)?;
-    if !args.latest {
-        let Some(issue) = issue else {
-            bail!("no issue to send");
-        };
+    if let (false, Some(issue)) = (args.latest, &issue) {
         let slug = &issue.slug;
         let recovered = ledger::recover_in_flight(store.conn(), slug)?;
         warn_recovered(slug, recovered);
-        return run.issue(&mut store, &issue, args.retry_unknown, None);
+        return run.issue(&mut store, issue, args.retry_unknown, None);
     }
 
     // --latest is what cron calls: every issue whose send was started and not finished is
@@ -67,13 +64,10 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     for (slug, n) in ledger::recover_all_in_flight(store.conn_mut())? {
         warn_recovered(&slug, n);
     }
-    let newest = match issue {
-        Some(i) => Some(i),
-        None => {
-            ctx.info("send --latest: no published issue in the main feeds; nothing new to send");
-            None
-        }
-    };
+    let newest = issue;
+    if newest.is_none() {
+        ctx.info("send --latest: no published issue in the main feeds; nothing new to send");
+    }
     let newest_slug = newest.as_ref().map(|i| i.slug.clone());
     let mut code = Code::default();
     let mut older: Vec<&Issue> = Vec::new();
