@@ -99,16 +99,16 @@ pub struct SendArgs {
     /// The issue's slug
     #[arg(required_unless_present = "latest", conflicts_with = "latest")]
     pub issue: Option<String>,
-    /// Send the newest published issue of the main feeds
+    /// Send the newest published issue of the main feeds, and finish earlier unfinished sends
     #[arg(long)]
     pub latest: bool,
-    /// With --latest: refuse an issue older than this many days
+    /// With --latest: refuse a new issue, or an unfinished one, older than this many days
     #[arg(long, value_name = "DAYS", default_value_t = 7, requires = "latest")]
     pub max_age: u32,
-    /// Write each message as an .eml file in DIR instead of sending; records nothing
+    /// Write each message as an .eml file in DIR instead of sending; records nothing (drafts too)
     #[arg(long, value_name = "DIR", conflicts_with = "to")]
     pub dry_run: Option<PathBuf>,
-    /// Send one test copy to ADDR; records nothing
+    /// Send one test copy to ADDR; records nothing (drafts too)
     #[arg(long, value_name = "ADDR")]
     pub to: Option<String>,
     /// Also retry rows whose delivery is unknown after a crash

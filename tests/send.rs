@@ -394,7 +394,13 @@ fn dry_run_and_test_copy_record_nothing() {
         .assert()
         .success()
         .stdout("");
-    assert_eq!(site.status()["total"], 0);
+    site.assert_cmd()
+        .args(["status", ISSUE])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "no send recorded for {ISSUE}"
+        )));
 }
 
 #[test]
@@ -839,4 +845,433 @@ fn a_hang_up_after_the_final_dot_is_unknown_and_resent_only_with_retry_unknown()
         };
         assert_eq!(got.get(a), Some(&want), "{a}");
     }
+}
+
+/// Waits up to `limit` for the child to exit; kills it and fails when it does not.
+fn wait_exit(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the send did not stop within {limit:?} of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sigint_stops_a_slow_send_without_claiming_another_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    // One message every ten seconds: a run that waits for its next slot after the signal, or
+    // sends in it, is seconds late and one message over.
+    let site = site_for(&server, "rate = 0.1\nconcurrency = 2");
+    let addrs = site.subscribe(30);
+    let child = site
+        .cmd()
+        .args(["send", ISSUE])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_lines(&server.log, 1, Duration::from_secs(60));
+    let at_signal = server.counts().values().sum::<usize>();
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Well before the next slot, ten seconds after the first.
+    let o = wait_exit(child, Duration::from_secs(8));
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let received = server.counts().values().sum::<usize>();
+    // Only a message already handed to a session when the signal came may follow it, and at
+    // this pace at most one can be.
+    assert!(
+        received <= at_signal + 1,
+        "{received} received, {at_signal} when the signal was sent"
+    );
+    let st = site.status();
+    assert_eq!(st["in_flight"] + st["unknown"] + st["pending"], 0, "{st:?}");
+    assert_eq!(st["sent"], received, "{st:?}");
+    assert_eq!(st["sent"] + st["deferred"], 30, "{st:?}");
+
+    // The rest goes out on the next run, everyone exactly once.
+    Site::write_config(
+        &site.config,
+        &format!("smtp://127.0.0.1:{}", server.port),
+        "",
+    );
+    let o = send(&site);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = server.counts();
+    for a in &addrs {
+        assert_eq!(got.get(a), Some(&1), "{a}");
+    }
+    assert_eq!(site.status()["sent"], 30);
+}
+
+/// Writes `issues/{slug}.md` titled `title`, dated `days_ago` days back.
+fn write_issue(site: &Site, slug: &str, title: &str, days_ago: i64) {
+    let date = (chrono::Utc::now() - chrono::Duration::days(days_ago))
+        .format("%Y-%m-%d")
+        .to_string();
+    std::fs::write(
+        site.path(&format!("issues/{slug}.md")),
+        format!("---\ntitle: {title}\ndate: {date}\n---\n\n## [A link](https://example.com/{slug})\n\nNotes.\n"),
+    )
+    .unwrap();
+}
+
+/// `status SLUG` as a map of state to count.
+fn status_of(site: &Site, slug: &str) -> std::collections::HashMap<String, usize> {
+    let o = site.cmd().args(["status", slug]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// How many copies of the issue titled `title` each of `addrs` received.
+fn copies(server: &Server, title: &str, addrs: &[String]) -> Vec<usize> {
+    let got = server.counts_by_subject();
+    addrs
+        .iter()
+        .map(|a| {
+            got.get(&(a.clone(), title.to_string()))
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+#[test]
+fn latest_finishes_an_interrupted_older_issue_before_the_newer_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The fifth message gets no reply: the send hangs with that row in flight until killed.
+    let server = Server::start(tmp.path(), json!({"stall_after": 5}));
+    let site = site_for(&server, "concurrency = 1\ntimeout_secs = 60");
+    std::fs::remove_file(site.path(&format!("issues/{ISSUE}.md"))).unwrap();
+    write_issue(&site, "2019-04", "Never sent", 4);
+    write_issue(&site, "2019-05", "Interrupted", 3);
+    let addrs = site.subscribe(20);
+    let mut child = site
+        .cmd()
+        .args(["send", "2019-05"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_lines(&server.log, 5, Duration::from_secs(60));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(server);
+    let st = status_of(&site, "2019-05");
+    assert_eq!(
+        (st["sent"], st["in_flight"], st["pending"]),
+        (4, 1, 15),
+        "{st:?}"
+    );
+
+    // A newer issue is published; the server is back (same log).
+    let server = Server::start(tmp.path(), json!({}));
+    Site::write_config(
+        &site.config,
+        &format!("smtp://127.0.0.1:{}", server.port),
+        "",
+    );
+    write_issue(&site, "2019-06", "Newer", 1);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(
+        err.contains("warning: 1 delivery(ies) of 2019-05 were in flight"),
+        "{err}"
+    );
+    // One summary line per issue, the older first.
+    let older = err.find("2019-05: this run sent 15").expect(&err);
+    let newer = err
+        .find("2019-06: 20 subscriber(s) snapshotted; this run sent 20")
+        .expect(&err);
+    assert!(older < newer, "{err}");
+    assert_eq!(copies(&server, "Interrupted", &addrs), vec![1; 20]);
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 20]);
+    assert_eq!(copies(&server, "Never sent", &addrs), vec![0; 20]);
+    let st = status_of(&site, "2019-05");
+    assert_eq!(
+        (st["sent"], st["unknown"], st["in_flight"], st["pending"]),
+        (19, 1, 0, 0),
+        "{st:?}"
+    );
+    assert_eq!(status_of(&site, "2019-06")["sent"], 20);
+
+    // Nothing left anywhere: the next run says so for the newest and sends nothing.
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("2019-06: complete"), "{out}");
+    assert_eq!(server.counts().values().sum::<usize>(), 5 + 15 + 20);
+    // The issue never sent was not snapshotted by the runs that passed it.
+    let all = site.cmd().arg("status").output().unwrap();
+    let all = String::from_utf8_lossy(&all.stdout).into_owned();
+    assert_eq!(all.lines().count(), 2, "{all}");
+    assert!(!all.contains("2019-04"), "{all}");
+}
+
+#[test]
+fn latest_warns_about_an_unfinished_issue_past_max_age_and_exits_75() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"tempfail": {"regex": "^user000[12]@", "times": 1, "reply": "451 4.3.0 Try later"}}),
+    );
+    let site = site_for(&server, "retry_after_secs = 600");
+    std::fs::remove_file(site.path(&format!("issues/{ISSUE}.md"))).unwrap();
+    write_issue(&site, "2019-05", "Old and unfinished", 30);
+    let addrs = site.subscribe(6);
+    // Sent by name a while ago: two rows deferred, and by now due.
+    assert_eq!(
+        code(&site.cmd().args(["send", "2019-05"]).output().unwrap()),
+        75
+    );
+    site.age_deferred(1200);
+    write_issue(&site, "2019-06", "Newer", 1);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 75, "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning:") && l.contains("2019-05"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("older than --max-age 7")
+            && warnings[0].contains("`techshack send 2019-05`"),
+        "{err}"
+    );
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 6]);
+    let old = copies(&server, "Old and unfinished", &addrs);
+    assert_eq!(old, [1, 0, 0, 1, 1, 1], "the old issue was not sent");
+    assert_eq!(status_of(&site, "2019-05")["deferred"], 2);
+
+    // Every later run keeps saying so, until the operator finishes it by name.
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    let o = site.cmd().args(["send", "2019-05"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(copies(&server, "Old and unfinished", &addrs), vec![1; 6]);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 6]);
+}
+
+#[test]
+fn an_error_in_any_issue_file_stops_every_send_and_warnings_are_shown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "");
+    site.subscribe(3);
+    std::fs::write(
+        site.path("issues/2019-04.md"),
+        "---\ntitle: [broken\ndate: 2019-01-21\n---\n\nText.\n",
+    )
+    .unwrap();
+    let eml = site.path("eml");
+    for args in [
+        vec!["send", "--latest"],
+        vec!["send", ISSUE],
+        vec!["send", ISSUE, "--to", "editor@example.org"],
+        vec!["send", ISSUE, "--dry-run", eml.to_str().unwrap()],
+    ] {
+        let o = site.cmd().args(&args).output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(code(&o), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("/issues/2019-04.md:3:5: error: malformed YAML front matter"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("error: not sending: 1 error(s) in the issues folder")
+                && err.contains("/issues/2019-04.md):"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(server.counts().len(), 0);
+    assert!(!eml.exists());
+    site.assert_cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout("");
+
+    // Fixed, with a warning elsewhere: the warning is shown, the send goes ahead.
+    std::fs::remove_file(site.path("issues/2019-04.md")).unwrap();
+    std::fs::write(
+        site.path("issues/2019-03.md"),
+        "---\ntitle: Older\ndate: 2019-01-14\n---\n\n<Mystery />\n\nText.\n",
+    )
+    .unwrap();
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(
+        err.contains("/issues/2019-03.md:6:1: warning: unknown component `<Mystery>`"),
+        "{err}"
+    );
+    assert_eq!(server.counts().len(), 3);
+}
+
+#[test]
+fn two_files_of_one_slug_are_an_error_not_a_choice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "");
+    site.subscribe(2);
+    write_issue(&site, "2019-05", "From md", 2);
+    std::fs::write(
+        site.path("issues/2019-05.markdown"),
+        "---\ntitle: From markdown\ndate: 2019-02-04\n---\n\nText.\n",
+    )
+    .unwrap();
+    let o = site.cmd().args(["send", "2019-05"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.contains(": error: slug `2019-05` is also the slug of /"),
+        "{err}"
+    );
+    assert!(
+        err.contains("not sending") && err.contains("/issues/2019-05.md"),
+        "{err}"
+    );
+    assert_eq!(server.counts().len(), 0);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(server.counts().len(), 0);
+}
+
+#[test]
+fn drafts_and_future_issues_get_test_copies_but_no_real_send() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = site_for(&server, "");
+    site.subscribe(2);
+    std::fs::write(
+        site.path("issues/2026-11-22.md"),
+        "---\ntitle: Draft\ndate: 2026-11-22\ndraft: true\n---\n\nText.\n",
+    )
+    .unwrap();
+    let future = (chrono::Utc::now() + chrono::Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    std::fs::write(
+        site.path("issues/2099-01.md"),
+        format!("---\ntitle: Future\ndate: {future}\n---\n\nText.\n"),
+    )
+    .unwrap();
+    for (slug, what) in [
+        ("2026-11-22", "is a draft"),
+        ("2099-01", "is dated in the future"),
+    ] {
+        let o = site
+            .cmd()
+            .args(["send", slug, "--to", "editor@example.org"])
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(code(&o), 0, "{err}");
+        let warning = err
+            .lines()
+            .find(|l| l.starts_with("warning: "))
+            .unwrap_or_else(|| panic!("{slug}: no warning in {err}"));
+        assert!(
+            warning.contains(&format!("/issues/{slug}.md {what}")) && warning.contains("test copy"),
+            "{warning}"
+        );
+
+        let dir = site.path(&format!("eml-{slug}"));
+        let o = site
+            .cmd()
+            .args(["send", slug, "--dry-run"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stderr(&o).contains(what), "{}", stderr(&o));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+
+        let o = site.cmd().args(["send", slug]).output().unwrap();
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("publish it before sending"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let got = server.counts_by_subject();
+    assert_eq!(
+        got.get(&("editor@example.org".to_string(), "Draft".to_string())),
+        Some(&1)
+    );
+    assert_eq!(
+        got.get(&("editor@example.org".to_string(), "Future".to_string())),
+        Some(&1)
+    );
+    assert_eq!(server.counts().len(), 1, "only the test address");
+    site.assert_cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout("");
+}
+
+#[test]
+fn latest_retries_the_deferred_rows_of_an_older_issue_when_they_come_due() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"tempfail": {"regex": "^user000[12]@", "times": 1, "reply": "451 4.3.0 Try later"}}),
+    );
+    let site = site_for(&server, "retry_after_secs = 600");
+    std::fs::remove_file(site.path(&format!("issues/{ISSUE}.md"))).unwrap();
+    write_issue(&site, "2019-05", "Deferred", 3);
+    let addrs = site.subscribe(5);
+    assert_eq!(
+        code(&site.cmd().args(["send", "--latest"]).output().unwrap()),
+        75
+    );
+    write_issue(&site, "2019-06", "Newer", 1);
+    // The older issue's rows are not due yet: the newer one goes out, the run says "later".
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("2019-05: nothing due before"), "{out}");
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 5]);
+    assert_eq!(copies(&server, "Deferred", &addrs), [1, 0, 0, 1, 1]);
+    // Due now: the same call delivers them.
+    site.age_deferred(1200);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2019-05: this run sent 2"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(copies(&server, "Deferred", &addrs), vec![1; 5]);
+    assert_eq!(copies(&server, "Newer", &addrs), vec![1; 5]);
+    assert_eq!(status_of(&site, "2019-05")["sent"], 5);
+    let o = site.cmd().args(["send", "--latest"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        1,
+        "only the newest's complete line"
+    );
 }

@@ -18,13 +18,6 @@ fn status_prints_every_state_in_order_and_the_csv_lists_rows_not_sent() {
     );
     let site = Site::new(&format!("smtp://127.0.0.1:{}", server.port), "");
     site.subscribe(10);
-    site.assert_cmd()
-        .args(["status", ISSUE])
-        .assert()
-        .success()
-        .stdout(
-            "pending 0\nin_flight 0\nsent 0\ndeferred 0\nfailed 0\nunknown 0\nskipped 0\ntotal 0\n",
-        );
     site.assert_cmd().args(["send", ISSUE]).assert().code(75);
     site.assert_cmd()
         .args(["status", ISSUE])
@@ -91,4 +84,66 @@ fn csv_needs_an_issue() {
         .args(["status", "--csv", "x.csv"])
         .assert()
         .code(2);
+}
+
+#[test]
+fn an_issue_never_sent_is_an_error_and_looking_creates_no_state_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = Site::new(&format!("smtp://127.0.0.1:{}", server.port), "");
+    // No state file at all.
+    site.assert_cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicates::str::contains("nothing sent yet"));
+    site.assert_cmd()
+        .args(["status", "nosuch"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicates::str::contains("no send recorded for nosuch"));
+    assert!(!site.db().exists(), "status created the state file");
+    assert!(
+        !site.path("state").exists(),
+        "status created the state folder"
+    );
+
+    // A state file with subscribers but no send yet.
+    site.subscribe(3);
+    site.assert_cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicates::str::contains("nothing sent yet"));
+    site.assert_cmd()
+        .args(["status", ISSUE])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(format!(
+            "no send recorded for {ISSUE}"
+        )));
+
+    // After a send: the issue has its counts, a typo is still an error.
+    site.assert_cmd().args(["send", ISSUE]).assert().success();
+    site.assert_cmd()
+        .args(["status", ISSUE])
+        .assert()
+        .success()
+        .stdout(
+            "pending 0\nin_flight 0\nsent 3\ndeferred 0\nfailed 0\nunknown 0\nskipped 0\ntotal 3\n",
+        );
+    site.assert_cmd()
+        .args(["status", "2026-11-02"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicates::str::contains("no send recorded for 2026-11-02"));
+    site.assert_cmd()
+        .args(["status", "nosuch", "--csv", "x.csv"])
+        .assert()
+        .code(1);
+    assert!(!site.path("x.csv").exists());
 }

@@ -8,12 +8,38 @@ use super::Ctx;
 use crate::mail::ledger::{self, DeliveryState};
 use crate::store::Store;
 
+/// Exit 1 for an issue never sent: a monitoring script with a typo in the slug must not read
+/// all-zero counts as a finished send.
 pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<u8> {
-    let store = Store::open(&ctx.config.state.db)?;
+    let db = &ctx.config.state.db;
+    // Looking must not create the state file (nor its folder).
+    if !db.exists() {
+        return Ok(match &args.issue {
+            Some(issue) => {
+                eprintln!(
+                    "no send recorded for {issue}: nothing sent yet (no state file at {})",
+                    db.display()
+                );
+                1
+            }
+            None => {
+                ctx.info(format!(
+                    "nothing sent yet (no state file at {})",
+                    db.display()
+                ));
+                0
+            }
+        });
+    }
+    let store = Store::open(db)?;
     let out = std::io::stdout();
     let mut out = out.lock();
     let Some(issue) = args.issue else {
-        for (issue, c) in ledger::all_counts(store.conn())? {
+        let all = ledger::all_counts(store.conn())?;
+        if all.is_empty() {
+            ctx.info("nothing sent yet");
+        }
+        for (issue, c) in all {
             let parts: Vec<String> = DeliveryState::ALL
                 .iter()
                 .map(|s| format!("{s} {}", c.get(*s)))
@@ -22,6 +48,10 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<u8> {
         }
         return Ok(0);
     };
+    if !ledger::has_snapshot(store.conn(), &issue)? {
+        eprintln!("no send recorded for {issue}: `techshack status` lists every issue sent so far");
+        return Ok(1);
+    }
     let c = ledger::counts(store.conn(), &issue)?;
     for s in DeliveryState::ALL {
         writeln!(out, "{s} {}", c.get(s))?;

@@ -98,7 +98,9 @@ impl Limiter {
         }
     }
 
-    async fn wait(&self) {
+    /// Waits for this session's next slot. Returns false, early, once `stop` is set: at a low
+    /// rate a slot can be many seconds away, and a signal must not wait for it.
+    async fn wait(&self, stop: &AtomicBool) -> bool {
         let slot = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
@@ -106,8 +108,15 @@ impl Limiter {
             s.0 = slot + self.interval.mul_f64(s.1);
             slot
         };
-        if slot > Instant::now() {
-            tokio::time::sleep_until(slot).await;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= slot {
+                return true;
+            }
+            tokio::time::sleep_until(slot.min(now + STOP_POLL)).await;
         }
     }
 
@@ -132,6 +141,8 @@ struct Job {
 }
 
 const FREE_RETRIES: u32 = 3;
+/// How often a wait looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
 const CONNECT_TRIES: u32 = 3;
 
 struct Shared {
@@ -229,7 +240,7 @@ pub async fn deliver(rows: Vec<Row>, run: Run) -> Result<Report> {
                 if shared.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(STOP_POLL).await;
             }
             shared.stop.store(true, Ordering::Relaxed);
         })
@@ -365,7 +376,12 @@ async fn worker(s: Arc<Shared>, mut conn: Option<Conn>) -> Result<()> {
                 continue;
             }
         };
-        s.limiter.wait().await;
+        if !s.limiter.wait(&s.stop).await {
+            // Stopped while waiting for the pace: the row was never claimed, so it goes back
+            // and is recorded as not attempted with the rest of the queue.
+            s.push_front(job);
+            break;
+        }
         // Re-checks the subscriber and commits in_flight before MAIL FROM.
         let claimed_at = chrono::Utc::now().timestamp();
         let first_attempt_at = job.row.first_attempt_at.unwrap_or(claimed_at);
@@ -507,9 +523,10 @@ mod tests {
     #[tokio::test]
     async fn limiter_paces_and_slows() {
         let l = Limiter::new(100.0);
+        let go = AtomicBool::new(false);
         let t = Instant::now();
         for _ in 0..11 {
-            l.wait().await;
+            assert!(l.wait(&go).await);
         }
         assert!(t.elapsed() >= Duration::from_millis(95));
         l.slow_down();
@@ -517,5 +534,24 @@ mod tests {
         assert_eq!(l.state.lock().unwrap().1, 4.0);
         l.success();
         assert!(l.state.lock().unwrap().1 < 4.0);
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_for_a_distant_slot() {
+        // One message a day: the second slot is a day away.
+        let l = Limiter::new(1.0 / 86_400.0);
+        let stop = Arc::new(AtomicBool::new(false));
+        assert!(l.wait(&stop).await);
+        let setter = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        // Only the stop can end this wait before the timeout does.
+        let waited = tokio::time::timeout(Duration::from_secs(30), l.wait(&stop)).await;
+        assert_eq!(waited.ok(), Some(false), "the stop ends the wait");
+        setter.await.unwrap();
     }
 }

@@ -169,6 +169,37 @@ pub fn recover_in_flight(conn: &Connection, issue: &str) -> Result<usize> {
     )?)
 }
 
+/// [`recover_in_flight`] for every issue at once; returns the rows changed per issue.
+pub fn recover_all_in_flight(conn: &mut Connection) -> Result<Vec<(String, usize)>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let issues = {
+        let mut st = tx.prepare(
+            "SELECT issue, count(*) FROM deliveries WHERE state = 'in_flight'
+             GROUP BY issue ORDER BY issue",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    for (issue, _) in &issues {
+        recover_in_flight(&tx, issue)?;
+    }
+    tx.commit()?;
+    Ok(issues)
+}
+
+/// Issues whose send was started and still has rows to deliver (pending, in flight or
+/// deferred), in the order first sent.
+pub fn unfinished_issues(conn: &Connection) -> Result<Vec<String>> {
+    let mut st = conn.prepare(
+        "SELECT issue FROM sends s WHERE EXISTS (
+             SELECT 1 FROM deliveries d WHERE d.issue = s.issue
+               AND d.state IN ('pending', 'in_flight', 'deferred'))
+         ORDER BY snapshot_at, issue",
+    )?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 /// `--retry-unknown`: unknown rows go back to `pending`.
 pub fn requeue_unknown(conn: &Connection, issue: &str) -> Result<usize> {
     Ok(conn.execute(
@@ -665,6 +696,58 @@ mod tests {
             c.one_line(),
             "pending 1, in_flight 0, sent 0, deferred 1, failed 0, unknown 0, skipped 0, total 2"
         );
+    }
+
+    #[tokio::test]
+    async fn every_issue_in_flight_is_recovered_and_unfinished_ones_are_listed() {
+        let (_d, mut s) = setup(2);
+        for issue in ["a", "b", "c"] {
+            snapshot(s.conn_mut(), issue).unwrap();
+        }
+        let w = Writer::start(s.path()).unwrap();
+        let h = w.handle();
+        for issue in ["a", "c"] {
+            for r in due(s.conn(), issue, 0).unwrap() {
+                assert!(h.claim(r.id, 100).await.unwrap());
+            }
+        }
+        // c: every row sent but one, which stays in flight.
+        let c_rows: Vec<i64> = s
+            .conn()
+            .prepare("SELECT id FROM deliveries WHERE issue = 'c' ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        h.record(
+            c_rows[0],
+            Change::Sent {
+                reply: "250 ok".into(),
+            },
+        )
+        .unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            unfinished_issues(s.conn()).unwrap(),
+            ["a", "b", "c"],
+            "in flight and pending rows are unfinished work"
+        );
+        assert_eq!(
+            recover_all_in_flight(s.conn_mut()).unwrap(),
+            [("a".to_string(), 2), ("c".to_string(), 1)]
+        );
+        assert_eq!(
+            counts(s.conn(), "a").unwrap().get(DeliveryState::Unknown),
+            2
+        );
+        assert_eq!(
+            counts(s.conn(), "b").unwrap().get(DeliveryState::Pending),
+            2
+        );
+        // Unknown rows wait for --retry-unknown: a and c are finished, b is not.
+        assert_eq!(unfinished_issues(s.conn()).unwrap(), ["b"]);
+        assert!(recover_all_in_flight(s.conn_mut()).unwrap().is_empty());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 """An SMTP server for the send tests, with faults injected on demand.
 
 Every accepted message appends one line per recipient to --log (the address), flushed at once,
-so a test can count what was received per address even after killing the sender.
+so a test can count what was received per address even after killing the sender. The same
+messages also append "address<TAB>subject" lines to --log + ".subjects", so a test that sends
+several issues can count per issue.
 
 Faults come from a JSON file (--faults), every key optional:
   tempfail:   {"regex": R, "times": N, "reply": "451 4.3.0 ..."}  RCPT of a matching address
@@ -27,6 +29,8 @@ Faults come from a JSON file (--faults), every key optional:
 
 import argparse
 import asyncio
+import email.parser
+import email.policy
 import json
 import logging
 import os
@@ -49,6 +53,7 @@ class State:
         self.content_drops = {}
         self.dot_drops = {}
         self.dropped = open(log.name + ".dropped", "a", buffering=1)
+        self.subjects = open(log.name + ".subjects", "a", buffering=1)
         self.disconnected = False
         self.stalled = False
         self.connections = 0
@@ -83,7 +88,13 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        head = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw)
+        subject = " ".join(str(head.get("subject", "")).split())
         for r in envelope.rcpt_tos:
+            self.s.subjects.write(r.lower() + "\t" + subject + "\n")
             self.s.log.write(r.lower() + "\n")
         self.s.log.flush()
         self.s.accepted += 1

@@ -96,6 +96,21 @@ impl Server {
             .collect()
     }
 
+    /// Messages received per (address, subject): one issue's subject is its title.
+    pub fn counts_by_subject(&self) -> HashMap<(String, String), usize> {
+        let mut f = self.log.as_os_str().to_owned();
+        f.push(".subjects");
+        let mut m = HashMap::new();
+        for l in std::fs::read_to_string(PathBuf::from(f))
+            .unwrap_or_default()
+            .lines()
+        {
+            let (a, s) = l.split_once('\t').unwrap_or((l, ""));
+            *m.entry((a.to_string(), s.to_string())).or_insert(0) += 1;
+        }
+        m
+    }
+
     pub fn connections(&self) -> usize {
         std::thread::sleep(Duration::from_millis(300));
         let mut f = self.port_file.as_os_str().to_owned();
@@ -259,6 +274,18 @@ db = "state/techshack.sqlite3"
                 (k.to_string(), v.parse().unwrap())
             })
             .collect()
+    }
+
+    /// Asserts that the ledger has no send of `ISSUE`: `status ISSUE` says so and exits 1.
+    pub fn assert_no_send(&self) {
+        let out = self.cmd().args(["status", ISSUE]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("no send recorded for {ISSUE}")),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
     }
 
     /// `status ISSUE --csv` rows (address, state).
