@@ -395,15 +395,16 @@ async fn wait_for_signal() -> bool {
     tokio::signal::ctrl_c().await.is_ok()
 }
 
-/// Every issue of the folder. Prints the diagnostics as `check` does; any error in any file
+/// Every issue of the folder. Prints its errors as `check` does; any error in any file
 /// is fatal, since a send from a folder that does not parse could mail the wrong file.
 fn load_issues(ctx: &Ctx) -> Result<Vec<Issue>> {
     let loaded = crate::issue::load_all(&ctx.config)?;
+    // Warnings are `check`'s business: a scheduled send shows them only with --verbose, so
+    // an old issue's harmless warning does not fill every cron mail.
     for d in &loaded.diagnostics {
-        if ctx.quiet && !d.is_error() {
-            continue;
+        if d.is_error() || (ctx.verbose && !ctx.quiet) {
+            eprintln!("{d}");
         }
-        eprintln!("{d}");
     }
     let mut broken: Vec<String> = loaded
         .diagnostics
