@@ -18,6 +18,8 @@ fn folder(filename_date: &str) -> TempDir {
         ),
     )
     .expect("config");
+    // The folder the config names; a missing one is an error for `build` and `check`.
+    std::fs::create_dir(dir.path().join("templates")).expect("templates dir");
     dir
 }
 
@@ -137,7 +139,7 @@ fn today_by_default() {
 #[test]
 fn user_template_and_folded_title() {
     let d = folder("%G-%V");
-    std::fs::create_dir(d.path().join("templates")).expect("templates");
+
     std::fs::write(
         d.path().join("templates/issue.md"),
         "---\ntitle: {{ title_yaml }}\n{% if date_line %}date: {{ date }}\n{% endif %}---\n\n# {{ title }}\n\nWeek {{ slug }} of {{ site_title }}.\n",
