@@ -558,6 +558,11 @@ fn stops_cleanly_on_sigterm() {
     assert_eq!(get(&srv.url("/healthz")).status, 200);
     let st = srv.stop();
     assert!(st.success(), "{st:?}");
+    // Ctrl-C in a terminal: the same clean stop.
+    let srv = site.serve();
+    srv.signal("-INT");
+    let st = srv.wait_exit(Duration::from_secs(10));
+    assert!(st.success(), "{st:?}");
 }
 
 /// The start of a request whose headers never end.

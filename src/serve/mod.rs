@@ -672,6 +672,7 @@ pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Resu
         .await
         .with_context(|| format!("listening on {listen}: check serve.listen or --listen"))?;
     let addr = listener.local_addr()?;
+    let signal = shutdown_signal()?;
     if announce {
         eprintln!("techshack serve: listening on http://{addr}");
     }
@@ -689,7 +690,6 @@ pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Resu
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut warned_full: Option<Instant> = None;
-    let signal = shutdown();
     tokio::pin!(signal);
     loop {
         let slot = match slots.clone().try_acquire_owned() {
@@ -818,19 +818,19 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed before this returns, so
+/// a signal sent as soon as the address is announced stops the server cleanly instead of
+/// killing it.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    })
 }
 
 #[cfg(test)]

@@ -280,11 +280,16 @@ impl Server {
 
     /// Sends SIGTERM without waiting.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`) without waiting.
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status();
+        let st = Command::new("kill").args([name, &pid]).status();
         assert!(
             st.as_ref().is_ok_and(|s| s.success()),
-            "kill -TERM {pid}: {st:?}"
+            "kill {name} {pid}: {st:?}"
         );
     }
 
