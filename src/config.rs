@@ -213,6 +213,11 @@ pub struct ServeConfig {
     /// Take the client's address from the last `X-Forwarded-For` entry (for the per-address
     /// limit on sign-ups); only behind a reverse proxy that sets that header.
     pub trust_forwarded_for: bool,
+    /// A client must send a request's line and headers within this many seconds of starting
+    /// it, or of the previous response on a kept-alive connection; otherwise it is closed.
+    pub header_timeout_secs: u64,
+    /// Connections served at once; further clients wait in the listen queue.
+    pub max_connections: usize,
 }
 
 impl Default for ServeConfig {
@@ -221,9 +226,17 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:8080".into(),
             public_url: None,
             trust_forwarded_for: false,
+            header_timeout_secs: 10,
+            max_connections: 512,
         }
     }
 }
+
+/// Above this, `serve.max_connections` is surely a typo: every connection is a file
+/// descriptor, and the tokio semaphore behind the cap has a far higher ceiling.
+pub const MAX_SERVE_CONNECTIONS: usize = 1_000_000;
+/// A day: a longer header timeout would not protect anything.
+pub const MAX_HEADER_TIMEOUT_SECS: u64 = 86_400;
 
 fn default_issue_path() -> String {
     "/{slug}.html".into()
@@ -453,6 +466,18 @@ impl Config {
                 self.smtp.max_age_hours
             );
         }
+        if !(1..=MAX_HEADER_TIMEOUT_SECS).contains(&self.serve.header_timeout_secs) {
+            bail!(
+                "serve.header_timeout_secs must be between 1 and {MAX_HEADER_TIMEOUT_SECS} (seconds a client may take to send its request headers), not {}",
+                self.serve.header_timeout_secs
+            );
+        }
+        if !(1..=MAX_SERVE_CONNECTIONS).contains(&self.serve.max_connections) {
+            bail!(
+                "serve.max_connections must be between 1 and {MAX_SERVE_CONNECTIONS}, not {}",
+                self.serve.max_connections
+            );
+        }
         Ok(())
     }
 
@@ -506,6 +531,33 @@ mod tests {
         assert_eq!(c.issue_url("a"), "https://example.com/a.html");
         assert_eq!(c.issues.dir, Path::new("c/issues"));
         assert_eq!(c.feeds.limit, 20);
+        assert_eq!(c.serve.header_timeout_secs, 10);
+        assert_eq!(c.serve.max_connections, 512);
+    }
+
+    #[test]
+    fn serve_limits_must_be_positive() {
+        let parse = |serve: &str| {
+            Config::parse(
+                &format!("[site]\ntitle = \"T\"\nbase_url = \"https://e.com\"\n[serve]\n{serve}\n"),
+                Path::new("t.toml"),
+            )
+        };
+        let c = parse("header_timeout_secs = 3\nmax_connections = 7").unwrap();
+        assert_eq!(c.serve.header_timeout_secs, 3);
+        assert_eq!(c.serve.max_connections, 7);
+        for (bad, key) in [
+            ("header_timeout_secs = 0", "serve.header_timeout_secs"),
+            ("header_timeout_secs = 86401", "serve.header_timeout_secs"),
+            ("max_connections = 0", "serve.max_connections"),
+            ("max_connections = 1000001", "serve.max_connections"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        // Negative numbers fail in parsing, which points at the line.
+        let e = parse("max_connections = -1").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:5:"), "{e}");
     }
 
     #[test]

@@ -558,4 +558,223 @@ fn stops_cleanly_on_sigterm() {
     assert_eq!(get(&srv.url("/healthz")).status, 200);
     let st = srv.stop();
     assert!(st.success(), "{st:?}");
+    // Ctrl-C in a terminal: the same clean stop.
+    let srv = site.serve();
+    srv.signal("-INT");
+    let st = srv.wait_exit(Duration::from_secs(10));
+    assert!(st.success(), "{st:?}");
+}
+
+/// The start of a request whose headers never end.
+const HALF_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: news.example.org\r\nX-Slow: ";
+
+#[test]
+fn clients_that_never_finish_their_headers_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let site = Site::new(dir, sink.port, "header_timeout_secs = 1", "");
+    let srv = site.serve();
+
+    // Stops after half a request line.
+    let mut stalled = raw_client(srv.addr(), b"GET /heal");
+    // Sends nothing at all.
+    let mut silent = raw_client(srv.addr(), b"");
+    // Slowloris: a byte of header every 100 ms, which never completes the headers.
+    let mut trickle = raw_client(srv.addr(), HALF_REQUEST);
+    let mut writer = trickle.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        use std::io::Write;
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if writer.write_all(b"a").is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    // Kept alive after one answered request, then idle.
+    let mut idle = raw_client(
+        srv.addr(),
+        b"GET /healthz HTTP/1.1\r\nHost: news.example.org\r\n\r\n",
+    );
+
+    for (name, s) in [
+        ("stalled", &mut stalled),
+        ("silent", &mut silent),
+        ("trickling", &mut trickle),
+    ] {
+        let got = read_until_closed(s, Duration::from_secs(15));
+        assert_eq!(
+            got.as_deref(),
+            Some(&b""[..]),
+            "the {name} client should be closed without an answer"
+        );
+    }
+    assert!(dripping.join().unwrap(), "writes should fail once closed");
+    let got = read_until_closed(&mut idle, Duration::from_secs(15))
+        .expect("the idle kept-alive connection should be closed");
+    assert_eq!(
+        status_of(&got),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // The server itself carries on.
+    assert_eq!(get(&srv.url("/healthz")).status, 200);
+    assert!(srv.stop().success());
+}
+
+#[test]
+fn stalled_clients_do_not_hold_up_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let site = Site::new(dir, sink.port, "header_timeout_secs = 60", "");
+    let srv = site.serve();
+    let mut stalled: Vec<_> = (0..20)
+        .map(|_| raw_client(srv.addr(), HALF_REQUEST))
+        .collect();
+    for _ in 0..5 {
+        let r = get(&srv.url("/healthz"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, "ok\n");
+    }
+    // Still open: the requests above were served alongside them, not after them.
+    for s in &mut stalled {
+        assert_eq!(read_until_closed(s, Duration::from_millis(200)), None);
+    }
+    // The header timeout is not a request timeout: a client that finishes in time is
+    // answered.
+    {
+        use std::io::Write;
+        let s = &mut stalled[0];
+        s.write_all(b"1\r\nConnection: close\r\n\r\n").unwrap();
+        let got = read_until_closed(s, Duration::from_secs(15)).expect("an answer, then close");
+        assert_eq!(
+            status_of(&got),
+            Some(200),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    assert!(srv.stop().success());
+}
+
+#[test]
+fn beyond_max_connections_new_clients_wait_for_a_free_slot() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let site = Site::new(
+        dir,
+        sink.port,
+        "header_timeout_secs = 60\nmax_connections = 1",
+        "",
+    );
+    let srv = site.serve();
+    let mut first = raw_client(srv.addr(), HALF_REQUEST);
+    let mut second = raw_client(
+        srv.addr(),
+        b"GET /healthz HTTP/1.1\r\nHost: news.example.org\r\nConnection: close\r\n\r\n",
+    );
+    // The only slot is taken, so the complete request is not even accepted yet.
+    assert_eq!(
+        read_until_closed(&mut second, Duration::from_secs(2)),
+        None,
+        "the second connection was served beyond max_connections"
+    );
+    first.write_all(b"1\r\nConnection: close\r\n\r\n").unwrap();
+    let got = read_until_closed(&mut first, Duration::from_secs(15)).expect("an answer");
+    assert_eq!(
+        status_of(&got),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Its slot is free now.
+    let got = read_until_closed(&mut second, Duration::from_secs(15)).expect("an answer");
+    assert_eq!(
+        status_of(&got),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let log = srv.log();
+    assert!(log.contains("all 1 connection slots are in use"), "{log}");
+    assert!(srv.stop().success());
+}
+
+#[test]
+fn sigterm_finishes_requests_under_way_and_drops_stalled_clients() {
+    use std::io::Write;
+    let (_sink, site) = {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::start(dir.path(), 0.0);
+        let site = Site::new(dir, sink.port, "header_timeout_secs = 60", "");
+        (sink, site)
+    };
+    site.add_active(&["ann@example.net"]);
+    let srv = site.serve();
+    let addr = srv.addr().to_string();
+
+    let mut stalled = raw_client(&addr, HALF_REQUEST);
+    // A one-click POST whose headers are in but whose body is still coming.
+    let body = b"List-Unsubscribe=One-Click";
+    let head = format!(
+        "POST /unsubscribe?token={} HTTP/1.1\r\nHost: news.example.org\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        unsubscribe_token("ann@example.net"),
+        body.len()
+    );
+    let mut under_way = raw_client(&addr, head.as_bytes());
+    under_way.write_all(&body[..4]).unwrap();
+    // A kept-alive connection between requests.
+    let mut idle = raw_client(
+        &addr,
+        b"GET /healthz HTTP/1.1\r\nHost: news.example.org\r\n\r\n",
+    );
+    // Wait for the answer so that the connection is idle, not mid-request, at SIGTERM.
+    {
+        let mut buf = [0u8; 1024];
+        idle.set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let n = std::io::Read::read(&mut idle, &mut buf).expect("an answer on the idle connection");
+        assert_eq!(status_of(&buf[..n]), Some(200));
+    }
+
+    srv.terminate();
+    // New connections are refused once the listener is closed.
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "serve still accepts connections after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The stalled and the idle client are closed at once, not after the 60 s header timeout.
+    for (name, s) in [("stalled", &mut stalled), ("idle", &mut idle)] {
+        assert_eq!(
+            read_until_closed(s, Duration::from_secs(10)).as_deref(),
+            Some(&b""[..]),
+            "the {name} connection should close on SIGTERM"
+        );
+    }
+    // The request under way completes.
+    under_way.write_all(&body[4..]).unwrap();
+    let got =
+        read_until_closed(&mut under_way, Duration::from_secs(15)).expect("an answer, then close");
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(status_of(&got), Some(200), "{text}");
+    assert!(text.contains("You are unsubscribed"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    let st = srv.wait_exit(Duration::from_secs(10));
+    assert!(st.success(), "{st:?}");
+    assert_eq!(
+        site.status("ann@example.net"),
+        Some(SubscriberStatus::Unsubscribed)
+    );
 }

@@ -16,7 +16,8 @@ pub fn run(ctx: &Ctx, args: crate::cli::ServeArgs) -> Result<u8> {
         .context("starting the async runtime")?;
     rt.block_on(async {
         let app = crate::serve::App::new(&ctx.config, secret)?;
-        crate::serve::run(app, &listen, !ctx.quiet).await
+        let limits = crate::serve::Limits::from_config(&ctx.config);
+        crate::serve::run(app, &listen, limits, !ctx.quiet).await
     })?;
     Ok(0)
 }

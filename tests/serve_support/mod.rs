@@ -273,21 +273,46 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
-    /// Stops the server with SIGTERM and waits for it.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> &str {
+        self.base.strip_prefix("http://").expect("an http base URL")
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`) without waiting.
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let st = Command::new("kill").args([name, &pid]).status();
+        assert!(
+            st.as_ref().is_ok_and(|s| s.success()),
+            "kill {name} {pid}: {st:?}"
+        );
+    }
+
+    /// Waits for the process to exit; fails the test after `bound`.
+    pub fn wait_exit(mut self, bound: Duration) -> std::process::ExitStatus {
         let t = Instant::now();
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return s;
             }
             assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "serve did not stop on SIGTERM"
+                t.elapsed() < bound,
+                "serve did not exit within {bound:?} of SIGTERM; log:\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.terminate();
+        self.wait_exit(Duration::from_secs(10))
     }
 }
 
@@ -429,4 +454,49 @@ pub fn post_oversize(base: &str, path: &str, content_type: &str, body: &[u8]) ->
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
+/// A plain TCP connection to `addr` that first sends `bytes` (for example half a request).
+pub fn raw_client(addr: &str, bytes: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("connecting to serve");
+    s.write_all(bytes).expect("writing to serve");
+    s
+}
+
+/// Everything the server sends until it closes the connection, or `None` when it is still
+/// open after `bound`.
+pub fn read_until_closed(s: &mut std::net::TcpStream, bound: Duration) -> Option<Vec<u8>> {
+    use std::io::ErrorKind;
+    let deadline = Instant::now() + bound;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // A reset is the server closing too.
+            Err(_) => return Some(out),
+        }
+    }
+}
+
+/// The status code of the first HTTP response in `bytes`.
+pub fn status_of(bytes: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().next()?;
+    let mut parts = line.split_whitespace();
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    parts.next()?.parse().ok()
 }
