@@ -88,13 +88,7 @@ fn python_email_package_reads_the_same_structure() {
 }
 
 pub fn python_check(eml: &std::path::Path) -> serde_json::Value {
-    let py = repo().join("target/test-venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup-test-deps",
-        py.display()
-    );
-    let out = Command::new(py)
+    let out = Command::new(python())
         .arg(repo().join("tests/fixtures/email/check_eml.py"))
         .arg(eml)
         .output()
@@ -215,7 +209,7 @@ fn dkim_signature_verifies() {
     );
     let eml = dir.path().join("m.eml");
     std::fs::write(&eml, &raw).unwrap();
-    let out = Command::new(repo().join("target/test-venv/bin/python"))
+    let out = Command::new(python())
         .arg(repo().join("tests/fixtures/email/dkim_verify.py"))
         .arg(&eml)
         .arg(&seed_b64)
@@ -230,7 +224,7 @@ fn dkim_signature_verifies() {
     // A changed subject breaks it.
     let tampered = text.replacen("Subject: EnqueueZero", "Subject: Enqueuezero", 1);
     std::fs::write(&eml, tampered).unwrap();
-    let out = Command::new(repo().join("target/test-venv/bin/python"))
+    let out = Command::new(python())
         .arg(repo().join("tests/fixtures/email/dkim_verify.py"))
         .arg(&eml)
         .arg(&seed_b64)

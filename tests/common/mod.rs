@@ -8,6 +8,10 @@ use pulldown_cmark::{Options, Parser};
 use techshack::config::Config;
 use techshack::model::Issue;
 
+mod venv;
+#[allow(unused_imports)]
+pub use venv::python;
+
 pub const SECRET: &[u8] = b"test secret for techshack, 32+ bytes long";
 
 /// The repository's own folder.

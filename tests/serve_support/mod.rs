@@ -11,19 +11,13 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 use techshack::store::{Store, SubscriberStatus};
 
+#[path = "../common/venv.rs"]
+mod venv;
+pub use venv::python;
+
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef";
 /// Where the confirmation mails say the server is; tests map it to the real address.
 pub const PUBLIC_URL: &str = "https://news.example.org";
-
-pub fn python() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup-test-deps to install the SMTP test server (aiosmtpd)",
-        p.display()
-    );
-    p
-}
 
 /// The SMTP sink: every message kept as a file.
 pub struct Sink {

@@ -9,18 +9,11 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 
-pub const SECRET: &str = "0123456789abcdef0123456789abcdef";
+#[path = "../common/venv.rs"]
+mod venv;
+pub use venv::python;
 
-/// The venv's Python: the tests fail, never skip, when `scripts/setup-test-deps` was not run.
-pub fn python() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup-test-deps to install the SMTP test server (aiosmtpd)",
-        p.display()
-    );
-    p
-}
+pub const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 pub struct Server {
     child: Child,
