@@ -156,7 +156,8 @@ impl Staging {
     /// Renames every staged file into place, deepest folders first (archives and pages before
     /// the documents linking to them), then removes the stale outputs: those the manifest of
     /// the previous build lists and this build did not write, and the folders they leave
-    /// empty. The manifest is rewritten last, so a failure before it keeps the old one.
+    /// empty. The manifest is rewritten only once every output is in place, so a failure
+    /// before that keeps the old one and removes nothing.
     pub fn commit(self) -> Result<Committed> {
         self.commit_with(&|p| fs::remove_file(p))
     }
