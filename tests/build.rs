@@ -238,3 +238,284 @@ fn a_page_template_that_reads_the_plain_text_gets_it() {
         "an item without text: {page}"
     );
 }
+
+const MANIFEST: &str = ".techshack-outputs";
+
+/// `techshack build` over `issues` into `out` with the config at `config`, then `args`.
+fn build_with(config: &Path, issues: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("techshack")
+        .expect("the techshack binary")
+        .env("TECHSHACK_NOW", NOW)
+        .arg("-c")
+        .arg(config)
+        .arg("--issues")
+        .arg(issues)
+        .arg("build")
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("run")
+}
+
+/// Builds with the fixture config; panics on failure; returns stderr.
+fn build_ok(issues: &Path, out: &Path, args: &[&str]) -> String {
+    let o = build_with(&fixture().join("techshack.toml"), issues, out, args);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "build failed:\n{stderr}");
+    stderr
+}
+
+/// An issue of the ISO week `slug` with one article, published unless `draft`.
+fn write_issue(dir: &Path, slug: &str, draft: bool) {
+    let text = format!(
+        "---\ntitle: Week {slug}\ndraft: {draft}\n---\n\n## Story of {slug}\n\n\
+         [story-{slug}.example](https://story-{slug}.example/post)\n\nNotes on {slug}.\n"
+    );
+    std::fs::write(dir.join(format!("{slug}.md")), text).expect("issue");
+}
+
+fn three_issues() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    for slug in ["2019-01", "2019-02", "2019-03"] {
+        write_issue(dir.path(), slug, false);
+    }
+    dir
+}
+
+/// The paths the manifest lists, in its order.
+fn manifest(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join(MANIFEST))
+        .expect("the manifest")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The outputs of `before` that are not in `after`.
+fn gone(before: &BTreeMap<String, Vec<u8>>, after: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn an_issue_set_back_to_draft_leaves_no_page_or_feed_entry_and_user_files_stay() {
+    let issues = three_issues();
+    let work = tempfile::tempdir().expect("temporary folder");
+    let out = work.path().join("public");
+    build_ok(issues.path(), &out, &[]);
+    let first = snapshot(&out);
+    assert!(
+        first.contains_key("weekly/2019-02.html"),
+        "{:?}",
+        first.keys()
+    );
+    let outputs: Vec<String> = first.keys().filter(|k| *k != MANIFEST).cloned().collect();
+    assert_eq!(
+        manifest(&out),
+        outputs,
+        "the manifest lists every output, sorted"
+    );
+    let mentions = |snap: &BTreeMap<String, Vec<u8>>| -> Vec<String> {
+        snap.iter()
+            .filter(|(_, bytes)| {
+                let text = String::from_utf8_lossy(bytes);
+                text.contains("2019-02") || text.contains("story-2019-02")
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    assert!(mentions(&first).contains(&"weekly/index.html".to_string()));
+    assert!(mentions(&first).contains(&"items.atom.xml".to_string()));
+    // The site's own files in the same folder.
+    std::fs::write(out.join("CNAME"), "weekly.fixture.example\n").expect("CNAME");
+    std::fs::write(out.join("weekly/custom.css"), "body { color: teal }\n").expect("css");
+
+    write_issue(issues.path(), "2019-02", true);
+    let stderr = build_ok(issues.path(), &out, &["-v"]);
+    let second = snapshot(&out);
+    assert!(!out.join("weekly/2019-02.html").exists());
+    assert_eq!(
+        mentions(&second),
+        Vec::<String>::new(),
+        "outputs still mention the draft"
+    );
+    assert_eq!(second["CNAME"], b"weekly.fixture.example\n");
+    assert_eq!(second["weekly/custom.css"], b"body { color: teal }\n");
+    let removed = gone(&first, &second);
+    assert!(removed.contains(&"weekly/2019-02.html".to_string()));
+    let summary = match removed.len() {
+        1 => ", removed 1 stale file\n".to_string(),
+        n => format!(", removed {n} stale files\n"),
+    };
+    assert!(
+        stderr.contains("articles in the main feeds)") && stderr.contains(&summary),
+        "{stderr}"
+    );
+    for rel in &removed {
+        let line = format!("removed {}\n", out.join(rel).display());
+        assert!(stderr.contains(&line), "-v does not list {rel}:\n{stderr}");
+    }
+    assert!(
+        !manifest(&out)
+            .iter()
+            .any(|l| l == "CNAME" || l.ends_with("custom.css")),
+        "the user's files were listed as outputs"
+    );
+
+    // Nothing more to remove: the line is as it always was, and `-q` prints nothing.
+    let stderr = build_ok(issues.path(), &out, &[]);
+    assert!(!stderr.contains("removed"), "{stderr}");
+    write_issue(issues.path(), "2019-03", true);
+    let stderr = build_ok(issues.path(), &out, &["-q"]);
+    assert_eq!(stderr, "");
+    assert!(!out.join("weekly/2019-03.html").exists());
+    assert!(out.join("weekly/custom.css").exists());
+}
+
+#[test]
+fn a_renamed_issue_leaves_no_page_under_its_old_slug() {
+    let issues = three_issues();
+    let out = tempfile::tempdir().expect("temporary folder");
+    build_ok(issues.path(), out.path(), &[]);
+    assert!(out.path().join("weekly/2019-03.html").exists());
+    std::fs::rename(
+        issues.path().join("2019-03.md"),
+        issues.path().join("2019-03-queues.md"),
+    )
+    .expect("rename");
+    let stderr = build_ok(issues.path(), out.path(), &[]);
+    assert!(stderr.contains(", removed 1 stale file\n"), "{stderr}");
+    assert!(!out.path().join("weekly/2019-03.html").exists());
+    assert!(out.path().join("weekly/2019-03-queues.html").exists());
+    assert!(manifest(out.path()).contains(&"weekly/2019-03-queues.html".to_string()));
+}
+
+#[test]
+fn a_failed_build_removes_nothing() {
+    let issues = three_issues();
+    let out = tempfile::tempdir().expect("temporary folder");
+    build_ok(issues.path(), out.path(), &[]);
+    let before = snapshot(out.path());
+    write_issue(issues.path(), "2019-02", true);
+    std::fs::write(
+        issues.path().join("2019-03.md"),
+        "---\ntitle: [unclosed\n---\n\nBody.\n",
+    )
+    .expect("malformed issue");
+    let o = build_with(
+        &fixture().join("techshack.toml"),
+        issues.path(),
+        out.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2019-03.md:"));
+    assert_eq!(
+        before,
+        snapshot(out.path()),
+        "a failed build changed the outputs"
+    );
+    // Once fixed, the draft's page goes.
+    write_issue(issues.path(), "2019-03", false);
+    build_ok(issues.path(), out.path(), &[]);
+    assert!(!out.path().join("weekly/2019-02.html").exists());
+}
+
+#[test]
+fn a_tampered_manifest_removes_nothing_outside_the_output_folder() {
+    let issues = three_issues();
+    let work = tempfile::tempdir().expect("temporary folder");
+    let out = work.path().join("public");
+    build_ok(issues.path(), &out, &[]);
+    let outside = work.path().join("outside.txt");
+    std::fs::write(&outside, "next to the output folder").expect("outside file");
+    let abs = outside.canonicalize().expect("absolute path");
+    let mut tampered = std::fs::read_to_string(out.join(MANIFEST)).expect("manifest");
+    tampered.push_str(&format!(
+        "../outside.txt\n{}\n/{}\nweekly/../../outside.txt\n\n./../outside.txt\n",
+        abs.display(),
+        abs.display()
+    ));
+    std::fs::write(out.join(MANIFEST), tampered).expect("tampered manifest");
+    let before = snapshot(&out);
+    let stderr = build_ok(issues.path(), &out, &[]);
+    assert!(!stderr.contains("removed"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&outside).expect("the outside file survives"),
+        "next to the output folder"
+    );
+    let after = snapshot(&out);
+    assert_eq!(gone(&before, &after), Vec::<String>::new());
+    assert!(
+        !manifest(&out).iter().any(|l| l.contains("outside")),
+        "invalid lines are not carried over"
+    );
+}
+
+#[test]
+fn a_drafts_build_is_listed_so_the_next_build_removes_the_draft_pages() {
+    let issues = issues_copy();
+    let out = tempfile::tempdir().expect("temporary folder");
+    build_ok(issues.path(), out.path(), &[]);
+    assert!(!out.path().join("weekly/2019-04.html").exists());
+    build_ok(issues.path(), out.path(), &["--drafts"]);
+    assert!(out.path().join("weekly/2019-04.html").exists());
+    assert!(out.path().join("weekly/2099-01.html").exists());
+    assert!(manifest(out.path()).contains(&"weekly/2019-04.html".to_string()));
+    build_ok(issues.path(), out.path(), &[]);
+    assert!(!out.path().join("weekly/2019-04.html").exists());
+    assert!(!out.path().join("weekly/2099-01.html").exists());
+    assert!(out.path().join("weekly/2019-05.html").exists());
+}
+
+#[test]
+fn removing_an_extra_feed_removes_its_feeds_and_archives() {
+    let issues = tempfile::tempdir().expect("temporary folder");
+    for slug in ["2019-01-CN", "2019-02-CN", "2019-03-CN", "2019-02"] {
+        write_issue(issues.path(), slug, false);
+    }
+    let out = tempfile::tempdir().expect("temporary folder");
+    build_ok(issues.path(), out.path(), &[]);
+    let first = snapshot(out.path());
+    for rel in [
+        "zh.atom.xml",
+        "zh.rss.xml",
+        "zh.json",
+        "archive/zh.atom-1.xml",
+        "archive/zh.rss-1.xml",
+    ] {
+        assert!(first.contains_key(rel), "{rel} missing: {:?}", first.keys());
+    }
+    let work = tempfile::tempdir().expect("temporary folder");
+    let config = std::fs::read_to_string(fixture().join("techshack.toml")).expect("config");
+    let (without, _) = config
+        .split_once("[[feeds.extra]]")
+        .expect("the fixture has an extra feed");
+    std::fs::write(work.path().join("techshack.toml"), without).expect("config");
+    let o = build_with(
+        &work.path().join("techshack.toml"),
+        issues.path(),
+        out.path(),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let second = snapshot(out.path());
+    let removed = gone(&first, &second);
+    assert!(
+        removed
+            .iter()
+            .all(|r| r.starts_with("zh.") || r.starts_with("archive/zh.")),
+        "{removed:?}"
+    );
+    assert_eq!(second.keys().filter(|k| k.contains("zh.")).count(), 0);
+    assert!(
+        stderr.contains(&format!(", removed {} stale files\n", removed.len())),
+        "{stderr}"
+    );
+    assert!(second.contains_key("archive/atom-1.xml"));
+}

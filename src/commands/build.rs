@@ -48,8 +48,13 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
         return Ok(0);
     }
     let built = write_all(&config, &published, &out)?;
+    let removed = match built.removed.len() {
+        0 => String::new(),
+        1 => ", removed 1 stale file".to_string(),
+        n => format!(", removed {n} stale files"),
+    };
     ctx.info(format!(
-        "wrote {} files to {}: {} feeds, {} archive pages, {} web pages ({} issues, {} articles in the main feeds)",
+        "wrote {} files to {}: {} feeds, {} archive pages, {} web pages ({} issues, {} articles in the main feeds){removed}",
         built.count,
         out.display(),
         built.feeds.documents,
@@ -58,6 +63,11 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
         published.len(),
         built.feeds.items
     ));
+    if ctx.verbose && !ctx.quiet {
+        for rel in &built.removed {
+            eprintln!("removed {}", out.join(rel).display());
+        }
+    }
     Ok(0)
 }
 
@@ -69,10 +79,13 @@ pub struct Built {
     pub feeds: emit::Written,
     /// Web pages: one per issue and the index.
     pub pages: usize,
+    /// Stale files removed: written by the previous build, not by this one (relative to `out`).
+    pub removed: Vec<std::path::PathBuf>,
 }
 
 /// Writes every output of the published issues (oldest first) under `out`: all of them or,
-/// on any error, none (the previous files stay as they were).
+/// on any error, none (the previous files stay as they were). Once all are in place, the files
+/// the previous build wrote and this one did not are removed (see `emit::MANIFEST`).
 pub fn write_all(config: &Config, published: &[&Issue], out: &Path) -> Result<Built> {
     // Templates first: a broken one fails the build before anything is staged.
     let templates = crate::templates::Templates::load(config)?;
@@ -81,11 +94,12 @@ pub fn write_all(config: &Config, published: &[&Issue], out: &Path) -> Result<Bu
     let pages = emit::web::write(config, &templates, published, |rel, bytes| {
         staging.add_bytes(rel, bytes)
     })?;
-    let count = staging.commit()?;
+    let committed = staging.commit()?;
     Ok(Built {
-        count,
+        count: committed.count,
         feeds,
         pages,
+        removed: committed.removed,
     })
 }
 

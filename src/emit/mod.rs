@@ -21,7 +21,7 @@ use crate::config::{Config, FeedContent};
 use crate::markdown::{decode_entity, escape_html};
 use crate::model::{Issue, Item};
 
-pub use staging::Staging;
+pub use staging::{Committed, Staging, MANIFEST};
 
 /// The namespace of RFC 5005 feed history (`fh:archive`).
 pub const FH_NAMESPACE: &str = "http://purl.org/syndication/history/1.0";

@@ -87,6 +87,7 @@ fn file_names_and_archive_pages_count_from_the_oldest() {
     assert_eq!(
         names,
         [
+            ".techshack-outputs",
             "archive/atom-1.xml",
             "archive/atom-2.xml",
             "archive/items.atom-1.xml",
