@@ -244,9 +244,11 @@ def main():
     os.rename(a.port_file + ".tmp", a.port_file)
     # The connection count lets a test prove that nothing connected at all.
     async def report():
+        # Written aside and renamed: a reader never sees the file truncated and empty.
         while True:
-            with open(a.port_file + ".connections", "w") as f:
+            with open(a.port_file + ".connections.tmp", "w") as f:
                 f.write(str(state.connections))
+            os.rename(a.port_file + ".connections.tmp", a.port_file + ".connections")
             await asyncio.sleep(0.1)
 
     loop.create_task(report())
