@@ -490,24 +490,33 @@ fn unknown_or_draft_issue_is_an_error() {
         .stderr(predicate::str::contains("TECHSHACK_SECRET"));
 }
 
+/// `send ISSUE` started in the background, its stderr kept for the test to read.
+fn spawn_send(site: &Site) -> std::process::Child {
+    site.cmd()
+        .args(["send", ISSUE])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends a signal (`-TERM`, `-INT`) to the process, as an operator or systemd would.
+fn signal(child: &std::process::Child, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig}");
+}
+
 #[test]
 fn sigterm_finishes_the_messages_in_progress_and_defers_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path(), json!({}));
     let site = site_for(&server, "rate = 100");
     let addrs = site.subscribe(400);
-    let child = site
-        .cmd()
-        .args(["send", ISSUE])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_send(&site);
     wait_lines(&server.log, 40, Duration::from_secs(60));
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    signal(&child, "-TERM");
     let o = child.wait_with_output().unwrap();
     assert_eq!(code(&o), 75, "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
@@ -868,19 +877,10 @@ fn sigint_stops_a_slow_send_without_claiming_another_row() {
     // sends in it, is seconds late and one message over.
     let site = site_for(&server, "rate = 0.1\nconcurrency = 2");
     let addrs = site.subscribe(30);
-    let child = site
-        .cmd()
-        .args(["send", ISSUE])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_send(&site);
     wait_lines(&server.log, 1, Duration::from_secs(60));
     let at_signal = server.counts().values().sum::<usize>();
-    let st = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    signal(&child, "-INT");
     // Well before the next slot, ten seconds after the first.
     let o = wait_exit(child, Duration::from_secs(8));
     assert_eq!(code(&o), 75, "{}", stderr(&o));
