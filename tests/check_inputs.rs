@@ -453,3 +453,25 @@ fn mail_settings_that_would_fail_a_send_are_errors() {
         );
     }
 }
+
+#[test]
+fn an_issue_too_large_for_gmail_is_a_warning() {
+    let mail = "[email]\nfrom = \"Shack <news@example.com>\"\nunsubscribe_url = \"https://example.com/u?token={token}\"\n";
+    let mut big = b"---\ntitle: Long\n---\n\n".to_vec();
+    for i in 0..1500 {
+        big.extend_from_slice(
+            format!("Paragraph {i} says a good deal about queues and logs.\n\n").as_bytes(),
+        );
+    }
+    let d = folder(mail, &[("2019-01.md", &big)]);
+    let (code, err) = check(d.path());
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("issues/2019-01.md: warning: the email's HTML is ")
+            && lines[0].contains("over the 102 KB at which Gmail clips a message"),
+        "{err}"
+    );
+    assert_eq!(lines[1], "checked 1 issue: 0 errors, 1 warning");
+}

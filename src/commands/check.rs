@@ -50,7 +50,8 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
 
 /// What would stop `build`, `preview` or `send` later, found now: templates that do not parse
 /// and, once `email.from` is set (the newsletter is mailed), an email that cannot be composed
-/// from the newest issue or an SMTP setting that cannot work.
+/// from the newest issue (or one so large that Gmail clips it) or an SMTP setting that cannot
+/// work.
 fn setting_problems(ctx: &Ctx, issues: &[Issue]) -> Vec<Diagnostic> {
     let at = |e: anyhow::Error| Diagnostic::error(&ctx.config_path, None, format!("{e:#}"));
     let mut out = Vec::new();
@@ -67,10 +68,15 @@ fn setting_problems(ctx: &Ctx, issues: &[Issue]) -> Vec<Diagnostic> {
     if let Some(newest) = issues.iter().max_by_key(|i| (i.date, &i.slug)) {
         // Any secret does to render; tokens are not checked here.
         let secret = [0u8; 32];
-        if let Err(e) = Composer::with_templates(&ctx.config, &templates, newest, &secret) {
-            out.push(at(
+        match Composer::with_templates(&ctx.config, &templates, newest, &secret) {
+            Ok(c) => {
+                if let Some(w) = c.size_warning() {
+                    out.push(Diagnostic::warning(&newest.path, None, w));
+                }
+            }
+            Err(e) => out.push(at(
                 e.context(format!("composing the email of {}", newest.slug))
-            ));
+            )),
         }
     }
     // The password comes from the environment of the send, not of `check`.

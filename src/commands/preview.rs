@@ -51,6 +51,9 @@ pub fn run(ctx: &Ctx, args: crate::cli::PreviewArgs) -> Result<u8> {
         PREVIEW_SECRET.to_vec()
     };
     let composer = Composer::new(&ctx.config, issue, &secret)?.with_date(issue.date);
+    if let Some(w) = composer.size_warning() {
+        eprintln!("warning: {}: {w}", issue.slug);
+    }
     let r = Recipient {
         address: SAMPLE_ADDRESS.into(),
         name: Some(SAMPLE_NAME.into()),

@@ -40,6 +40,9 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
         let secret = crate::token::secret_from_env()?;
         let composer = Composer::new(config, issue, &secret)
             .with_context(|| format!("composing the email of {slug}"))?;
+        if let Some(w) = composer.size_warning() {
+            eprintln!("warning: {slug}: {w}");
+        }
         if let Some(dir) = &args.dry_run {
             return dry_run(ctx, &composer, &slug, dir);
         }

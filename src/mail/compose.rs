@@ -60,6 +60,9 @@ const PH_UNSUBSCRIBE: &str = "\u{E000}techshack-recipient-unsubscribe-url\u{E001
 
 const MARK_END: char = '\u{E001}';
 
+/// Gmail shows only the first 102 KB of a message's HTML.
+pub const GMAIL_CLIP_BYTES: usize = 102 * 1024;
+
 fn has_marks(s: &str) -> bool {
     s.contains([MARK, MARK_END])
 }
@@ -507,6 +510,23 @@ impl Composer {
     pub fn html(&self, r: &Recipient) -> String {
         let v = RecipientValues::new(self, r);
         self.html.pick(v.has_name).fill(&v.html())
+    }
+
+    /// A warning when the HTML body is over the size at which Gmail cuts a message short and
+    /// hides the rest (the unsubscribe footer included) behind "View entire message".
+    pub fn size_warning(&self) -> Option<String> {
+        let sample = Recipient {
+            address: "subscriber@example.com".into(),
+            name: Some("Subscriber".into()),
+        };
+        let len = self.html(&sample).len();
+        (len > GMAIL_CLIP_BYTES).then(|| {
+            format!(
+                "the email's HTML is {} KB, over the {} KB at which Gmail clips a message and hides its end, unsubscribe link included: split the issue or shorten it",
+                len / 1024,
+                GMAIL_CLIP_BYTES / 1024
+            )
+        })
     }
 
     /// The plain-text body for one recipient.
@@ -1002,6 +1022,20 @@ unsubscribe_mailto = "unsubscribe@example.com"
             .unwrap_or_default()
             .to_string();
         assert!(subject.contains("Icons t and"), "{subject}");
+    }
+
+    #[test]
+    fn an_email_gmail_would_clip_is_warned_about() {
+        let c = Composer::new(&config(), &issue("T"), SECRET).unwrap();
+        assert_eq!(c.size_warning(), None);
+        let mut big = issue("T");
+        big.html = format!("<p>{}</p>", "word ".repeat(GMAIL_CLIP_BYTES / 5));
+        let c = Composer::new(&config(), &big, SECRET).unwrap();
+        let w = c.size_warning().expect("a warning");
+        assert!(
+            w.starts_with("the email's HTML is 10") && w.contains("over the 102 KB"),
+            "{w}"
+        );
     }
 
     #[test]
