@@ -12,6 +12,8 @@ use anyhow::{bail, Context, Result};
 use chrono::{FixedOffset, NaiveTime, TimeZone};
 use serde::{Deserialize, Deserializer};
 
+use crate::diag::{Diagnostic, Diagnostics};
+
 /// The default configuration file, relative to the current folder.
 pub const DEFAULT_CONFIG: &str = "config/techshack.toml";
 
@@ -361,14 +363,8 @@ impl Config {
     /// Parses config text; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let mut config: Config = toml::from_str(text).map_err(|e| {
-            let pos = e
-                .span()
-                .map(|s| {
-                    let (l, c) = crate::diag::line_col(text, s.start);
-                    format!(":{l}:{c}")
-                })
-                .unwrap_or_default();
-            anyhow::anyhow!("{}{pos}: error: {}", path.display(), e.message())
+            let pos = e.span().map(|s| crate::diag::line_col(text, s.start));
+            Diagnostics(vec![Diagnostic::error(path, pos, e.message().trim_end())])
         })?;
         let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let root = if root.as_os_str().is_empty() {
@@ -377,9 +373,14 @@ impl Config {
             root
         };
         config.resolve(&root);
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("{}: error: {e:#}", path.display()))?;
+        let problems = config.validate();
+        if !problems.is_empty() {
+            let d = problems
+                .into_iter()
+                .map(|m| Diagnostic::error(path, None, m))
+                .collect();
+            return Err(Diagnostics(d).into());
+        }
         Ok(config)
     }
 
@@ -407,32 +408,39 @@ impl Config {
         self.root = root.to_path_buf();
     }
 
-    fn validate(&mut self) -> Result<()> {
-        self.set_base_url(&self.site.base_url.clone())?;
+    /// Every problem of the values, one message each (all of them, not only the first).
+    fn validate(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.set_base_url(&self.site.base_url.clone()) {
+            problems.push(format!("{e:#}"));
+        }
         if !self.site.issue_path.starts_with('/') || !self.site.issue_path.contains("{slug}") {
-            bail!(
+            problems.push(format!(
                 "site.issue_path `{}` must start with `/` and contain `{{slug}}`",
                 self.site.issue_path
-            );
+            ));
         }
         if !self.feeds.path.starts_with('/') {
-            bail!("feeds.path `{}` must start with `/`", self.feeds.path);
+            problems.push(format!(
+                "feeds.path `{}` must start with `/`",
+                self.feeds.path
+            ));
         }
         if !self.feeds.path.ends_with('/') {
             self.feeds.path.push('/');
         }
         if !self.site.issue_path.starts_with(&self.feeds.path) {
-            bail!(
+            problems.push(format!(
                 "site.issue_path `{}` is not under feeds.path `{}`: the pages could not be written under the feeds' folder",
                 self.site.issue_path,
                 self.feeds.path
-            );
+            ));
         }
         if self.feeds.limit == 0 {
-            bail!("feeds.limit must be at least 1");
+            problems.push("feeds.limit must be at least 1".to_string());
         }
         if self.site.title.trim().is_empty() {
-            bail!("site.title is empty");
+            problems.push("site.title is empty".to_string());
         }
         let mut names = std::collections::BTreeSet::new();
         for x in &self.feeds.extra {
@@ -442,43 +450,49 @@ impl Config {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                 && !matches!(x.name.as_str(), "atom" | "rss" | "feed" | "items");
             if !ok {
-                bail!("feeds.extra name `{}` must be letters, digits, `-` or `_`, and not a built-in feed's name", x.name);
+                problems.push(format!("feeds.extra name `{}` must be letters, digits, `-` or `_`, and not a built-in feed's name", x.name));
             }
             if !names.insert(x.name.clone()) {
-                bail!("feeds.extra name `{}` appears twice", x.name);
+                problems.push(format!("feeds.extra name `{}` appears twice", x.name));
             }
-            globset::Glob::new(&x.pattern).with_context(|| {
-                format!("feeds.extra `{}`: invalid glob `{}`", x.name, x.pattern)
-            })?;
+            if let Err(e) = globset::Glob::new(&x.pattern) {
+                problems.push(format!(
+                    "feeds.extra `{}`: invalid glob `{}`: {e}",
+                    x.name, x.pattern
+                ));
+            }
         }
         if self.smtp.concurrency == 0
             || self.smtp.per_connection == 0
             || self.smtp.max_attempts == 0
         {
-            bail!("smtp.concurrency, smtp.per_connection and smtp.max_attempts must be at least 1");
+            problems.push(
+                "smtp.concurrency, smtp.per_connection and smtp.max_attempts must be at least 1"
+                    .to_string(),
+            );
         }
         if self.smtp.rate.is_nan() || self.smtp.rate <= 0.0 {
-            bail!("smtp.rate must be a positive number of messages per second");
+            problems.push("smtp.rate must be a positive number of messages per second".to_string());
         }
         if self.smtp.max_age_hours <= 0 {
-            bail!(
+            problems.push(format!(
                 "smtp.max_age_hours is {}: it must be at least 1 (hours after the first attempt that a deferred delivery is given up)",
                 self.smtp.max_age_hours
-            );
+            ));
         }
         if !(1..=MAX_HEADER_TIMEOUT_SECS).contains(&self.serve.header_timeout_secs) {
-            bail!(
+            problems.push(format!(
                 "serve.header_timeout_secs must be between 1 and {MAX_HEADER_TIMEOUT_SECS} (seconds a client may take to send its request headers), not {}",
                 self.serve.header_timeout_secs
-            );
+            ));
         }
         if !(1..=MAX_SERVE_CONNECTIONS).contains(&self.serve.max_connections) {
-            bail!(
+            problems.push(format!(
                 "serve.max_connections must be between 1 and {MAX_SERVE_CONNECTIONS}, not {}",
                 self.serve.max_connections
-            );
+            ));
         }
-        Ok(())
+        problems
     }
 
     /// Replaces `site.base_url` (for `build --base-url`), checking it is absolute.
@@ -572,6 +586,33 @@ mod tests {
             e.starts_with("t.toml:4:1: error: unknown field `colour`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let e = Config::parse(
+            "[site]\ntitle = \" \"\nbase_url = \"ftp://e.com\"\n[feeds]\nlimit = 0\n\
+             [[feeds.extra]]\nname = \"rss\"\nmatch = \"[\"\n[smtp]\nrate = 0.0\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        let d = e.downcast_ref::<Diagnostics>().expect("diagnostics");
+        assert_eq!(d.errors(), 6, "{d}");
+        let lines: Vec<String> = d.0.iter().map(|x| x.to_string()).collect();
+        assert_eq!(
+            lines[..3],
+            [
+                "t.toml: error: site.base_url `ftp://e.com` must be an absolute http(s) URL",
+                "t.toml: error: feeds.limit must be at least 1",
+                "t.toml: error: site.title is empty",
+            ]
+        );
+        assert!(lines[3].contains("feeds.extra name `rss`"), "{d}");
+        assert!(
+            lines[4].starts_with("t.toml: error: feeds.extra `rss`: invalid glob `[`"),
+            "{d}"
+        );
+        assert!(lines[5].contains("smtp.rate"), "{d}");
     }
 
     #[test]

@@ -75,10 +75,27 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
-/// A run that found problems: every diagnostic, errors and warnings.
+/// A run that found problems: every diagnostic, errors and warnings. Shown as one line each.
 #[derive(Debug, thiserror::Error)]
-#[error("{} error(s) found", .0.iter().filter(|d| d.is_error()).count())]
 pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn errors(&self) -> usize {
+        self.0.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,10 +10,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if let Some(d) = e.downcast_ref::<Diagnostics>() {
-                for diag in &d.0 {
-                    eprintln!("{diag}");
-                }
-                eprintln!("error: {d}");
+                eprintln!("{d}");
+                let n = d.errors();
+                eprintln!("error: {n} error{} found", if n == 1 { "" } else { "s" });
             } else {
                 eprintln!("error: {e:#}");
             }
