@@ -14,11 +14,92 @@ use serde::{Deserialize, Deserializer};
 
 use crate::diag::{Diagnostic, Diagnostics};
 
+/// One step of the path to a key: a table key or an index into an array of tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn segments(p: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path;
+    match p {
+        Path::Root => Vec::new(),
+        Path::Seq { parent, index } => {
+            let mut v = segments(parent);
+            v.push(Seg::Index(*index));
+            v
+        }
+        Path::Map { parent, key } => {
+            let mut v = segments(parent);
+            v.push(Seg::Key(key.clone()));
+            v
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    }
+}
+
+/// `unknown key `colour` in [site]`, `unknown table [sites]`.
+fn unknown_key_message(segs: &[Seg]) -> String {
+    let name = |s: &Seg| match s {
+        Seg::Key(k) => k.clone(),
+        Seg::Index(i) => i.to_string(),
+    };
+    let Some((last, parents)) = segs.split_last() else {
+        return "unknown key".to_string();
+    };
+    let tables: Vec<String> = parents
+        .iter()
+        .filter(|s| matches!(s, Seg::Key(_)))
+        .map(name)
+        .collect();
+    if tables.is_empty() {
+        format!("unknown key or table `{}`: check its spelling against the README's configuration table", name(last))
+    } else {
+        format!(
+            "unknown key `{}` in [{}]: check its spelling against the README's configuration table",
+            name(last),
+            tables.join(".")
+        )
+    }
+}
+
+/// The byte offset of the key at `segs` in the TOML text, to point the error at it.
+fn key_offset(text: &str, segs: &[Seg]) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut item: Option<&toml_edit::Item> = None;
+    let mut span = None;
+    for seg in segs {
+        match seg {
+            Seg::Key(k) => {
+                if let Some(it) = item.take() {
+                    table = it.as_table_like()?;
+                }
+                let (key, it) = table.get_key_value(k)?;
+                span = key.span();
+                item = Some(it);
+            }
+            Seg::Index(i) => {
+                table = match item.take()? {
+                    toml_edit::Item::ArrayOfTables(a) => a.get(*i)?,
+                    toml_edit::Item::Value(toml_edit::Value::Array(a)) => {
+                        a.get(*i)?.as_inline_table()?
+                    }
+                    _ => return None,
+                };
+            }
+        }
+    }
+    span.map(|s| s.start)
+}
+
 /// The default configuration file, relative to the current folder.
 pub const DEFAULT_CONFIG: &str = "config/techshack.toml";
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     pub site: SiteConfig,
     #[serde(default)]
@@ -43,7 +124,6 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     pub title: String,
     #[serde(default)]
@@ -63,7 +143,6 @@ pub struct SiteConfig {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct Author {
     pub name: String,
     #[serde(default)]
@@ -71,7 +150,7 @@ pub struct Author {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct IssuesConfig {
     pub dir: PathBuf,
     pub filename_date: String,
@@ -92,7 +171,7 @@ impl Default for IssuesConfig {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct TemplatesConfig {
     /// A user's templates; a file missing here falls back to the built-in one.
     pub dir: Option<PathBuf>,
@@ -107,7 +186,7 @@ pub enum FeedContent {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct FeedsConfig {
     pub out: PathBuf,
     pub path: String,
@@ -129,7 +208,6 @@ impl Default for FeedsConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ExtraFeed {
     pub name: String,
     /// Glob on the issue's file name; matched issues leave the main feeds.
@@ -141,7 +219,7 @@ pub struct ExtraFeed {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct EmailConfig {
     pub from: Option<String>,
     pub reply_to: Option<String>,
@@ -152,7 +230,6 @@ pub struct EmailConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DkimConfig {
     pub domain: String,
     pub selector: String,
@@ -160,7 +237,7 @@ pub struct DkimConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct SmtpConfig {
     pub url: String,
     pub username: String,
@@ -194,7 +271,7 @@ impl Default for SmtpConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct StateConfig {
     pub db: PathBuf,
 }
@@ -208,7 +285,7 @@ impl Default for StateConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ServeConfig {
     pub listen: String,
     pub public_url: Option<String>,
@@ -362,10 +439,26 @@ impl Config {
 
     /// Parses config text; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let mut config: Config = toml::from_str(text).map_err(|e| {
+        // Unknown keys are collected, all of them, rather than stopping at the first.
+        let mut unknown: Vec<Vec<Seg>> = Vec::new();
+        let parsed: std::result::Result<Config, toml::de::Error> =
+            serde_ignored::deserialize(toml::Deserializer::new(text), |p| {
+                unknown.push(segments(&p))
+            });
+        let mut config = parsed.map_err(|e| {
             let pos = e.span().map(|s| crate::diag::line_col(text, s.start));
             Diagnostics(vec![Diagnostic::error(path, pos, e.message().trim_end())])
         })?;
+        if !unknown.is_empty() {
+            let d = unknown
+                .iter()
+                .map(|segs| {
+                    let pos = key_offset(text, segs).map(|o| crate::diag::line_col(text, o));
+                    Diagnostic::error(path, pos, unknown_key_message(segs))
+                })
+                .collect();
+            return Err(Diagnostics(d).into());
+        }
         let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let root = if root.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -583,8 +676,34 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.starts_with("t.toml:4:1: error: unknown field `colour`"),
+            e.starts_with("t.toml:4:1: error: unknown key `colour` in [site]"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_its_line() {
+        let e = Config::parse(
+            "[site]\ntitle = \"T\"\nbase_url = \"https://e.com\"\ncolour = 1\n\
+             author = { name = \"A\", emial = \"a@e.com\" }\n[sitez]\nx = 1\n\
+             [[feeds.extra]]\nname = \"zh\"\nmatch = \"*\"\nlang = \"zh\"\n\
+             [components]\nAnything = \"\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        let d = e.downcast_ref::<Diagnostics>().expect("diagnostics");
+        let got: Vec<(Option<(usize, usize)>, &str)> =
+            d.0.iter()
+                .map(|x| (x.pos, x.message.split(':').next().unwrap_or("")))
+                .collect();
+        assert_eq!(
+            got,
+            [
+                (Some((4, 1)), "unknown key `colour` in [site]"),
+                (Some((5, 24)), "unknown key `emial` in [site.author]"),
+                (Some((6, 2)), "unknown key or table `sitez`"),
+                (Some((11, 1)), "unknown key `lang` in [feeds.extra]"),
+            ]
         );
     }
 
