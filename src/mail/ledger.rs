@@ -225,9 +225,8 @@ pub fn gave_up_by_age(max_age_hours: i64, last_reply: &str) -> String {
 }
 
 /// Deferred rows whose first attempt is older than `max_age_hours` at `now` become `failed`,
-/// with the last reply kept behind the reason. A row deferred without ever being handed to the
-/// server (every session was gone) is aged from the send's snapshot. Pending rows are not
-/// aged: they are the rest of an interrupted send. Returns the number of rows failed.
+/// with the last reply kept behind the reason. Rows never handed to the server are not aged,
+/// like pending ones. Returns the number of rows failed.
 pub fn expire_deferred(
     conn: &Connection,
     issue: &str,
@@ -238,10 +237,7 @@ pub fn expire_deferred(
         "UPDATE deliveries SET state = 'failed',
              last_reply = ?3 || coalesce(last_reply, 'no reply recorded'),
              next_attempt_at = NULL, updated_at = ?4
-         WHERE issue = ?1 AND state = 'deferred'
-           AND coalesce(first_attempt_at,
-                        (SELECT CAST(strftime('%s', s.snapshot_at) AS INTEGER) FROM sends s
-                          WHERE s.issue = deliveries.issue)) < ?2",
+         WHERE issue = ?1 AND state = 'deferred' AND first_attempt_at < ?2",
         params![
             issue,
             age_cutoff(now, max_age_hours),
@@ -862,40 +858,5 @@ mod tests {
         );
         // One second later the row at the edge is past the cap too.
         assert_eq!(expire_deferred(s.conn(), "i", now + 1, cap).unwrap(), 1);
-    }
-
-    #[test]
-    fn rows_deferred_before_any_attempt_age_from_the_snapshot() {
-        let (_d, mut s) = setup(2);
-        snapshot(s.conn_mut(), "i").unwrap();
-        s.conn()
-            .execute(
-                "UPDATE deliveries SET state = 'deferred', next_attempt_at = 0,
-                     last_reply = 'not attempted: no session'",
-                [],
-            )
-            .unwrap();
-        let snap: i64 = s
-            .conn()
-            .query_row(
-                "SELECT CAST(strftime('%s', snapshot_at) AS INTEGER) FROM sends",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        // Within the cap of the snapshot: kept; past it: failed, with the reason.
-        assert_eq!(
-            expire_deferred(s.conn(), "i", snap + 72 * 3600, 72).unwrap(),
-            0
-        );
-        assert_eq!(
-            expire_deferred(s.conn(), "i", snap + 72 * 3600 + 1, 72).unwrap(),
-            2
-        );
-        let report = not_sent(s.conn(), "i").unwrap();
-        assert_eq!(
-            report[0].last_reply.as_deref(),
-            Some("gave up after 72 h: not attempted: no session")
-        );
     }
 }
