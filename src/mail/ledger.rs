@@ -859,4 +859,22 @@ mod tests {
         // One second later the row at the edge is past the cap too.
         assert_eq!(expire_deferred(s.conn(), "i", now + 1, cap).unwrap(), 1);
     }
+
+    #[test]
+    fn rows_an_interrupted_send_left_untried_are_never_aged() {
+        let (_d, mut s) = setup(2);
+        snapshot(s.conn_mut(), "i").unwrap();
+        // A stop writes the rest of the queue as deferred without a first attempt; however old
+        // the send, those people were never tried and must still get the issue.
+        s.conn()
+            .execute_batch(
+                "UPDATE sends SET snapshot_at = '2001-01-01T00:00:00Z';
+                 UPDATE deliveries SET state = 'deferred', next_attempt_at = 0,
+                     last_reply = 'not attempted: the send was interrupted';",
+            )
+            .unwrap();
+        let later = chrono::Utc::now().timestamp();
+        assert_eq!(expire_deferred(s.conn(), "i", later, 72).unwrap(), 0);
+        assert_eq!(due(s.conn(), "i", later).unwrap().len(), 2);
+    }
 }
