@@ -615,6 +615,15 @@ impl HtmlText {
     }
 
     fn feed(&mut self, html: &str, out: &mut String) {
+        // The marker characters mean something only when this reader puts them in; the same
+        // characters in the HTML itself (from `&#2;` in an issue) are dropped.
+        let cleaned;
+        let html = if html.contains([BREAK, LINK_OPEN, LINK_CLOSE]) {
+            cleaned = html.replace([BREAK, LINK_OPEN, LINK_CLOSE], "");
+            cleaned.as_str()
+        } else {
+            html
+        };
         let mut text = String::new();
         let mut rest = html;
         while !rest.is_empty() {
@@ -843,6 +852,19 @@ mod tests {
         );
         assert!(
             t.ends_with("\n\n[1] https://a.example/?x=1&y=2\n[2] https://b.example/\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn marker_characters_in_the_html_change_no_link() {
+        let t = md(
+            "<div>Block \u{2}odd <a href=\"https://good2.example/\">good2</a> then \u{3}\u{1} \
+                    <a href=\"https://good3.example/\">good3</a></div>\n",
+        );
+        assert!(t.starts_with("Block odd good2[1] then good3[2]"), "{t}");
+        assert!(
+            t.ends_with("[1] https://good2.example/\n[2] https://good3.example/\n"),
             "{t}"
         );
     }
