@@ -778,3 +778,47 @@ fn sigterm_finishes_requests_under_way_and_drops_stalled_clients() {
         Some(SubscriberStatus::Unsubscribed)
     );
 }
+
+#[test]
+fn a_client_that_never_reads_its_responses_loses_its_slot() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let site = Site::new(
+        dir,
+        sink.port,
+        "header_timeout_secs = 1\nmax_connections = 1",
+        "",
+    );
+    let srv = site.serve();
+    // Pipelined requests whose answers fill every socket buffer on the way back, since this
+    // client reads nothing: the server ends up blocked in a write.
+    let mut hog = std::net::TcpStream::connect(srv.addr()).unwrap();
+    let mut hog_writer = hog.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let req = b"GET /subscribe HTTP/1.1\r\nHost: news.example.org\r\n\r\n";
+        for _ in 0..40_000 {
+            if hog_writer.write_all(req).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let mut next = raw_client(
+        srv.addr(),
+        b"GET /healthz HTTP/1.1\r\nHost: news.example.org\r\nConnection: close\r\n\r\n",
+    );
+    let got = read_until_closed(&mut next, Duration::from_secs(30))
+        .expect("served once the stalled writer lost its slot");
+    assert_eq!(
+        status_of(&got),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Reading now drains what was sent before the server gave up, then finds the end.
+    let answers = read_until_closed(&mut hog, Duration::from_secs(30))
+        .expect("the server closed the connection of the client that did not read");
+    assert!(answers.starts_with(b"HTTP/1.1 200"));
+    assert!(srv.stop().success());
+}

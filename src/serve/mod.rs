@@ -727,9 +727,14 @@ pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Resu
         };
         // Reap finished connections so the set stays as large as the open ones.
         while conns.try_join_next().is_some() {}
+        // A client that stops reading its responses leaves hyper blocked in a write, where no
+        // header timer runs: a write that makes no progress for the header timeout ends the
+        // connection, so such a client cannot keep its slot.
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.header_timeout));
         conns.spawn(serve_connection(
             http.clone(),
-            stream,
+            Box::pin(stream),
             peer,
             router.clone(),
             stop_rx.clone(),
@@ -766,7 +771,7 @@ pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Resu
 /// for as long as the connection is open.
 async fn serve_connection(
     http: hyper::server::conn::http1::Builder,
-    stream: tokio::net::TcpStream,
+    stream: std::pin::Pin<Box<tokio_io_timeout::TimeoutStream<tokio::net::TcpStream>>>,
     peer: SocketAddr,
     router: Router,
     mut stop: watch::Receiver<bool>,
