@@ -106,7 +106,8 @@ pub struct Built {
 
 /// Writes every output of the published issues (oldest first) under `out`: all of them or,
 /// on any error, none (the previous files stay as they were). Once all are in place, the files
-/// the previous build wrote and this one did not are removed (see `emit::MANIFEST`).
+/// the previous build wrote, this one did not, and nobody changed since are removed (see
+/// `emit::MANIFEST`).
 pub fn write_all(config: &Config, published: &[&Issue], out: &Path) -> Result<Built> {
     // Templates first: a broken one fails the build before anything is staged.
     let templates = crate::templates::Templates::load(config)?;

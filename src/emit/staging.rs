@@ -181,9 +181,11 @@ impl Staging {
 
     /// Renames every staged file into place, deepest folders first (archives and pages before
     /// the documents linking to them), then removes the stale outputs: those the manifest of
-    /// the previous build lists and this build did not write, and the folders they leave
-    /// empty. The manifest is rewritten only once every output is in place, so a failure
-    /// before that keeps the old one and removes nothing.
+    /// the previous build lists and this build did not write, if their files still have the
+    /// size and time listed, and the folders they leave empty. The manifest is rewritten with
+    /// every output only once all are in place: a failed rename keeps the old entries (adding
+    /// the outputs already moved) and removes nothing, and so does a manifest that cannot be
+    /// read, which is then left as it is (see `Committed::manifest_unreadable`).
     pub fn commit(self) -> Result<Committed> {
         self.commit_with(&|p| fs::remove_file(p))
     }
