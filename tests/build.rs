@@ -68,8 +68,18 @@ fn two_builds_write_identical_bytes() {
         "{:?}",
         sa.keys()
     );
-    assert_eq!(sa, snapshot(b.path()));
-    // Rebuilding over the same folder changes nothing either, and leaves no temporary file.
+    // The manifest records each file's modification time, which differs between folders.
+    let without_manifest = |mut snap: BTreeMap<String, Vec<u8>>| {
+        snap.remove(MANIFEST);
+        snap
+    };
+    assert_eq!(
+        without_manifest(sa.clone()),
+        without_manifest(snapshot(b.path()))
+    );
+    assert_eq!(manifest(a.path()), manifest(b.path()));
+    // Rebuilding over the same folder changes nothing either, the manifest included, and
+    // leaves no temporary file.
     techshack(&issues, a.path()).assert().success();
     assert_eq!(sa, snapshot(a.path()));
 }
@@ -283,12 +293,12 @@ fn three_issues() -> tempfile::TempDir {
     dir
 }
 
-/// The paths the manifest lists, in its order.
+/// The paths the manifest lists (without the size and time of each), in its order.
 fn manifest(out: &Path) -> Vec<String> {
     std::fs::read_to_string(out.join(MANIFEST))
         .expect("the manifest")
         .lines()
-        .map(str::to_string)
+        .map(|l| l.split('\t').next().unwrap_or(l).to_string())
         .collect()
 }
 
@@ -518,4 +528,90 @@ fn removing_an_extra_feed_removes_its_feeds_and_archives() {
         "{stderr}"
     );
     assert!(second.contains_key("archive/atom-1.xml"));
+}
+
+#[test]
+fn a_page_the_user_put_at_an_old_output_path_survives_and_stale_pages_still_go() {
+    let issues = three_issues();
+    let work = tempfile::tempdir().expect("temporary folder");
+    let out = work.path().join("public");
+    build_ok(issues.path(), &out, &[]);
+    let first = manifest(&out);
+    assert!(
+        first.contains(&"weekly/2019-02.html".to_string()),
+        "{first:?}"
+    );
+    assert!(
+        first.contains(&"weekly/2019-03.html".to_string()),
+        "{first:?}"
+    );
+    std::fs::remove_file(issues.path().join("2019-02.md")).expect("delete issue");
+    std::fs::remove_file(issues.path().join("2019-03.md")).expect("delete issue");
+    // A redirect for the old URL, written over build's page.
+    let redirect = "<!doctype html><meta http-equiv=\"refresh\" content=\"0; url=2019-01.html\">\n";
+    std::fs::write(out.join("weekly/2019-02.html"), redirect).expect("redirect page");
+
+    let stderr = build_ok(issues.path(), &out, &["-v"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("weekly/2019-02.html")).expect("the redirect survives"),
+        redirect
+    );
+    assert!(
+        !out.join("weekly/2019-03.html").exists(),
+        "the untouched stale page stayed"
+    );
+    let page = |name: &str| out.join("weekly").join(name).display().to_string();
+    assert!(
+        stderr.contains(&format!("removed {}\n", page("2019-03.html"))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "kept {}: it changed since build wrote it\n",
+            page("2019-02.html")
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&format!("removed {}", page("2019-02.html"))),
+        "{stderr}"
+    );
+    let listed = manifest(&out);
+    assert!(
+        !listed
+            .iter()
+            .any(|l| l.starts_with("weekly/2019-0") && l != "weekly/2019-01.html"),
+        "{listed:?}"
+    );
+    // The next build leaves the redirect alone too, and says nothing about it.
+    let stderr = build_ok(issues.path(), &out, &["-v"]);
+    assert!(!stderr.contains("2019-02.html"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("weekly/2019-02.html")).expect("the redirect survives"),
+        redirect
+    );
+}
+
+#[test]
+fn an_unreadable_manifest_is_kept_with_a_warning_and_the_build_succeeds() {
+    let issues = three_issues();
+    let out = tempfile::tempdir().expect("temporary folder");
+    build_ok(issues.path(), out.path(), &[]);
+    let manifest_path = out.path().join(MANIFEST);
+    std::fs::remove_file(&manifest_path).expect("remove manifest");
+    std::fs::create_dir(&manifest_path).expect("manifest folder");
+    std::fs::remove_file(issues.path().join("2019-03.md")).expect("delete issue");
+    let stderr = build_ok(issues.path(), out.path(), &[]);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains(&manifest_path.display().to_string()),
+        "{stderr}"
+    );
+    assert!(manifest_path.is_dir(), "the manifest was overwritten");
+    assert!(out.path().join("weekly/2019-03.html").exists());
+    assert!(!stderr.contains("stale file"), "{stderr}");
 }

@@ -63,9 +63,24 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
         published.len(),
         built.feeds.items
     ));
+    if let Some(why) = &built.manifest_unreadable {
+        eprintln!("warning: {why}");
+    }
     if ctx.verbose && !ctx.quiet {
         for rel in &built.removed {
             eprintln!("removed {}", out.join(rel).display());
+        }
+        for rel in &built.changed {
+            eprintln!(
+                "kept {}: it changed since build wrote it",
+                out.join(rel).display()
+            );
+        }
+        for rel in &built.unrecorded {
+            eprintln!(
+                "kept {}: listed by an older version without its size and time",
+                out.join(rel).display()
+            );
         }
     }
     Ok(0)
@@ -81,11 +96,18 @@ pub struct Built {
     pub pages: usize,
     /// Stale files removed: written by the previous build, not by this one (relative to `out`).
     pub removed: Vec<std::path::PathBuf>,
+    /// Stale files kept because they changed since build wrote them.
+    pub changed: Vec<std::path::PathBuf>,
+    /// Stale files kept because the manifest gave no size and time for them.
+    pub unrecorded: Vec<std::path::PathBuf>,
+    /// Why the manifest could not be read (nothing was pruned, the manifest was kept).
+    pub manifest_unreadable: Option<String>,
 }
 
 /// Writes every output of the published issues (oldest first) under `out`: all of them or,
 /// on any error, none (the previous files stay as they were). Once all are in place, the files
-/// the previous build wrote and this one did not are removed (see `emit::MANIFEST`).
+/// the previous build wrote, this one did not, and nobody changed since are removed (see
+/// `emit::MANIFEST`).
 pub fn write_all(config: &Config, published: &[&Issue], out: &Path) -> Result<Built> {
     // Templates first: a broken one fails the build before anything is staged.
     let templates = crate::templates::Templates::load(config)?;
@@ -100,6 +122,9 @@ pub fn write_all(config: &Config, published: &[&Issue], out: &Path) -> Result<Bu
         feeds,
         pages,
         removed: committed.removed,
+        changed: committed.changed,
+        unrecorded: committed.unrecorded,
+        manifest_unreadable: committed.manifest_unreadable,
     })
 }
 

@@ -3,9 +3,12 @@
 //!
 //! The output folder is often shared with other tools (a static site's `public/`), so stale
 //! outputs are found through a manifest of what the previous build wrote, never by listing the
-//! folder: a file that no build listed is never removed.
+//! folder: a file that no build listed is never removed. Each listed output carries the size
+//! and modification time its file had when build wrote or confirmed it, and a stale file is
+//! removed only while it still has both: a file that changed since (the user's own page now at
+//! an old output's path) is not build's any more.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
@@ -14,9 +17,23 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
-/// The file in the output folder that lists what the last successful build wrote: one path
-/// relative to the folder per line, `/`-separated, sorted.
+/// The file in the output folder that lists what the last successful build wrote: one output
+/// per line, sorted, as `path<TAB>size<TAB>mtime_ns`: the path relative to the folder,
+/// `/`-separated, then the file's size in bytes and its modification time in nanoseconds since
+/// the Unix epoch when build last wrote or confirmed it.
 pub const MANIFEST: &str = ".techshack-outputs";
+
+/// What an output's file looked like when build last wrote or confirmed it. Size and time
+/// rather than a hash of the contents: a build stats each output once and reads nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+}
+
+/// Manifest entries: each path with its stamp, or `None` when the line had none (written by an
+/// older version, or the time could not be read), which makes the path never pruned.
+type Listed = BTreeMap<PathBuf, Option<Stamp>>;
 
 /// What `Staging::commit` did.
 #[derive(Debug, Default)]
@@ -26,6 +43,15 @@ pub struct Committed {
     /// Files an earlier build wrote (listed in its manifest) that this one no longer writes,
     /// now removed, sorted.
     pub removed: Vec<PathBuf>,
+    /// Stale files left in place because their size or modification time changed since build
+    /// wrote them: someone else's file now, sorted.
+    pub changed: Vec<PathBuf>,
+    /// Stale files left in place because the manifest line gave no size and time (written by
+    /// an older version), sorted.
+    pub unrecorded: Vec<PathBuf>,
+    /// Why the manifest could not be read, when it could not: nothing was then pruned and the
+    /// manifest was left as it was.
+    pub manifest_unreadable: Option<String>,
 }
 
 /// The outputs of one build, staged under the output folder.
@@ -155,9 +181,11 @@ impl Staging {
 
     /// Renames every staged file into place, deepest folders first (archives and pages before
     /// the documents linking to them), then removes the stale outputs: those the manifest of
-    /// the previous build lists and this build did not write, and the folders they leave
-    /// empty. The manifest is rewritten only once every output is in place, so a failure
-    /// before that keeps the old one and removes nothing.
+    /// the previous build lists and this build did not write, if their files still have the
+    /// size and time listed, and the folders they leave empty. The manifest is rewritten with
+    /// every output only once all are in place: a failed rename keeps the old entries (adding
+    /// the outputs already moved) and removes nothing, and so does a manifest that cannot be
+    /// read, which is then left as it is (see `Committed::manifest_unreadable`).
     pub fn commit(self) -> Result<Committed> {
         self.commit_with(&|p| fs::remove_file(p))
     }
@@ -171,6 +199,7 @@ impl Staging {
             let depth = |p: &Path| p.components().count();
             depth(&b.0).cmp(&depth(&a.0)).then_with(|| a.0.cmp(&b.0))
         });
+        let mut renamed = Vec::new();
         let mut iter = files.into_iter();
         while let Some((rel, tmp)) = iter.next() {
             let dest = self.root.join(&rel);
@@ -180,26 +209,63 @@ impl Staging {
                     let _ = fs::remove_file(t);
                 }
                 self.lock().done = true;
+                // The old entries stay listed, with the outputs already in place: the next
+                // build still knows every file it may have to remove.
+                if let Ok(mut listed) = old {
+                    for r in renamed {
+                        let stamp = stamp_at(&self.root.join(&r));
+                        listed.insert(r, stamp);
+                    }
+                    let _ = self.write_manifest(&listed);
+                }
                 return Err(e)
                     .with_context(|| format!("moving the new {} into place", dest.display()));
             }
+            renamed.push(rel);
         }
         self.lock().done = true;
         let outputs = std::mem::take(&mut self.lock().paths);
-        let stale: Vec<PathBuf> = old.difference(&outputs).cloned().collect();
+        let old = match old {
+            Ok(old) => old,
+            Err(e) => {
+                // Overwriting it would lose the old list for good: keep it, remove nothing.
+                return Ok(Committed {
+                    count,
+                    manifest_unreadable: Some(format!(
+                        "could not read {}: {e}; no stale output was removed and the file was \
+                         left as it is (fix or remove it)",
+                        self.root.join(MANIFEST).display()
+                    )),
+                    ..Committed::default()
+                });
+            }
+        };
+        let current: Listed = outputs
+            .iter()
+            .map(|rel| (rel.clone(), stamp_at(&self.root.join(rel))))
+            .collect();
+        let stale: Listed = old
+            .into_iter()
+            .filter(|(p, _)| !outputs.contains(p))
+            .collect();
         if stale.is_empty() {
-            self.write_manifest(outputs.iter())?;
+            self.write_manifest(&current)?;
             return Ok(Committed {
                 count,
-                removed: Vec::new(),
+                ..Committed::default()
             });
         }
         // Listed before any is removed: should the removal stop half-way, the next build still
         // knows them.
-        self.write_manifest(outputs.iter().chain(&stale))?;
+        let mut listed = current.clone();
+        listed.extend(stale.iter().map(|(p, s)| (p.clone(), *s)));
+        self.write_manifest(&listed)?;
         let pruned = prune(&self.root, &stale, &outputs, remove);
-        let kept = pruned.failed.iter().map(|(p, _)| p);
-        self.write_manifest(outputs.iter().chain(kept))?;
+        let mut listed = current;
+        for (rel, _) in &pruned.failed {
+            listed.insert(rel.clone(), stale.get(rel).copied().flatten());
+        }
+        self.write_manifest(&listed)?;
         if let Some((rel, e)) = pruned.failed.first() {
             let more = match pruned.failed.len() - 1 {
                 0 => String::new(),
@@ -215,16 +281,18 @@ impl Staging {
         Ok(Committed {
             count,
             removed: pruned.removed,
+            changed: pruned.changed,
+            unrecorded: pruned.unrecorded,
+            manifest_unreadable: None,
         })
     }
 
-    /// Replaces the manifest with `paths` (sorted, without duplicates), through a temporary
-    /// file like every output, unless it already lists exactly them.
-    fn write_manifest<'a>(&self, paths: impl Iterator<Item = &'a PathBuf>) -> Result<()> {
-        let paths: BTreeSet<&PathBuf> = paths.collect();
+    /// Replaces the manifest with `listed`, through a temporary file like every output, unless
+    /// it already holds exactly that.
+    fn write_manifest(&self, listed: &Listed) -> Result<()> {
         let mut bytes = Vec::new();
-        for p in paths {
-            if let Some(line) = manifest_line(p) {
+        for (p, stamp) in listed {
+            if let Some(line) = manifest_line(p, *stamp) {
                 bytes.extend_from_slice(line.as_bytes());
                 bytes.push(b'\n');
             }
@@ -284,9 +352,9 @@ impl Staging {
     }
 }
 
-/// The manifest line of an output path, or `None` for a path that a line cannot hold (not
-/// UTF-8, or with a line break in a name): such an output is simply never pruned.
-fn manifest_line(rel: &Path) -> Option<String> {
+/// The manifest line of an output, or `None` for a path that a line cannot hold (not UTF-8,
+/// or with a line break or tab in a name): such an output is simply never pruned.
+fn manifest_line(rel: &Path, stamp: Option<Stamp>) -> Option<String> {
     let mut parts = Vec::new();
     for c in rel.components() {
         match c {
@@ -294,25 +362,63 @@ fn manifest_line(rel: &Path) -> Option<String> {
             _ => return None,
         }
     }
-    let line = parts.join("/");
-    let ok = !line.is_empty() && !line.contains(['\n', '\r']) && parse_line(&line).is_some();
-    ok.then_some(line)
+    let path = parts.join("/");
+    let ok = !path.is_empty() && !path.contains(['\n', '\r', '\t']) && parse_path(&path).is_some();
+    if !ok {
+        return None;
+    }
+    Some(match stamp {
+        Some(s) => format!("{path}\t{}\t{}", s.size, s.mtime_ns),
+        None => path,
+    })
 }
 
-/// The paths the manifest in `out` lists. A missing, unreadable or linked manifest lists
-/// nothing: nothing is pruned rather than something wrongly.
-fn read_manifest(out: &Path) -> BTreeSet<PathBuf> {
+/// The size and modification time of the regular file (not a link) at `path`, if any.
+fn stamp_at(path: &Path) -> Option<Stamp> {
+    fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .and_then(|m| stamp_of(&m))
+}
+
+fn stamp_of(meta: &fs::Metadata) -> Option<Stamp> {
+    let mtime = meta.modified().ok()?;
+    let mtime_ns = match mtime.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i128::try_from(d.as_nanos()).ok()?,
+        Err(e) => -i128::try_from(e.duration().as_nanos()).ok()?,
+    };
+    Some(Stamp {
+        size: meta.len(),
+        mtime_ns,
+    })
+}
+
+/// The entries of the manifest in `out`. A missing manifest lists nothing, and so does a link
+/// (it could point at any list of names; the next write replaces it with a file). Any other
+/// failure to read it is an error: the old list must then be kept, not overwritten.
+fn read_manifest(out: &Path) -> io::Result<Listed> {
     let path = out.join(MANIFEST);
-    let is_file = fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
-    match is_file.then(|| fs::read(&path)) {
-        Some(Ok(bytes)) => parse_manifest(&bytes),
-        _ => BTreeSet::new(),
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Listed::new()),
+        Err(e) => return Err(e),
+    };
+    if meta.is_symlink() {
+        return Ok(Listed::new());
     }
+    if meta.is_dir() {
+        return Err(io::Error::other("it is a folder, not a file"));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::other("it is not a regular file"));
+    }
+    Ok(parse_manifest(&fs::read(&path)?))
 }
 
 /// The valid lines of a manifest. The file sits in a folder others write to, so each line is
-/// checked as untrusted: a line that is not a plain relative path is ignored.
-fn parse_manifest(bytes: &[u8]) -> BTreeSet<PathBuf> {
+/// checked as untrusted: a line that is not a plain relative path, alone or followed by a
+/// size and a time, is ignored.
+fn parse_manifest(bytes: &[u8]) -> Listed {
     bytes
         .split(|&b| b == b'\n')
         .filter_map(|line| std::str::from_utf8(line).ok())
@@ -320,30 +426,57 @@ fn parse_manifest(bytes: &[u8]) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-/// `line` as a relative path of normal names (no `.`, `..`, empty name, root or NUL), other
+/// One manifest line: `path<TAB>size<TAB>mtime_ns`, or `path` alone as older versions wrote
+/// it (no stamp: never pruned).
+fn parse_line(line: &str) -> Option<(PathBuf, Option<Stamp>)> {
+    let mut fields = line.split('\t');
+    let path = parse_path(fields.next()?)?;
+    let rest: Vec<&str> = fields.collect();
+    match rest[..] {
+        [] => Some((path, None)),
+        [size, mtime] => {
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            let negative = mtime.strip_prefix('-');
+            if !digits(size) || !digits(negative.unwrap_or(mtime)) {
+                return None;
+            }
+            let stamp = Stamp {
+                size: size.parse().ok()?,
+                mtime_ns: mtime.parse().ok()?,
+            };
+            Some((path, Some(stamp)))
+        }
+        _ => None,
+    }
+}
+
+/// `text` as a relative path of normal names (no `.`, `..`, empty name, root or NUL), other
 /// than the manifest itself.
-fn parse_line(line: &str) -> Option<PathBuf> {
+fn parse_path(text: &str) -> Option<PathBuf> {
     let plain =
         |name: &str| !name.is_empty() && name != "." && name != ".." && !name.contains('\0');
-    if !line.split('/').all(plain) || line == MANIFEST {
+    if !text.split('/').all(plain) || text == MANIFEST {
         return None;
     }
-    Some(PathBuf::from(line))
+    Some(PathBuf::from(text))
 }
 
 #[derive(Debug, Default)]
 struct Pruned {
     removed: Vec<PathBuf>,
+    changed: Vec<PathBuf>,
+    unrecorded: Vec<PathBuf>,
     failed: Vec<(PathBuf, io::Error)>,
 }
 
 /// Removes the `stale` files under `root`, then the folders that this left empty, never
 /// `root` itself. A stale path is left alone when its folder resolves outside `root` (a
 /// link), when it is no longer a regular file (a folder, a link), or when it is one of the
-/// `outputs` under another name (a file system that ignores case).
+/// `outputs` under another name (a file system that ignores case), and kept when its size or
+/// modification time is not the one `stale` recorded (or none was recorded).
 fn prune(
     root: &Path,
-    stale: &[PathBuf],
+    stale: &Listed,
     outputs: &BTreeSet<PathBuf>,
     remove: &dyn Fn(&Path) -> io::Result<()>,
 ) -> Pruned {
@@ -353,7 +486,7 @@ fn prune(
     };
     let mut output_ids: Option<HashSet<(u64, u64)>> = None;
     let mut emptied: BTreeSet<PathBuf> = BTreeSet::new();
-    for rel in stale {
+    for (rel, recorded) in stale {
         let path = root.join(rel);
         let Some(parent) = path.parent() else {
             continue;
@@ -382,6 +515,17 @@ fn prune(
         // Build writes regular files only: a folder or link there now is someone else's.
         if !meta.is_file() {
             continue;
+        }
+        match recorded {
+            None => {
+                pruned.unrecorded.push(rel.clone());
+                continue;
+            }
+            Some(s) if stamp_of(&meta) != Some(*s) => {
+                pruned.changed.push(rel.clone());
+                continue;
+            }
+            Some(_) => {}
         }
         let ids = output_ids.get_or_insert_with(|| file_ids(root, outputs));
         if file_id(&meta).is_some_and(|id| ids.contains(&id)) {
@@ -580,10 +724,21 @@ mod tests {
         assert!(s.add_bytes("/etc/evil.xml", b"3").is_err());
     }
 
-    fn lines(set: &BTreeSet<PathBuf>) -> Vec<String> {
-        set.iter()
+    fn lines(listed: &Listed) -> Vec<String> {
+        listed
+            .keys()
             .map(|p| p.to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// The paths the manifest in `out` lists, sorted.
+    fn listed(out: &Path) -> Vec<String> {
+        lines(&parse_manifest(&fs::read(out.join(MANIFEST)).unwrap()))
+    }
+
+    /// The manifest line build would write for the file at `rel` as it is now.
+    fn line(out: &Path, rel: &str) -> String {
+        manifest_line(Path::new(rel), stamp_at(&out.join(rel))).unwrap()
     }
 
     #[test]
@@ -618,18 +773,64 @@ mod tests {
 
     #[test]
     fn only_paths_a_line_can_hold_are_listed() {
+        let stamp = Some(Stamp {
+            size: 12,
+            mtime_ns: 1_546_300_800_123_456_789,
+        });
         assert_eq!(
-            manifest_line(Path::new("weekly/2019-01.html")).as_deref(),
+            manifest_line(Path::new("weekly/2019-01.html"), stamp).as_deref(),
+            Some("weekly/2019-01.html\t12\t1546300800123456789")
+        );
+        assert_eq!(
+            manifest_line(Path::new("weekly/2019-01.html"), None).as_deref(),
             Some("weekly/2019-01.html")
         );
-        // A line break in a name would make two lines of one path.
-        assert_eq!(manifest_line(Path::new("weekly/a\nindex.html")), None);
-        assert_eq!(manifest_line(Path::new("a\r")), None);
-        assert_eq!(manifest_line(Path::new(MANIFEST)), None);
+        // A line break in a name would make two lines of one path, a tab a line of other fields.
+        assert_eq!(
+            manifest_line(Path::new("weekly/a\nindex.html"), stamp),
+            None
+        );
+        assert_eq!(manifest_line(Path::new("a\r"), stamp), None);
+        assert_eq!(manifest_line(Path::new("a\t1\t2"), None), None);
+        assert_eq!(manifest_line(Path::new(MANIFEST), stamp), None);
         for p in ["weekly/x.html", "a.xml", "archive/items.rss-3.xml"] {
-            let line = manifest_line(Path::new(p)).unwrap();
-            assert_eq!(lines(&parse_manifest(line.as_bytes())), [p], "round trip");
+            for s in [stamp, None] {
+                let line = manifest_line(Path::new(p), s).unwrap();
+                let parsed = parse_manifest(line.as_bytes());
+                assert_eq!(lines(&parsed), [p], "round trip");
+                assert_eq!(parsed[Path::new(p)], s, "round trip of the stamp");
+            }
         }
+    }
+
+    #[test]
+    fn manifest_lines_carry_a_size_and_time_or_nothing() {
+        let text = b"a.xml\t12\t1546300800123456789\n\
+            old-format.html\n\
+            before-1970.xml\t3\t-5\n\
+            crlf.xml\t4\t5\r\n\
+            two-fields.xml\t12\n\
+            four-fields.xml\t1\t2\t3\n\
+            plus.xml\t+1\t2\n\
+            minus-size.xml\t-1\t2\n\
+            words.xml\tten\t2\n\
+            empty.xml\t\t\n\
+            spaced.xml\t 1\t2\n\
+            huge.xml\t18446744073709551616\t2\n\
+            ../escape.xml\t1\t2\n\
+            \t1\t2\n";
+        let listed = parse_manifest(text);
+        let stamp = |size, mtime_ns| Some(Stamp { size, mtime_ns });
+        let expected: Listed = [
+            ("a.xml", stamp(12, 1_546_300_800_123_456_789)),
+            ("before-1970.xml", stamp(3, -5)),
+            ("crlf.xml", stamp(4, 5)),
+            ("old-format.html", None),
+        ]
+        .into_iter()
+        .map(|(p, s)| (PathBuf::from(p), s))
+        .collect();
+        assert_eq!(listed, expected);
     }
 
     fn build(out: &Path, files: &[&str]) -> Committed {
@@ -643,10 +844,21 @@ mod tests {
     #[test]
     fn the_manifest_lists_every_output_sorted() {
         let dir = tempfile::tempdir().unwrap();
-        build(dir.path(), &["b.xml", "archive/a.xml", "a.xml"]);
+        let out = dir.path();
+        build(out, &["b.xml", "archive/a.xml", "a.xml"]);
+        let expected = ["a.xml", "archive/a.xml", "b.xml"]
+            .iter()
+            .map(|rel| line(out, rel) + "\n")
+            .collect::<String>();
+        assert_eq!(fs::read_to_string(out.join(MANIFEST)).unwrap(), expected);
+        assert!(expected.starts_with("a.xml\t5\t"), "{expected}");
+        // An unchanged output left in place is listed with its file as it is.
+        fs::write(out.join("b.xml"), b"b.xml").unwrap();
+        let before = line(out, "b.xml");
+        build(out, &["b.xml"]);
         assert_eq!(
-            fs::read_to_string(dir.path().join(MANIFEST)).unwrap(),
-            "a.xml\narchive/a.xml\nb.xml\n"
+            fs::read_to_string(out.join(MANIFEST)).unwrap(),
+            before + "\n"
         );
         assert!(Staging::new(dir.path())
             .unwrap()
@@ -680,10 +892,7 @@ mod tests {
         assert!(!out.join("deep").exists(), "emptied folders stay behind");
         assert!(out.join("w/p.html").exists());
         assert_eq!(fs::read(out.join("CNAME")).unwrap(), b"mine");
-        assert_eq!(
-            fs::read_to_string(out.join(MANIFEST)).unwrap(),
-            "a.xml\nw/p.html\n"
-        );
+        assert_eq!(listed(out), ["a.xml", "w/p.html"]);
         assert!(build(out, &["a.xml", "w/p.html"]).removed.is_empty());
     }
 
@@ -735,8 +944,9 @@ mod tests {
         fs::write(
             out.join(MANIFEST),
             format!(
-                "../outside.txt\n{}\nlink/x.html\nlink/../y.html\nlink\na.xml\n",
-                abs.display()
+                "../outside.txt\t4\t0\n{}\nlink/x.html\nlink/../y.html\nlink\n{}\n",
+                abs.display(),
+                line(&out, "a.xml")
             ),
         )
         .unwrap();
@@ -756,9 +966,14 @@ mod tests {
         let out = dir.path();
         build(out, &["real/old.html", "real/new.html"]);
         std::os::unix::fs::symlink(out.join("real"), out.join("alias")).unwrap();
+        let new = line(out, "real/new.html");
         fs::write(
             out.join(MANIFEST),
-            "alias/old.html\nalias/new.html\nreal/new.html\n",
+            format!(
+                "{}\n{}\n{new}\n",
+                line(out, "real/old.html").replacen("real/", "alias/", 1),
+                new.replacen("real/", "alias/", 1),
+            ),
         )
         .unwrap();
         // `alias/new.html` is the output `real/new.html` by another name, as `A.html` and
@@ -782,7 +997,7 @@ mod tests {
         let c = build(out, &["a.xml"]);
         assert!(c.removed.is_empty(), "{:?}", c.removed);
         assert_eq!(fs::read(out.join("dir/mine")).unwrap(), b"mine");
-        assert_eq!(fs::read_to_string(out.join(MANIFEST)).unwrap(), "a.xml\n");
+        assert_eq!(listed(out), ["a.xml"]);
     }
 
     #[test]
@@ -805,13 +1020,10 @@ mod tests {
         assert!(e.contains("stuck.xml") && e.contains("next build"), "{e}");
         assert_eq!(fs::read(out.join("a.xml")).unwrap(), b"new");
         assert!(!out.join("old.xml").exists());
-        assert_eq!(
-            fs::read_to_string(out.join(MANIFEST)).unwrap(),
-            "a.xml\nstuck.xml\n"
-        );
+        assert_eq!(listed(out), ["a.xml", "stuck.xml"]);
         // Once it can be removed, the next build does.
         assert_eq!(build(out, &["a.xml"]).removed, [PathBuf::from("stuck.xml")]);
-        assert_eq!(fs::read_to_string(out.join(MANIFEST)).unwrap(), "a.xml\n");
+        assert_eq!(listed(out), ["a.xml"]);
     }
 
     #[test]
@@ -827,5 +1039,112 @@ mod tests {
         }
         assert!(out.join("old.xml").exists());
         assert_eq!(fs::read(out.join(MANIFEST)).unwrap(), manifest);
+    }
+
+    #[test]
+    fn a_stale_path_holding_a_changed_or_unrecorded_file_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        build(
+            out,
+            &[
+                "a.xml",
+                "w/2019-02.html",
+                "old.xml",
+                "same-size.xml",
+                "legacy.xml",
+            ],
+        );
+        // The user's own page at a former output's path.
+        fs::remove_file(out.join("w/2019-02.html")).unwrap();
+        fs::write(out.join("w/2019-02.html"), b"<meta http-equiv=refresh>").unwrap();
+        // Same size, another time: rewritten by someone else.
+        let f = File::options()
+            .write(true)
+            .open(out.join("same-size.xml"))
+            .unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400))
+            .unwrap();
+        drop(f);
+        let text = fs::read_to_string(out.join(MANIFEST)).unwrap();
+        let text = text.replace(&line(out, "legacy.xml"), "legacy.xml");
+        fs::write(out.join(MANIFEST), text).unwrap();
+        let c = build(out, &["a.xml"]);
+        assert_eq!(c.removed, [PathBuf::from("old.xml")]);
+        assert_eq!(
+            c.changed,
+            [
+                PathBuf::from("same-size.xml"),
+                PathBuf::from("w/2019-02.html")
+            ]
+        );
+        assert_eq!(c.unrecorded, [PathBuf::from("legacy.xml")]);
+        assert!(!out.join("old.xml").exists());
+        assert_eq!(
+            fs::read(out.join("w/2019-02.html")).unwrap(),
+            b"<meta http-equiv=refresh>"
+        );
+        assert_eq!(
+            fs::read(out.join("same-size.xml")).unwrap(),
+            b"same-size.xml"
+        );
+        assert!(out.join("legacy.xml").exists());
+        // Not build's any more: no longer listed.
+        assert_eq!(listed(out), ["a.xml"]);
+    }
+
+    #[test]
+    fn an_unreadable_manifest_is_kept_and_nothing_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        build(out, &["a.xml", "old.xml"]);
+        fs::remove_file(out.join(MANIFEST)).unwrap();
+        fs::create_dir(out.join(MANIFEST)).unwrap();
+        fs::write(out.join(MANIFEST).join("inside"), b"kept").unwrap();
+        let c = build(out, &["a.xml", "b.xml"]);
+        let why = c.manifest_unreadable.expect("a reason");
+        assert!(why.contains(MANIFEST) && why.contains("folder"), "{why}");
+        assert!(c.removed.is_empty());
+        assert_eq!(c.count, 2);
+        assert_eq!(fs::read(out.join("b.xml")).unwrap(), b"b.xml");
+        assert!(out.join("old.xml").exists());
+        assert!(out.join(MANIFEST).is_dir(), "the manifest was replaced");
+        assert_eq!(
+            fs::read(out.join(MANIFEST).join("inside")).unwrap(),
+            b"kept"
+        );
+    }
+
+    #[test]
+    fn a_rename_failing_half_way_keeps_the_old_entries_and_lists_what_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        build(out, &["a.xml", "old.xml"]);
+        let old_line = line(out, "old.xml");
+        // A folder with a file in it where an output goes: renaming onto it fails.
+        fs::create_dir(out.join("x.html")).unwrap();
+        fs::write(out.join("x.html/mine"), b"mine").unwrap();
+        let s = Staging::new(out).unwrap();
+        s.add_bytes("a.xml", b"a.xml").unwrap();
+        s.add_bytes("deep/d.html", b"d").unwrap();
+        s.add_bytes("x.html", b"x").unwrap();
+        let e = s.commit().unwrap_err().to_string();
+        assert!(e.contains("x.html"), "{e}");
+        assert_eq!(fs::read(out.join("deep/d.html")).unwrap(), b"d");
+        assert!(out.join("old.xml").exists());
+        assert_eq!(listed(out), ["a.xml", "deep/d.html", "old.xml"]);
+        let text = fs::read_to_string(out.join(MANIFEST)).unwrap();
+        assert!(text.contains(&format!("{old_line}\n")), "{text}");
+        assert!(
+            text.contains(&format!("{}\n", line(out, "deep/d.html"))),
+            "{text}"
+        );
+        // Once the way is clear, the next build prunes what it no longer writes.
+        fs::remove_dir_all(out.join("x.html")).unwrap();
+        let c = build(out, &["a.xml"]);
+        assert_eq!(
+            c.removed,
+            [PathBuf::from("deep/d.html"), PathBuf::from("old.xml")]
+        );
     }
 }
