@@ -61,14 +61,9 @@ impl Templates {
     }
 
     fn from_sources(sources: Vec<(String, String)>) -> Result<Templates> {
-        let mut tera = Tera::default();
-        tera.autoescape_on(vec![".html", ".htm", ".xml"]);
-        // Tera's own escaper also rewrites `/`, which turns every URL in an attribute into
-        // `https:&#x2F;&#x2F;...`: valid, but it bloats pages and confuses link checkers.
-        tera.set_escape_fn(escape_html);
-        tera.add_raw_templates(sources)
-            .map_err(|e| anyhow::anyhow!("templates: {}", chain(&e)))?;
-        Ok(Templates { tera })
+        Ok(Templates {
+            tera: new_tera(sources, "templates")?,
+        })
     }
 
     /// Renders the template `name` with `ctx`.
@@ -106,8 +101,21 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// A Tera instance over `sources` (name, text), escaping HTML with the crate's escaper;
+/// `what` names the set in a parse error.
+pub(crate) fn new_tera(sources: Vec<(String, String)>, what: &str) -> Result<Tera> {
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![".html", ".htm", ".xml"]);
+    // Tera's own escaper also rewrites `/`, which turns every URL in an attribute into
+    // `https:&#x2F;&#x2F;...`: valid, but it bloats pages and confuses link checkers.
+    tera.set_escape_fn(escape_html);
+    tera.add_raw_templates(sources)
+        .map_err(|e| anyhow::anyhow!("{what}: {}", chain(&e)))?;
+    Ok(tera)
+}
+
 /// Tera's error with its causes, which hold the line and the reason.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -119,7 +127,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The escape function of the Tera instances, over the one HTML escaper of the crate.
-pub fn escape_html(s: &str) -> String {
+fn escape_html(s: &str) -> String {
     crate::markdown::escape_html(s).into_owned()
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use tera::{Context, Tera};
 
 use crate::config::Config;
+use crate::templates::{chain, new_tera};
 
 /// The built-in templates, by file name.
 pub const BUILTIN: [(&str, &str); 6] = [
@@ -61,11 +62,7 @@ impl Pages {
                 }
             }
         }
-        let mut tera = Tera::default();
-        tera.autoescape_on(vec![".html"]);
-        tera.set_escape_fn(crate::templates::escape_html);
-        tera.add_raw_templates(sources)
-            .map_err(|e| anyhow::anyhow!("serve templates: {}", chain(&e)))?;
+        let tera = new_tera(sources, "serve templates")?;
         let pages = Pages {
             tera,
             site: SiteCtx {
@@ -132,18 +129,6 @@ impl Pages {
 
 fn read(p: &Path) -> Result<String> {
     std::fs::read_to_string(p).with_context(|| format!("reading template {}", p.display()))
-}
-
-/// Tera's error with its causes, which hold the line and the reason.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
