@@ -415,9 +415,9 @@ fn load_issues(ctx: &Ctx) -> Result<Vec<Issue>> {
         .filter(|d| d.is_error())
         .map(|d| d.path.display().to_string())
         .collect();
+    let errors = broken.len();
     broken.dedup();
-    if !broken.is_empty() {
-        let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
         bail!(
             "not sending: {errors} error(s) in the issues folder {} (in {}): fix them (`techshack check` lists them) and send again",
             ctx.config.issues.dir.display(),
