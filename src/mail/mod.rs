@@ -1,6 +1,7 @@
-//! Composing, recording and delivering the newsletter email.
+//! Composing and delivering the newsletter email, the retry policy, and the plan of a send.
 
 pub mod compose;
 pub mod deliver;
-pub mod ledger;
+pub mod plan;
+pub mod policy;
 pub mod smtp;

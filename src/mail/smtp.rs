@@ -324,20 +324,14 @@ impl Target {
 }
 
 /// Why a connection could not be opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
     /// Retrying cannot help (authentication refused, TLS refused or untrusted).
+    #[error("{0}")]
     Fatal(String),
     /// The server is down, busy or slow: a later run may succeed.
+    #[error("{0}")]
     Transient(String),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Fatal(s) | ConnectError::Transient(s) => f.write_str(s),
-        }
-    }
 }
 
 /// An open session.
