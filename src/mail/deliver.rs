@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use super::compose::Recipient;
 use super::policy::{jitter, settle, Attempt, Settings, Settlement, Tally};
-use super::smtp::{Conn, ConnectError, Outcome, Target};
+use super::session::{Conn, Outcome};
+use super::smtp::{ConnectError, Target};
 use crate::store::{Change, Row, WriterHandle};
 
 /// Where sessions come from: connect (greeting, EHLO, TLS, AUTH) and the time one protocol

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::smtp::Outcome;
+use super::session::Outcome;
 use crate::config::SmtpConfig;
 use crate::store::Change;
 

@@ -125,7 +125,7 @@ impl<T: ToAddress + ?Sized> ToAddress for &T {
 }
 
 /// [`Address::parse`] as a plain string, for callers that only pass it on as text.
-pub fn normalize_address(raw: &str) -> Result<String, AddressError> {
+pub(crate) fn normalize_address(raw: &str) -> Result<String, AddressError> {
     Address::parse(raw).map(Address::into_string)
 }
 

@@ -8,7 +8,7 @@ use super::{normalize_name, now_text, Store, SubscriberStatus, ToAddress};
 
 /// What an unsubscribe link did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsubscribed {
+pub(crate) enum Unsubscribed {
     /// A pending or active subscriber is now unsubscribed.
     Now,
     /// Already unsubscribed or bounced: nothing changed.
@@ -20,7 +20,7 @@ pub enum Unsubscribed {
 
 /// What a sign-up asks of the server, decided from the address's standing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignUp {
+pub(crate) enum SignUp {
     /// Mail a confirmation link (new, pending, or unsubscribed and asking to come back).
     SendConfirmation,
     /// Already active: nothing to do.
@@ -31,7 +31,7 @@ pub enum SignUp {
 
 /// What a confirmation link did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirmed {
+pub(crate) enum Confirmed {
     /// Now active (it was pending, or unsubscribed before this link was made).
     Activated,
     AlreadyActive,
@@ -44,7 +44,7 @@ pub enum Confirmed {
 impl Store {
     /// Marks the address of a verified unsubscribe link unsubscribed. A bounced address stays
     /// bounced: both receive nothing, and the bounce says more.
-    pub fn serve_unsubscribe(&mut self, address: impl ToAddress) -> Result<Unsubscribed> {
+    pub(crate) fn serve_unsubscribe(&mut self, address: impl ToAddress) -> Result<Unsubscribed> {
         let a = address.to_address()?;
         let now = now_text();
         let tx = self
@@ -75,7 +75,11 @@ impl Store {
 
     /// Records a sign-up (a new address becomes `pending`; an existing row keeps its status)
     /// and says whether a confirmation mail is called for.
-    pub fn serve_sign_up(&mut self, address: impl ToAddress, name: Option<&str>) -> Result<SignUp> {
+    pub(crate) fn serve_sign_up(
+        &mut self,
+        address: impl ToAddress,
+        name: Option<&str>,
+    ) -> Result<SignUp> {
         let a = address.to_address()?;
         self.add_pending(&a, name)?;
         let status = self
@@ -91,7 +95,7 @@ impl Store {
 
     /// Takes the address's one confirmation mail per `min_gap_secs`. Returns `None` when one
     /// went out more recently, else the previous time (for [`Store::serve_release_mail`]).
-    pub fn serve_claim_mail(
+    pub(crate) fn serve_claim_mail(
         &mut self,
         address: &str,
         now: i64,
@@ -125,7 +129,7 @@ impl Store {
     }
 
     /// Gives the claim back after the mail could not be handed to the SMTP server.
-    pub fn serve_release_mail(&self, address: &str, claimed_at: i64, previous: Option<i64>) {
+    pub(crate) fn serve_release_mail(&self, address: &str, claimed_at: i64, previous: Option<i64>) {
         let r = match previous {
             Some(p) => self.conn.execute(
                 "UPDATE serve_confirm_mails SET last_sent_at = ?3
@@ -143,7 +147,11 @@ impl Store {
     }
 
     /// Applies a verified confirmation link made at `minted_at` (Unix time).
-    pub fn serve_confirm(&mut self, address: impl ToAddress, minted_at: i64) -> Result<Confirmed> {
+    pub(crate) fn serve_confirm(
+        &mut self,
+        address: impl ToAddress,
+        minted_at: i64,
+    ) -> Result<Confirmed> {
         let a = address.to_address()?;
         let now = now_text();
         let tx = self

@@ -18,7 +18,7 @@ use super::{now_text, open_connection, Address, Store};
 
 /// Where one delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeliveryState {
+pub(crate) enum DeliveryState {
     Pending,
     InFlight,
     Sent,
@@ -40,7 +40,7 @@ impl DeliveryState {
         DeliveryState::Skipped,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
             DeliveryState::InFlight => "in_flight",
@@ -78,26 +78,26 @@ impl FromStr for DeliveryState {
 
 /// Rows per state for one issue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts([usize; 7]);
+pub(crate) struct Counts([usize; 7]);
 
 impl Counts {
-    pub fn get(&self, s: DeliveryState) -> usize {
+    pub(crate) fn get(&self, s: DeliveryState) -> usize {
         self.0[s.index()]
     }
 
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.0.iter().sum()
     }
 
     /// Nothing left to do in any run (unknown rows wait for `--retry-unknown`).
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.get(DeliveryState::Pending) == 0
             && self.get(DeliveryState::InFlight) == 0
             && self.get(DeliveryState::Deferred) == 0
     }
 
     /// `sent 2000, deferred 0, ...`: every state and the total on one line.
-    pub fn one_line(&self) -> String {
+    pub(crate) fn one_line(&self) -> String {
         let mut s: Vec<String> = DeliveryState::ALL
             .iter()
             .map(|st| format!("{st} {}", self.get(*st)))
@@ -109,7 +109,7 @@ impl Counts {
 
 /// A row to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
+pub(crate) struct Row {
     pub id: i64,
     pub address: Address,
     pub name: Option<String>,
@@ -120,7 +120,7 @@ pub struct Row {
 
 /// A row as `status --csv` writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportRow {
+pub(crate) struct ReportRow {
     pub address: Address,
     pub state: DeliveryState,
     pub attempts: u32,
@@ -130,7 +130,7 @@ pub struct ReportRow {
 
 impl Store {
     /// Whether the issue's recipients were already snapshotted.
-    pub fn has_snapshot(&self, issue: &str) -> Result<bool> {
+    pub(crate) fn has_snapshot(&self, issue: &str) -> Result<bool> {
         Ok(self
             .conn
             .query_row("SELECT 1 FROM sends WHERE issue = ?1", [issue], |_| Ok(()))
@@ -140,7 +140,7 @@ impl Store {
 
     /// Copies the active subscribers into the ledger as `pending`, once per issue. Returns the
     /// number of rows written, or `None` when the snapshot was taken by an earlier run.
-    pub fn snapshot(&mut self, issue: &str) -> Result<Option<usize>> {
+    pub(crate) fn snapshot(&mut self, issue: &str) -> Result<Option<usize>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -164,12 +164,12 @@ impl Store {
 
     /// Rows a crashed run left `in_flight` become `unknown`. Call only while holding the send
     /// lock: then no other process can have a row in flight.
-    pub fn recover_in_flight(&mut self, issue: &str) -> Result<usize> {
+    pub(crate) fn recover_in_flight(&mut self, issue: &str) -> Result<usize> {
         recover_in_flight(&self.conn, issue)
     }
 
     /// [`Store::recover_in_flight`] for every issue at once; returns the rows changed per issue.
-    pub fn recover_all_in_flight(&mut self) -> Result<Vec<(String, usize)>> {
+    pub(crate) fn recover_all_in_flight(&mut self) -> Result<Vec<(String, usize)>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -190,7 +190,7 @@ impl Store {
 
     /// Issues whose send was started and still has rows to deliver (pending, in flight or
     /// deferred), in the order first sent.
-    pub fn unfinished_issues(&self) -> Result<Vec<String>> {
+    pub(crate) fn unfinished_issues(&self) -> Result<Vec<String>> {
         let mut st = self.conn.prepare(
             "SELECT issue FROM sends s WHERE EXISTS (
                  SELECT 1 FROM deliveries d WHERE d.issue = s.issue
@@ -202,7 +202,7 @@ impl Store {
     }
 
     /// `--retry-unknown`: unknown rows go back to `pending`.
-    pub fn requeue_unknown(&mut self, issue: &str) -> Result<usize> {
+    pub(crate) fn requeue_unknown(&mut self, issue: &str) -> Result<usize> {
         Ok(self.conn.execute(
             "UPDATE deliveries SET state = 'pending', updated_at = ?2
              WHERE issue = ?1 AND state = 'unknown'",
@@ -213,7 +213,7 @@ impl Store {
     /// Deferred rows first attempted before `first_attempt_before` (Unix seconds) become
     /// `failed`, their reply `reason` followed by the last reply. Rows never handed to the
     /// server are not aged, like pending ones. Returns the number of rows failed.
-    pub fn expire_deferred(
+    pub(crate) fn expire_deferred(
         &mut self,
         issue: &str,
         first_attempt_before: i64,
@@ -230,7 +230,7 @@ impl Store {
 
     /// Rows to deliver now: pending, and deferred whose next attempt is due at `now` (Unix
     /// seconds).
-    pub fn due(&self, issue: &str, now: i64) -> Result<Vec<Row>> {
+    pub(crate) fn due(&self, issue: &str, now: i64) -> Result<Vec<Row>> {
         let mut st = self.conn.prepare(
             "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
              WHERE issue = ?1
@@ -250,7 +250,7 @@ impl Store {
     }
 
     /// The earliest next attempt of a deferred row, Unix seconds.
-    pub fn next_due(&self, issue: &str) -> Result<Option<i64>> {
+    pub(crate) fn next_due(&self, issue: &str) -> Result<Option<i64>> {
         Ok(self.conn.query_row(
             "SELECT min(next_attempt_at) FROM deliveries WHERE issue = ?1 AND state = 'deferred'",
             [issue],
@@ -259,7 +259,7 @@ impl Store {
     }
 
     /// Rows per state of one issue.
-    pub fn counts(&self, issue: &str) -> Result<Counts> {
+    pub(crate) fn counts(&self, issue: &str) -> Result<Counts> {
         let mut st = self
             .conn
             .prepare("SELECT state, count(*) FROM deliveries WHERE issue = ?1 GROUP BY state")?;
@@ -275,7 +275,7 @@ impl Store {
     }
 
     /// Every issue sent so far (in the order first sent) with its counts.
-    pub fn all_counts(&self) -> Result<Vec<(String, Counts)>> {
+    pub(crate) fn all_counts(&self) -> Result<Vec<(String, Counts)>> {
         let mut st = self
             .conn
             .prepare("SELECT issue FROM sends ORDER BY snapshot_at, issue")?;
@@ -292,7 +292,7 @@ impl Store {
     }
 
     /// Every row of an issue that is not `sent`, by address.
-    pub fn not_sent(&self, issue: &str) -> Result<Vec<ReportRow>> {
+    pub(crate) fn not_sent(&self, issue: &str) -> Result<Vec<ReportRow>> {
         let mut st = self.conn.prepare(
             "SELECT address, state, attempts, last_reply, updated_at FROM deliveries
              WHERE issue = ?1 AND state <> 'sent' ORDER BY address",
@@ -321,7 +321,7 @@ impl Store {
     }
 
     /// Starts the one writer of the ledger for a send, on its own connection.
-    pub fn writer(&self) -> Result<Writer> {
+    pub(crate) fn writer(&self) -> Result<Writer> {
         Writer::start(&self.path)
     }
 }
@@ -338,7 +338,7 @@ fn recover_in_flight(conn: &Connection, issue: &str) -> Result<usize> {
 
 /// One state change of a delivery, as the delivery workers report them.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub(crate) enum Change {
     /// The 2xx reply to the final dot.
     Sent { reply: String },
     /// A 4xx: try again after `next_attempt_at` (Unix seconds); `attempts` counts this one.
@@ -379,7 +379,7 @@ enum Op {
 
 /// The one writer of the ledger during a send: a thread that commits each batch of changes
 /// in one transaction, so many connections share one commit.
-pub struct Writer {
+pub(crate) struct Writer {
     tx: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
     error: Arc<Mutex<Option<String>>>,
@@ -387,7 +387,7 @@ pub struct Writer {
 
 /// A cheap handle the delivery workers use.
 #[derive(Clone)]
-pub struct WriterHandle {
+pub(crate) struct WriterHandle {
     tx: mpsc::Sender<Op>,
     error: Arc<Mutex<Option<String>>>,
 }
@@ -410,7 +410,7 @@ impl Writer {
         })
     }
 
-    pub fn handle(&self) -> WriterHandle {
+    pub(crate) fn handle(&self) -> WriterHandle {
         WriterHandle {
             tx: self.tx.clone().expect("writer running"),
             error: self.error.clone(),
@@ -418,7 +418,7 @@ impl Writer {
     }
 
     /// Commits everything sent so far and stops the thread.
-    pub fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(mut self) -> Result<()> {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(Op::Stop);
         }
@@ -447,7 +447,7 @@ impl WriterHandle {
     /// Commits the row `in_flight` (true) or, when its subscriber is no longer active,
     /// `skipped` (false). `at` (Unix seconds) becomes the row's first attempt time unless it
     /// has one. Returns only once committed.
-    pub async fn claim(&self, id: i64, at: i64) -> Result<bool> {
+    pub(crate) async fn claim(&self, id: i64, at: i64) -> Result<bool> {
         let (done, rx) = tokio::sync::oneshot::channel();
         self.tx
             .send(Op::Claim { id, at, done })
@@ -456,14 +456,14 @@ impl WriterHandle {
     }
 
     /// Queues a change; it is committed with the next batch, before any later claim.
-    pub fn record(&self, id: i64, change: Change) -> Result<()> {
+    pub(crate) fn record(&self, id: i64, change: Change) -> Result<()> {
         self.tx
             .send(Op::Change { id, change })
             .map_err(|_| self.failed())
     }
 
     /// Waits until everything queued is committed.
-    pub async fn flush(&self) -> Result<()> {
+    pub(crate) async fn flush(&self) -> Result<()> {
         let (done, rx) = tokio::sync::oneshot::channel();
         self.tx.send(Op::Flush(done)).map_err(|_| self.failed())?;
         rx.await.map_err(|_| self.failed())

@@ -6,7 +6,7 @@
 //! deliveries may be repeated").
 //!
 //! Nothing outside this module writes SQL or holds a connection, and no method takes or
-//! returns a `rusqlite` type: the method list of `Store` (and of the ledger [`Writer`]) is
+//! returns a `rusqlite` type: the method list of `Store` (and of the ledger writer) is
 //! the whole contract a second backend has to meet. It is kept as plain methods rather than
 //! a trait while there is one backend, so the trait can be drawn from the list once the
 //! second backend says what it needs (a pool, async calls).
@@ -23,10 +23,12 @@ mod ledger;
 mod migrations;
 mod subscribers;
 
-pub use address::{normalize_address, Address, AddressError, ToAddress};
-pub use confirmations::{Confirmed, SignUp, Unsubscribed};
-pub use ledger::{Change, Counts, DeliveryState, ReportRow, Row, Writer, WriterHandle};
-pub use subscribers::{normalize_name, AddOutcome, ImportReport, Subscriber, SubscriberStatus};
+pub(crate) use address::normalize_address;
+pub use address::{Address, AddressError, ToAddress};
+pub(crate) use confirmations::{Confirmed, SignUp, Unsubscribed};
+pub(crate) use ledger::{Change, Counts, DeliveryState, Row, WriterHandle};
+pub(crate) use subscribers::normalize_name;
+pub use subscribers::{AddOutcome, ImportReport, Subscriber, SubscriberStatus};
 
 /// The open state file.
 pub struct Store {

@@ -75,7 +75,7 @@ pub struct Subscriber {
 }
 
 /// Cleans a display name: one line, trimmed; `None` when empty.
-pub fn normalize_name(raw: Option<&str>) -> Option<String> {
+pub(crate) fn normalize_name(raw: Option<&str>) -> Option<String> {
     let n: String = raw?
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

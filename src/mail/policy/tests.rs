@@ -1,5 +1,5 @@
 use super::*;
-use crate::mail::smtp::classify;
+use crate::mail::session::classify;
 
 const NOW: i64 = 1_000_000;
 
