@@ -567,3 +567,36 @@ impl SendLock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_outranks_a_deferral_which_outranks_done() {
+        let mut c = Code::default();
+        for (add, want) in [
+            (0, 0),
+            (EXIT_TEMPFAIL, EXIT_TEMPFAIL),
+            (0, EXIT_TEMPFAIL),
+            (1, 1),
+        ] {
+            c.add(add);
+            assert_eq!(c.0, want, "after {add}");
+        }
+        c.add(EXIT_TEMPFAIL);
+        assert_eq!(c.0, 1);
+    }
+
+    #[test]
+    fn dry_run_files_are_named_safely_per_address() {
+        assert_eq!(
+            eml_name("2019-01", "ann+x@example.org"),
+            PathBuf::from("2019-01-ann+x_example.org.eml")
+        );
+        assert_eq!(
+            eml_name("2019-01", "o'brien@example.org"),
+            PathBuf::from("2019-01-o_brien_example.org.eml")
+        );
+    }
+}
