@@ -43,7 +43,7 @@ fn main() {
     let setup = t0.elapsed();
     let recipients: Vec<Recipient> = (0..2000)
         .map(|i| Recipient {
-            address: format!("subscriber{i}@example.org"),
+            address: format!("subscriber{i}@example.org").parse().unwrap(),
             name: (i % 2 == 0).then(|| format!("Subscriber Number {i}")),
         })
         .collect();

@@ -19,7 +19,7 @@ fn seed_issue(config: &techshack::config::Config) -> techshack::model::Issue {
 
 fn reader() -> Recipient {
     Recipient {
-        address: "reader@example.org".into(),
+        address: "reader@example.org".parse().unwrap(),
         name: Some("Ada Lovelace".into()),
     }
 }
@@ -108,7 +108,7 @@ fn crlf_in_title_and_name_never_makes_a_header() {
     issue.title = "Hello\r\nBcc: victim@example.com".into();
     let comp = Composer::new(&c, &issue, SECRET).unwrap();
     let r = Recipient {
-        address: "reader@example.org".into(),
+        address: "reader@example.org".parse().unwrap(),
         name: Some("Eve\r\nBcc: other@example.com\r\n\r\n<b>x</b>".into()),
     };
     let raw = comp.message_bytes(&r).unwrap();
@@ -164,7 +164,7 @@ fn preview_date_makes_identical_bytes_and_recipients_differ() {
             .to_string();
     assert!(head.contains("Date: Mon, 31 Dec 2018 09:00:00"), "{head}");
     let other = Recipient {
-        address: "other@example.org".into(),
+        address: "other@example.org".parse().unwrap(),
         name: None,
     };
     let ro = a.message_bytes(&other).unwrap();

@@ -190,7 +190,7 @@ fn wide_content_does_not_widen_the_page() {
     let issue = issue_from_markdown(&c, "wide", "Wide things", &md);
     let comp = techshack::mail::compose::Composer::new(&c, &issue, SECRET).unwrap();
     let html = comp.html(&techshack::mail::compose::Recipient {
-        address: "reader@example.org".into(),
+        address: "reader@example.org".parse().unwrap(),
         name: None,
     });
     check_in_browser(&html, "wide-content");

@@ -55,7 +55,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::PreviewArgs) -> Result<u8> {
         eprintln!("warning: {}: {w}", issue.slug);
     }
     let r = Recipient {
-        address: SAMPLE_ADDRESS.into(),
+        address: crate::store::Address::parse(SAMPLE_ADDRESS)?,
         name: Some(SAMPLE_NAME.into()),
     };
     let eml = composer.message_bytes(&r)?;

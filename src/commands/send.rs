@@ -13,13 +13,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
 use crate::cli::SendArgs;
-use crate::config::Config;
 use crate::mail::compose::{Composer, Recipient};
-use crate::mail::deliver::{self, Build, Settings};
-use crate::mail::ledger::{self, DeliveryState, Writer};
-use crate::mail::smtp::{ConnectError, Outcome, Target};
+use crate::mail::deliver::{self, Build};
+use crate::mail::plan::{self, Resume, Unfinished};
+use crate::mail::policy::Settings;
+use crate::mail::session::Outcome;
+use crate::mail::smtp::{ConnectError, Target};
 use crate::model::Issue;
-use crate::store::{normalize_address, Store, SubscriberStatus};
+use crate::store::{Address, Counts, DeliveryState, Store, SubscriberStatus};
 use crate::EXIT_TEMPFAIL;
 
 pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
@@ -28,100 +29,112 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     let issues = load_issues(ctx)?;
     let testing = args.dry_run.is_some() || args.to.is_some();
     let issue = match (&args.issue, args.latest) {
-        (Some(slug), _) => Some(pick_slug(config, &issues, slug, now, testing)?),
-        (None, _) => pick_latest(config, &issues, now)?,
+        (Some(slug), _) => {
+            let (issue, warning) = plan::pick_slug(config, &issues, slug, now, testing)?;
+            if let Some(w) = warning {
+                eprintln!("warning: {w}");
+            }
+            Some(issue)
+        }
+        (None, _) => plan::pick_latest(config, &issues, now)?,
     };
     if testing {
-        let Some(issue) = &issue else {
-            ctx.info("send --latest: no published issue in the main feeds; nothing to send");
-            return Ok(0);
-        };
-        let slug = issue.slug.clone();
-        let secret = crate::token::secret_from_env()?;
-        let composer = Composer::new(config, issue, &secret)
-            .with_context(|| format!("composing the email of {slug}"))?;
-        if let Some(w) = composer.size_warning() {
-            eprintln!("warning: {slug}: {w}");
-        }
-        if let Some(dir) = &args.dry_run {
-            return dry_run(ctx, &composer, &slug, dir);
-        }
-        if let Some(to) = &args.to {
-            return test_copy(ctx, &composer, &slug, to);
-        }
+        return test_send(ctx, &args, issue.as_ref());
     }
-
     let db = config.state.db.clone();
     let _lock = SendLock::acquire(&db)?;
     let mut store = Store::open(&db)?;
     let mut run = Runner::start(ctx)?;
-    if let (false, Some(issue)) = (args.latest, &issue) {
-        let slug = &issue.slug;
-        let recovered = ledger::recover_in_flight(store.conn(), slug)?;
-        warn_recovered(slug, recovered);
-        return run.issue(&mut store, issue, args.retry_unknown, None);
+    match (args.latest, issue) {
+        (false, Some(issue)) => {
+            let slug = &issue.slug;
+            let recovered = store.recover_in_flight(slug)?;
+            warn_recovered(slug, recovered);
+            run.issue(&mut store, &issue, args.retry_unknown, None)
+        }
+        (_, newest) => send_latest(&mut run, &mut store, &issues, newest.as_ref(), &args),
     }
+}
 
-    // --latest is what cron calls: every issue whose send was started and not finished is
-    // finished here too, oldest first, so an interrupted older issue is never left behind.
-    for (slug, n) in ledger::recover_all_in_flight(store.conn_mut())? {
+/// `--dry-run DIR` and `--to ADDR`: a copy of the issue, nothing recorded.
+fn test_send(ctx: &Ctx, args: &SendArgs, issue: Option<&Issue>) -> Result<u8> {
+    let Some(issue) = issue else {
+        ctx.info("send --latest: no published issue in the main feeds; nothing to send");
+        return Ok(0);
+    };
+    let slug = &issue.slug;
+    let secret = crate::token::secret_from_env()?;
+    let composer = Composer::new(&ctx.config, issue, &secret)
+        .with_context(|| format!("composing the email of {slug}"))?;
+    if let Some(w) = composer.size_warning() {
+        eprintln!("warning: {slug}: {w}");
+    }
+    if let Some(dir) = &args.dry_run {
+        return dry_run(ctx, &composer, slug, dir);
+    }
+    match &args.to {
+        Some(to) => test_copy(ctx, &composer, slug, to),
+        None => Ok(0),
+    }
+}
+
+/// `--latest` is what cron calls: every issue whose send was started and not finished is
+/// finished here too, oldest first, so an interrupted older issue is never left behind.
+fn send_latest(
+    run: &mut Runner<'_>,
+    store: &mut Store,
+    issues: &[Issue],
+    newest: Option<&Issue>,
+    args: &SendArgs,
+) -> Result<u8> {
+    let ctx = run.ctx;
+    let config = &ctx.config;
+    let now = config.site.timezone.now();
+    for (slug, n) in store.recover_all_in_flight()? {
         warn_recovered(&slug, n);
     }
-    let newest = issue;
     if newest.is_none() {
         ctx.info("send --latest: no published issue in the main feeds; nothing new to send");
     }
-    let newest_slug = newest.as_ref().map(|i| i.slug.clone());
     let mut code = Code::default();
     let mut older: Vec<&Issue> = Vec::new();
-    let unix_now = chrono::Utc::now().timestamp();
-    for slug in ledger::unfinished_issues(store.conn())? {
-        if Some(&slug) == newest_slug.as_ref() {
-            continue;
-        }
-        expire(config, &store, &slug, unix_now)?;
-        let c = ledger::counts(store.conn(), &slug)?;
-        if c.is_complete() {
-            println!("{slug}: complete ({})", c.one_line());
-            continue;
-        }
-        let Some(issue) = issues.iter().find(|i| i.slug == slug) else {
-            eprintln!(
-                "warning: {slug}: its send is unfinished ({}) but {} has no issue `{slug}` any more: restore the file, then run `techshack send {slug}`",
-                c.one_line(),
+    let unfinished = plan::unfinished(
+        store,
+        issues,
+        newest.map(|i| i.slug.as_str()),
+        now,
+        chrono::Utc::now().timestamp(),
+        args.max_age,
+        config.smtp.max_age_hours,
+    )?;
+    for u in unfinished {
+        let (slug, c) = (&u.slug, u.counts.one_line());
+        warn_expired(slug, u.expired, config.smtp.max_age_hours);
+        match u.verdict {
+            Unfinished::Complete => {
+                println!("{slug}: complete ({c})");
+                continue;
+            }
+            Unfinished::Finish(issue) => {
+                older.push(issue);
+                continue;
+            }
+            Unfinished::Missing => eprintln!(
+                "warning: {slug}: its send is unfinished ({c}) but {} has no issue `{slug}` any more: restore the file, then run `techshack send {slug}`",
                 config.issues.dir.display()
-            );
-            code.add(EXIT_TEMPFAIL);
-            continue;
-        };
-        if !issue.is_published(now) {
-            eprintln!(
-                "warning: {slug}: its send is unfinished ({}) but {} is now a draft or dated in the future: publish it again, then run `techshack send {slug}`",
-                c.one_line(),
+            ),
+            Unfinished::NotPublished(issue) => eprintln!(
+                "warning: {slug}: its send is unfinished ({c}) but {} is now a draft or dated in the future: publish it again, then run `techshack send {slug}`",
                 issue.path.display()
-            );
-            code.add(EXIT_TEMPFAIL);
-            continue;
-        }
-        let age = now.signed_duration_since(issue.date);
-        if age > chrono::Duration::days(i64::from(args.max_age)) {
-            eprintln!(
-                "warning: {slug}: its send is unfinished ({}) and the issue is {} days old, older than --max-age {}: not sending it; finish it with `techshack send {slug}`",
-                c.one_line(),
-                age.num_days(),
+            ),
+            Unfinished::TooOld { days, .. } => eprintln!(
+                "warning: {slug}: its send is unfinished ({c}) and the issue is {days} days old, older than --max-age {}: not sending it; finish it with `techshack send {slug}`",
                 args.max_age
-            );
-            code.add(EXIT_TEMPFAIL);
-            continue;
+            ),
         }
-        older.push(issue);
+        code.add(EXIT_TEMPFAIL);
     }
-    let mut handle: Vec<(&Issue, bool)> = older.into_iter().map(|i| (i, false)).collect();
-    if let Some(n) = &newest {
-        handle.push((n, true));
-    }
-    handle.sort_by(|(a, _), (b, _)| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
-    for (issue, is_newest) in handle {
+    for (issue, is_newest) in plan::order(older, newest) {
         if run.stopped() {
             eprintln!("{}: not started: the send was interrupted", issue.slug);
             code.add(EXIT_TEMPFAIL);
@@ -129,7 +142,7 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
         }
         let max_age = is_newest.then_some(args.max_age);
         let retry_unknown = is_newest && args.retry_unknown;
-        match run.issue(&mut store, issue, retry_unknown, max_age) {
+        match run.issue(store, issue, retry_unknown, max_age) {
             Ok(c) => code.add(c),
             Err(e) => {
                 eprintln!("error: {}: {e:#}", issue.slug);
@@ -165,17 +178,22 @@ fn warn_recovered(slug: &str, recovered: usize) {
     }
 }
 
-/// Fails the deferred rows of `slug` past `smtp.max_age_hours`, before anything is selected:
-/// such rows are final, not due.
-fn expire(config: &Config, store: &Store, slug: &str, unix_now: i64) -> Result<()> {
-    let hours = config.smtp.max_age_hours;
-    let expired = ledger::expire_deferred(store.conn(), slug, unix_now, hours)?;
+fn warn_expired(slug: &str, expired: usize, hours: i64) {
     if expired > 0 {
         eprintln!(
             "warning: {expired} deferred delivery(ies) of {slug} failed: first attempted more than {hours} h ago (smtp.max_age_hours); see `techshack status {slug} --csv`"
         );
     }
-    Ok(())
+}
+
+/// What one delivery run of an issue came to.
+struct Delivered {
+    report: deliver::Report,
+    /// Rows due at the start.
+    due: usize,
+    /// Subscribers snapshotted by this run, if it took the snapshot.
+    snapshot: Option<usize>,
+    started: Instant,
 }
 
 /// What every issue of one `send` shares: the runtime and the stop flag a signal sets.
@@ -220,22 +238,18 @@ impl<'a> Runner<'a> {
     ) -> Result<u8> {
         let ctx = self.ctx;
         let config = &ctx.config;
-        let now = config.site.timezone.now();
-        let slug = issue.slug.clone();
-        let db = config.state.db.clone();
+        let slug = &issue.slug;
         if retry_unknown {
-            let n = ledger::requeue_unknown(store.conn(), &slug)?;
+            let n = store.requeue_unknown(slug)?;
             if n > 0 {
                 ctx.info(format!("{n} unknown delivery(ies) of {slug} queued again"));
             }
         }
-        let snapshotted = ledger::has_snapshot(store.conn(), &slug)?;
+        let snapshotted = store.has_snapshot(slug)?;
         if let (Some(max_age), false) = (max_age, snapshotted) {
-            let age = now.signed_duration_since(issue.date);
-            if age > chrono::Duration::days(i64::from(max_age)) {
+            if let Some(days) = plan::older_than(issue, config.site.timezone.now(), max_age) {
                 ctx.info(format!(
-                    "{slug}: the newest issue is {} days old, older than --max-age {max_age}: not sending (send it by name to mail it anyway)",
-                    age.num_days(),
+                    "{slug}: the newest issue is {days} days old, older than --max-age {max_age}: not sending (send it by name to mail it anyway)",
                 ));
                 return Ok(0);
             }
@@ -245,107 +259,34 @@ impl<'a> Runner<'a> {
             .with_context(|| format!("composing the email of {slug}"))?;
         let unix_now = chrono::Utc::now().timestamp();
         if snapshotted {
-            expire(config, store, &slug, unix_now)?;
-            let c = ledger::counts(store.conn(), &slug)?;
-            if c.is_complete() {
-                println!("{slug}: complete ({})", c.one_line());
-                return Ok(0);
-            }
-            if ledger::due(store.conn(), &slug, unix_now)?.is_empty() {
-                let next = ledger::next_due(store.conn(), &slug)?.unwrap_or(unix_now);
-                println!(
-                    "{slug}: nothing due before {} ({})",
-                    fmt_unix(next),
-                    c.one_line()
-                );
-                return Ok(EXIT_TEMPFAIL);
+            let hours = config.smtp.max_age_hours;
+            let (expired, resume) = plan::resume(store, slug, unix_now, hours)?;
+            warn_expired(slug, expired, hours);
+            match resume {
+                Resume::Complete(c) => {
+                    println!("{slug}: complete ({})", c.one_line());
+                    return Ok(0);
+                }
+                Resume::NothingDue { next, counts } => {
+                    println!(
+                        "{slug}: nothing due before {} ({})",
+                        fmt_unix(next),
+                        counts.one_line()
+                    );
+                    return Ok(EXIT_TEMPFAIL);
+                }
+                Resume::Deliver => {}
             }
         }
-
-        let password = std::env::var("TECHSHACK_SMTP_PASSWORD").ok();
-        let target = Arc::new(Target::from_config(&config.smtp, password)?);
-        let settings = Settings::from_config(&config.smtp);
-        let composer = Arc::new(composer);
-        let build: Arc<Build> = {
-            let composer = composer.clone();
-            Arc::new(move |r: &Recipient| {
-                let m = composer.message(r)?;
-                Ok((m.envelope().clone(), m.formatted()))
-            })
-        };
-
-        let started = Instant::now();
-        let stop = self.stop.clone();
-        let outcome = self.rt.block_on(async {
-            // The first session proves server, TLS and credentials before the ledger changes.
-            let first = match target.connect().await {
-                Ok(c) => c,
-                Err(ConnectError::Fatal(e)) => bail!(e),
-                Err(ConnectError::Transient(e)) => {
-                    eprintln!("{slug}: {e}; nothing was sent, try again later");
-                    return Ok(None::<(deliver::Report, usize, Option<usize>)>);
-                }
-            };
-            let snapshot = ledger::snapshot(store.conn_mut(), &slug)?;
-            if let (Some(n), true) = (snapshot, ctx.verbose) {
-                eprintln!("{slug}: {n} active subscriber(s) snapshotted");
-            }
-            let rows = ledger::due(store.conn(), &slug, unix_now)?;
-            let total = rows.len();
-            let progress = progress_bar(ctx, total as u64);
-            let writer = Writer::start(&db)?;
-            let report = deliver::deliver(
-                rows,
-                deliver::Run {
-                    build,
-                    target: target.clone(),
-                    first: Some(first),
-                    ledger: writer.handle(),
-                    settings,
-                    progress: progress.clone(),
-                    stop: stop.clone(),
-                },
-            )
-            .await;
-            progress.finish_and_clear();
-            let finished = writer.finish();
-            let report = report?;
-            finished?;
-            Ok(Some((report, total, snapshot)))
-        });
-        let Some((report, total, snapshot)) = outcome? else {
+        let Some(done) = self.deliver(store, slug, composer, unix_now)? else {
             return Ok(EXIT_TEMPFAIL);
         };
-        let c = ledger::counts(store.conn(), &slug)?;
-        let secs = started.elapsed().as_secs_f64();
-        let st = &report.stats;
-        let sent = st.sent.load(Ordering::Relaxed);
-        let first = match snapshot {
-            Some(n) => format!("{n} subscriber(s) snapshotted; "),
-            None => String::new(),
+        let c = store.counts(slug)?;
+        let next = match c.get(DeliveryState::Deferred) {
+            0 => None,
+            _ => store.next_due(slug)?,
         };
-        let mut line = format!(
-            "{slug}: {first}this run sent {sent}, deferred {}, failed {}, unknown {}, skipped {} of {total} due in {secs:.1} s ({:.0} msg/s); ledger: {}",
-            st.deferred.load(Ordering::Relaxed) + st.not_attempted.load(Ordering::Relaxed),
-            st.failed.load(Ordering::Relaxed),
-            st.unknown.load(Ordering::Relaxed),
-            st.skipped.load(Ordering::Relaxed),
-            sent as f64 / secs.max(0.001),
-            c.one_line()
-        );
-        if let Some(e) = &report.connect_error {
-            if st.not_attempted.load(Ordering::Relaxed) > 0 {
-                line.push_str(&format!("; stopped early: {e}"));
-            }
-        }
-        if self.stopped() {
-            line.push_str("; interrupted");
-        }
-        if c.get(DeliveryState::Deferred) > 0 {
-            if let Some(next) = ledger::next_due(store.conn(), &slug)? {
-                line.push_str(&format!("; next attempt after {}", fmt_unix(next)));
-            }
-        }
+        let line = summary(slug, &done, &c, self.stopped(), next);
         if !ctx.quiet || c.get(DeliveryState::Deferred) > 0 {
             eprintln!("{line}");
         }
@@ -357,6 +298,106 @@ impl<'a> Runner<'a> {
             },
         )
     }
+
+    /// Connects, snapshots (once per issue) and delivers the rows due at `unix_now`. `None`
+    /// when the server could not be reached for now: nothing changed.
+    fn deliver(
+        &mut self,
+        store: &mut Store,
+        slug: &str,
+        composer: Composer,
+        unix_now: i64,
+    ) -> Result<Option<Delivered>> {
+        let ctx = self.ctx;
+        let config = &ctx.config;
+        let password = std::env::var("TECHSHACK_SMTP_PASSWORD").ok();
+        let target = Arc::new(Target::from_config(&config.smtp, password)?);
+        let settings = Settings::from_config(&config.smtp);
+        let composer = Arc::new(composer);
+        let build: Arc<Build> = Arc::new(move |r: &Recipient| {
+            let m = composer.message(r)?;
+            Ok((m.envelope().clone(), m.formatted()))
+        });
+        let started = Instant::now();
+        let stop = self.stop.clone();
+        self.rt.block_on(async {
+            // The first session proves server, TLS and credentials before the ledger changes.
+            let first = match target.connect().await {
+                Ok(c) => c,
+                Err(e @ ConnectError::Fatal(_)) => return Err(e.into()),
+                Err(ConnectError::Transient(e)) => {
+                    eprintln!("{slug}: {e}; nothing was sent, try again later");
+                    return Ok(None);
+                }
+            };
+            let snapshot = store.snapshot(slug)?;
+            if let (Some(n), true) = (snapshot, ctx.verbose) {
+                eprintln!("{slug}: {n} active subscriber(s) snapshotted");
+            }
+            let rows = store.due(slug, unix_now)?;
+            let due = rows.len();
+            let progress = progress_bar(ctx, due as u64);
+            let writer = store.writer()?;
+            let report = deliver::deliver(
+                rows,
+                deliver::Run {
+                    build,
+                    target: target.clone(),
+                    first: Some(first),
+                    ledger: writer.handle(),
+                    settings,
+                    progress: progress.clone(),
+                    stop,
+                },
+            )
+            .await;
+            progress.finish_and_clear();
+            let finished = writer.finish();
+            let report = report?;
+            finished?;
+            Ok(Some(Delivered {
+                report,
+                due,
+                snapshot,
+                started,
+            }))
+        })
+    }
+}
+
+/// The one line a delivery run of `slug` ends with; `next` is the earliest retry when rows
+/// are deferred.
+fn summary(slug: &str, done: &Delivered, c: &Counts, stopped: bool, next: Option<i64>) -> String {
+    let secs = done.started.elapsed().as_secs_f64();
+    let st = &done.report.stats;
+    let n = |x: &std::sync::atomic::AtomicUsize| x.load(Ordering::Relaxed);
+    let sent = n(&st.sent);
+    let first = match done.snapshot {
+        Some(n) => format!("{n} subscriber(s) snapshotted; "),
+        None => String::new(),
+    };
+    let mut line = format!(
+        "{slug}: {first}this run sent {sent}, deferred {}, failed {}, unknown {}, skipped {} of {} due in {secs:.1} s ({:.0} msg/s); ledger: {}",
+        n(&st.deferred) + n(&st.not_attempted),
+        n(&st.failed),
+        n(&st.unknown),
+        n(&st.skipped),
+        done.due,
+        sent as f64 / secs.max(0.001),
+        c.one_line()
+    );
+    if let Some(e) = &done.report.connect_error {
+        if n(&st.not_attempted) > 0 {
+            line.push_str(&format!("; stopped early: {e}"));
+        }
+    }
+    if stopped {
+        line.push_str("; interrupted");
+    }
+    if let Some(next) = next {
+        line.push_str(&format!("; next attempt after {}", fmt_unix(next)));
+    }
+    line
 }
 
 fn fmt_unix(t: i64) -> String {
@@ -427,63 +468,6 @@ fn load_issues(ctx: &Ctx) -> Result<Vec<Issue>> {
     Ok(loaded.issues)
 }
 
-/// The issue `slug`. Drafts and future issues only for a test copy (`testing`), with a
-/// warning; a real send refuses them.
-fn pick_slug(
-    config: &Config,
-    issues: &[Issue],
-    slug: &str,
-    now: chrono::DateTime<chrono::FixedOffset>,
-    testing: bool,
-) -> Result<Issue> {
-    let Some(issue) = issues.iter().find(|i| i.slug == slug) else {
-        bail!(
-            "no issue `{slug}` in {}: give the file name without extension, as `techshack send 2019-01`",
-            config.issues.dir.display()
-        );
-    };
-    if !issue.is_published(now) {
-        let what = if issue.draft {
-            "a draft".to_string()
-        } else {
-            format!("dated in the future ({})", issue.date.to_rfc3339())
-        };
-        if !testing {
-            bail!(
-                "{} is {what}: publish it before sending (`--to ADDR` or `--dry-run DIR` make a test copy)",
-                issue.path.display()
-            );
-        }
-        eprintln!(
-            "warning: {} is {what}: this is a test copy; publish it before sending to subscribers",
-            issue.path.display()
-        );
-    }
-    Ok(issue.clone())
-}
-
-/// The newest published issue of the main feeds: issues a `[[feeds.extra]]` matches leave them.
-fn pick_latest(
-    config: &Config,
-    issues: &[Issue],
-    now: chrono::DateTime<chrono::FixedOffset>,
-) -> Result<Option<Issue>> {
-    let mut b = globset::GlobSetBuilder::new();
-    for x in &config.feeds.extra {
-        b.add(globset::Glob::new(&x.pattern)?);
-    }
-    let extra = b.build()?;
-    Ok(issues
-        .iter()
-        .filter(|i| i.is_published(now))
-        .filter(|i| {
-            let name = i.path.file_name().map(|n| n.to_string_lossy().into_owned());
-            !name.is_some_and(|n| extra.is_match(n))
-        })
-        .max_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)))
-        .cloned())
-}
-
 fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<u8> {
     let store = Store::open(&ctx.config.state.db)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -519,7 +503,7 @@ fn eml_name(slug: &str, address: &str) -> PathBuf {
 }
 
 fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<u8> {
-    let address = normalize_address(to)?;
+    let address = Address::parse(to)?;
     let m = composer.message(&Recipient {
         address: address.clone(),
         name: None,
@@ -530,7 +514,7 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<u8>
         .enable_all()
         .build()?;
     let outcome = rt.block_on(async {
-        let mut c = target.connect().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut c = target.connect().await?;
         let o = c.send(target.timeout, m.envelope(), &m.formatted()).await;
         if o.keeps_connection() {
             c.quit(target.timeout).await;
@@ -581,5 +565,38 @@ impl SendLock {
             ),
             Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_outranks_a_deferral_which_outranks_done() {
+        let mut c = Code::default();
+        for (add, want) in [
+            (0, 0),
+            (EXIT_TEMPFAIL, EXIT_TEMPFAIL),
+            (0, EXIT_TEMPFAIL),
+            (1, 1),
+        ] {
+            c.add(add);
+            assert_eq!(c.0, want, "after {add}");
+        }
+        c.add(EXIT_TEMPFAIL);
+        assert_eq!(c.0, 1);
+    }
+
+    #[test]
+    fn dry_run_files_are_named_safely_per_address() {
+        assert_eq!(
+            eml_name("2019-01", "ann+x@example.org"),
+            PathBuf::from("2019-01-ann+x_example.org.eml")
+        );
+        assert_eq!(
+            eml_name("2019-01", "o'brien@example.org"),
+            PathBuf::from("2019-01-o_brien_example.org.eml")
+        );
     }
 }

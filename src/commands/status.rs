@@ -5,8 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::Ctx;
-use crate::mail::ledger::{self, DeliveryState};
-use crate::store::Store;
+use crate::store::{DeliveryState, Store};
 
 /// Exit 1 for an issue never sent: a monitoring script with a typo in the slug must not read
 /// all-zero counts as a finished send.
@@ -35,7 +34,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<u8> {
     let out = std::io::stdout();
     let mut out = out.lock();
     let Some(issue) = args.issue else {
-        let all = ledger::all_counts(store.conn())?;
+        let all = store.all_counts()?;
         if all.is_empty() {
             ctx.info("nothing sent yet");
         }
@@ -48,17 +47,17 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<u8> {
         }
         return Ok(0);
     };
-    if !ledger::has_snapshot(store.conn(), &issue)? {
+    if !store.has_snapshot(&issue)? {
         eprintln!("no send recorded for {issue}: `techshack status` lists every issue sent so far");
         return Ok(1);
     }
-    let c = ledger::counts(store.conn(), &issue)?;
+    let c = store.counts(&issue)?;
     for s in DeliveryState::ALL {
         writeln!(out, "{s} {}", c.get(s))?;
     }
     writeln!(out, "total {}", c.total())?;
     if let Some(path) = args.csv {
-        let rows = ledger::not_sent(store.conn(), &issue)?;
+        let rows = store.not_sent(&issue)?;
         let tmp = path.with_extension("csv.tmp");
         let f =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;

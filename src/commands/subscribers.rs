@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::cli::SubscribersCommand;
-use crate::store::{normalize_address, AddOutcome, Store, Subscriber, SubscriberStatus};
+use crate::store::{AddOutcome, Address, Store, Subscriber, SubscriberStatus};
 
 pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<u8> {
     let mut store = Store::open(&ctx.config.state.db)?;
@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<u8> {
             import(ctx, &mut store, &file, skip_invalid)
         }
         SubscribersCommand::Add { address, name } => {
-            let a = normalize_address(&address)?;
+            let a = Address::parse(&address)?;
             match store.add_active(&a, name.as_deref())? {
                 AddOutcome::Added => ctx.info(format!("added {a}")),
                 AddOutcome::Updated => ctx.info(format!("{a} was already subscribed; now active")),
@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<u8> {
             Ok(0)
         }
         SubscribersCommand::Remove { address } => {
-            let a = normalize_address(&address)?;
+            let a = Address::parse(&address)?;
             if store.unsubscribe(&a)? {
                 ctx.info(format!("{a} is unsubscribed"));
                 Ok(0)
@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<u8> {
                 writeln!(
                     out,
                     "{}\t{}\t{}",
-                    s.address,
+                    s.address.as_str(),
                     s.status,
                     s.name.unwrap_or_default()
                 )?;
@@ -115,7 +115,7 @@ fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Resu
             continue;
         }
         let raw = rec.get(email).unwrap_or("");
-        match normalize_address(raw) {
+        match Address::parse(raw) {
             Ok(a) => rows.push((a, name.and_then(|n| rec.get(n)).map(str::to_string))),
             Err(e) => errors.push(format!("{shown}:{line}:1: error: {e}")),
         }

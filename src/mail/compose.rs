@@ -28,13 +28,14 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::markdown::escape_html;
 use crate::model::Issue;
+use crate::store::Address;
 use crate::templates::{issue_context, SiteCtx, Templates};
 use crate::token::{sign, Purpose};
 
 /// Who a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
-    pub address: String,
+    pub address: Address,
     pub name: Option<String>,
 }
 
@@ -516,7 +517,7 @@ impl Composer {
     /// hides the rest (the unsubscribe footer included) behind "View entire message".
     pub fn size_warning(&self) -> Option<String> {
         let sample = Recipient {
-            address: "subscriber@example.com".into(),
+            address: Address::unchecked("subscriber@example.com".into()),
             name: Some("Subscriber".into()),
         };
         let len = self.html(&sample).len();
@@ -569,7 +570,7 @@ impl Composer {
             )
         })?;
         let recipient = Recipient {
-            address: address.to_string(),
+            address: Address::unchecked(address.to_string()),
             name: r.name.clone(),
         };
         let v = RecipientValues::new(self, &recipient);
@@ -890,7 +891,7 @@ unsubscribe_mailto = "unsubscribe@example.com"
     fn recipient_values_are_escaped_into_the_inlined_html() {
         let c = Composer::new(&config(), &issue("T"), SECRET).unwrap();
         let r = Recipient {
-            address: "o'brien+x@example.org".into(),
+            address: "o'brien+x@example.org".parse().unwrap(),
             name: Some("<b>Evil</b> & Co".into()),
         };
         let html = c.html(&r);
@@ -913,7 +914,7 @@ unsubscribe_mailto = "unsubscribe@example.com"
         )
         .unwrap();
         let r = Recipient {
-            address: "a@example.org".into(),
+            address: "a@example.org".parse().unwrap(),
             name: Some("Eve\r\nBcc: x@example.com".into()),
         };
         let raw = String::from_utf8(c.message_bytes(&r).unwrap()).unwrap();
@@ -965,7 +966,7 @@ unsubscribe_mailto = "unsubscribe@example.com"
     fn invalid_recipient_is_an_error_not_a_panic() {
         let c = Composer::new(&config(), &issue("T"), SECRET).unwrap();
         let r = Recipient {
-            address: "not an address\r\n".into(),
+            address: Address::unchecked("not an address\r\n".into()),
             name: None,
         };
         assert!(c.message(&r).is_err());
@@ -983,11 +984,11 @@ unsubscribe_mailto = "unsubscribe@example.com"
         cfg.templates.dir = Some(dir.path().to_path_buf());
         let c = Composer::new(&cfg, &issue("T"), SECRET).unwrap();
         let named = Recipient {
-            address: "a@example.org".into(),
+            address: "a@example.org".parse().unwrap(),
             name: Some("Ada".into()),
         };
         let unnamed = Recipient {
-            address: "a@example.org".into(),
+            address: "a@example.org".parse().unwrap(),
             name: None,
         };
         assert_eq!(c.text(&named), "Hi Ada,\n");
@@ -1005,7 +1006,7 @@ unsubscribe_mailto = "unsubscribe@example.com"
         i.items[0].title = "\u{E000}techshack".into();
         let c = Composer::new(&config(), &i, SECRET).expect("composes");
         let r = Recipient {
-            address: "reader@example.org".into(),
+            address: "reader@example.org".parse().unwrap(),
             name: None,
         };
         let (html, text) = (c.html(&r), c.text(&r));

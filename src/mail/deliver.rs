@@ -1,7 +1,9 @@
-//! Delivering the due rows of a send: `concurrency` sessions, one global rate, the retry
-//! policy by reply class, every state change through the ledger writer.
+//! Delivering the due rows of a send: `concurrency` sessions, one global rate, every state
+//! change through the ledger writer. The sessions come from a [`Transport`] (SMTP in
+//! production, a scripted fake in tests); what a reply means is [`settle`]'s business.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,55 +11,78 @@ use std::time::Duration;
 use anyhow::Result;
 use indicatif::ProgressBar;
 use lettre::address::Envelope;
-use rand::Rng;
 use tokio::time::Instant;
 
 use super::compose::Recipient;
-use super::ledger::{age_cutoff, Change, Row, WriterHandle};
-use super::smtp::{Conn, ConnectError, Outcome, Target};
-use crate::config::SmtpConfig;
+use super::policy::{jitter, settle, Attempt, Settings, Settlement, Tally};
+use super::session::{Conn, Outcome};
+use super::smtp::{ConnectError, Target};
+use crate::store::{Change, Row, WriterHandle};
 
-/// How a send paces and retries.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub concurrency: usize,
-    pub per_connection: usize,
-    /// Messages per second over all sessions.
-    pub rate: f64,
-    pub max_attempts: u32,
-    /// The first backoff after a 4xx; it doubles with every attempt.
-    pub retry_after: Duration,
-    /// How long after its first attempt a deferred row is still retried.
-    pub max_age_hours: i64,
+/// Where sessions come from: connect (greeting, EHLO, TLS, AUTH) and the time one protocol
+/// step may take.
+pub trait Transport: Send + Sync + 'static {
+    type Session: Session;
+    fn connect(&self) -> impl Future<Output = Result<Self::Session, ConnectError>> + Send;
+    fn step(&self) -> Duration;
 }
 
-impl Settings {
-    pub fn from_config(c: &SmtpConfig) -> Settings {
-        Settings {
-            concurrency: c.concurrency.max(1),
-            per_connection: c.per_connection.max(1),
-            rate: c.rate,
-            max_attempts: c.max_attempts.max(1),
-            retry_after: Duration::from_secs(c.retry_after_secs),
-            max_age_hours: c.max_age_hours.max(1),
-        }
-    }
+/// One open session: send messages, then quit.
+pub trait Session: Send + 'static {
+    /// Whether the session can carry another message.
+    fn is_usable(&self) -> bool;
+    /// Mail transactions begun on this session, whatever their outcome.
+    fn transactions(&self) -> usize;
+    /// Runs one mail transaction.
+    fn send(
+        &mut self,
+        step: Duration,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> impl Future<Output = Outcome> + Send;
+    /// Ends the session politely; errors do not matter any more.
+    fn quit(self, step: Duration) -> impl Future<Output = ()> + Send;
+}
 
-    /// Whether a retry at `next_attempt_at` would come after the age cap of a row first
-    /// attempted at `first_attempt_at`. Such a row is failed at once: the run that reached
-    /// it would fail it without trying, and until then it would only keep `send` exiting 75.
-    pub fn past_age_cap(&self, first_attempt_at: i64, next_attempt_at: i64) -> bool {
-        first_attempt_at < age_cutoff(next_attempt_at, self.max_age_hours)
+impl Transport for Target {
+    type Session = Conn;
+    fn connect(&self) -> impl Future<Output = Result<Conn, ConnectError>> + Send {
+        Target::connect(self)
     }
+    fn step(&self) -> Duration {
+        self.timeout
+    }
+}
 
-    /// When a row deferred for the `attempts`-th time is due again: `retry_after` doubled per
-    /// earlier attempt, plus up to a quarter more so deferred rows do not return in a herd.
-    pub fn next_attempt(&self, now: i64, attempts: u32) -> i64 {
-        let base =
-            self.retry_after.as_secs_f64() * 2f64.powi(attempts.saturating_sub(1).min(20) as i32);
-        let jitter = rand::thread_rng().gen_range(0.0..=0.25);
-        now + (base * (1.0 + jitter)).ceil() as i64
+impl Session for Conn {
+    fn is_usable(&self) -> bool {
+        Conn::is_usable(self)
     }
+    fn transactions(&self) -> usize {
+        self.transactions
+    }
+    fn send(
+        &mut self,
+        step: Duration,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> impl Future<Output = Outcome> + Send {
+        Conn::send(self, step, envelope, body)
+    }
+    fn quit(self, step: Duration) -> impl Future<Output = ()> + Send {
+        Conn::quit(self, step)
+    }
+}
+
+/// Why a run stopped before its queue was empty, when retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// A session could not be opened: authentication or TLS refused, or untrusted.
+    #[error(transparent)]
+    Connect(ConnectError),
+    /// The server refused the session rather than a recipient (a 5xx to MAIL FROM, a 530).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Builds the envelope and the wire bytes of one recipient's message.
@@ -75,12 +100,23 @@ pub struct Stats {
     pub not_attempted: AtomicUsize,
 }
 
+impl Stats {
+    fn of(&self, tally: Tally) -> &AtomicUsize {
+        match tally {
+            Tally::Sent => &self.sent,
+            Tally::Deferred => &self.deferred,
+            Tally::Failed => &self.failed,
+            Tally::Unknown => &self.unknown,
+        }
+    }
+}
+
 /// How a delivery run ended.
 #[derive(Debug, Default)]
 pub struct Report {
     pub stats: Stats,
     /// Why sessions could not be (re)opened, if they could not.
-    pub connect_error: Option<String>,
+    pub connect_error: Option<ConnectError>,
 }
 
 /// One global pace for all sessions; every deferral halves it, every success wins a little
@@ -135,31 +171,29 @@ impl Limiter {
 
 struct Job {
     row: Row,
-    /// Retries after a 421 or a dropped session; they do not count as attempts, but a
-    /// message that kills every session it is sent on must not loop forever.
+    /// Free retries spent (see [`super::policy::FREE_RETRIES`]).
     free_retries: u32,
 }
 
-const FREE_RETRIES: u32 = 3;
 /// How often a wait looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
 const CONNECT_TRIES: u32 = 3;
 
-struct Shared {
+struct Shared<T: Transport> {
     queue: Mutex<VecDeque<Job>>,
-    target: Arc<Target>,
+    target: Arc<T>,
     build: Arc<Build>,
     ledger: WriterHandle,
     settings: Settings,
     limiter: Limiter,
     stop: AtomicBool,
-    fatal: Mutex<Option<String>>,
-    connect_error: Mutex<Option<String>>,
+    fatal: Mutex<Option<DeliveryError>>,
+    connect_error: Mutex<Option<ConnectError>>,
     stats: Stats,
     progress: ProgressBar,
 }
 
-impl Shared {
+impl<T: Transport> Shared<T> {
     fn pop(&self) -> Option<Job> {
         self.queue
             .lock()
@@ -185,14 +219,51 @@ impl Shared {
         counter.fetch_add(1, Ordering::Relaxed);
         self.progress.inc(1);
     }
+
+    /// Stops every session after this message: retrying cannot help.
+    fn fail(&self, e: DeliveryError) {
+        *self.fatal.lock().unwrap_or_else(|x| x.into_inner()) = Some(e);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Records what [`settle`] decided and queues the row again if it said so.
+    fn apply(&self, mut job: Job, settlement: Settlement) -> Result<()> {
+        match settlement {
+            Settlement::Done {
+                change,
+                tally,
+                slow_down,
+            } => {
+                if slow_down {
+                    self.limiter.slow_down();
+                }
+                self.ledger.record(job.row.id, change)?;
+                if tally == Tally::Sent {
+                    self.limiter.success();
+                }
+                self.done(self.stats.of(tally));
+            }
+            Settlement::Again { change } => {
+                self.ledger.record(job.row.id, change)?;
+                job.free_retries += 1;
+                self.push_back(job);
+            }
+            Settlement::Abort { change, reason } => {
+                self.ledger.record(job.row.id, change)?;
+                self.push_front(job);
+                self.fail(DeliveryError::Refused(reason));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a delivery run works with.
-pub struct Run {
+pub struct Run<T: Transport> {
     pub build: Arc<Build>,
-    pub target: Arc<Target>,
+    pub target: Arc<T>,
     /// A session opened beforehand (it proved the server and the credentials work).
-    pub first: Option<Conn>,
+    pub first: Option<T::Session>,
     pub ledger: WriterHandle,
     pub settings: Settings,
     pub progress: ProgressBar,
@@ -200,9 +271,9 @@ pub struct Run {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Delivers `rows`. Returns an error for what retrying cannot fix (authentication, TLS,
+/// Delivers `rows`. Returns an error for what retrying cannot fix (a [`DeliveryError`], or
 /// the ledger); rows not reached then stay pending.
-pub async fn deliver(rows: Vec<Row>, run: Run) -> Result<Report> {
+pub async fn deliver<T: Transport>(rows: Vec<Row>, run: Run<T>) -> Result<Report> {
     let Run {
         build,
         target,
@@ -272,9 +343,20 @@ pub async fn deliver(rows: Vec<Row>, run: Run) -> Result<Report> {
         .take();
     if let Some(f) = fatal {
         shared.ledger.flush().await?;
-        anyhow::bail!(f);
+        return Err(f.into());
     }
-    // Rows no session could take: deferred, due at once, so the exit code says "later".
+    let connect_error = not_attempted(&shared).await?;
+    let shared =
+        Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("delivery workers still running"))?;
+    Ok(Report {
+        stats: shared.stats,
+        connect_error,
+    })
+}
+
+/// Records the rows no session could take as deferred and due at once, so the exit code says
+/// "later"; returns why sessions could not be opened, if that was the reason.
+async fn not_attempted<T: Transport>(shared: &Shared<T>) -> Result<Option<ConnectError>> {
     let now = chrono::Utc::now().timestamp();
     let connect_error = shared
         .connect_error
@@ -297,15 +379,10 @@ pub async fn deliver(rows: Vec<Row>, run: Run) -> Result<Report> {
         shared.stats.not_attempted.fetch_add(1, Ordering::Relaxed);
     }
     shared.ledger.flush().await?;
-    let shared =
-        Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("delivery workers still running"))?;
-    Ok(Report {
-        stats: shared.stats,
-        connect_error,
-    })
+    Ok(connect_error)
 }
 
-async fn connect(s: &Shared) -> Option<Conn> {
+async fn connect<T: Transport>(s: &Shared<T>) -> Option<T::Session> {
     let mut failures = 0;
     loop {
         if s.stop.load(Ordering::Relaxed) {
@@ -313,12 +390,11 @@ async fn connect(s: &Shared) -> Option<Conn> {
         }
         match s.target.connect().await {
             Ok(c) => return Some(c),
-            Err(ConnectError::Fatal(e)) => {
-                *s.fatal.lock().unwrap_or_else(|x| x.into_inner()) = Some(e);
-                s.stop.store(true, Ordering::Relaxed);
+            Err(e @ ConnectError::Fatal(_)) => {
+                s.fail(DeliveryError::Connect(e));
                 return None;
             }
-            Err(ConnectError::Transient(e)) => {
+            Err(e @ ConnectError::Transient(_)) => {
                 failures += 1;
                 tracing::debug!("connect failed ({failures}): {e}");
                 *s.connect_error.lock().unwrap_or_else(|x| x.into_inner()) = Some(e);
@@ -331,27 +407,32 @@ async fn connect(s: &Shared) -> Option<Conn> {
     }
 }
 
-async fn worker(s: Arc<Shared>, mut conn: Option<Conn>) -> Result<()> {
-    let step = s.target.timeout;
+/// Makes `conn` a session that can take the next message: a new one when there is none, it
+/// broke, or it carried `per_connection` messages. False when none could be opened.
+async fn ready<T: Transport>(s: &Shared<T>, conn: &mut Option<T::Session>) -> bool {
+    let fresh = match conn {
+        Some(c) => !c.is_usable() || c.transactions() >= s.settings.per_connection,
+        None => true,
+    };
+    if !fresh {
+        return true;
+    }
+    if let Some(c) = conn.take() {
+        if c.is_usable() {
+            c.quit(s.target.step()).await;
+        }
+    }
+    *conn = connect(s).await;
+    conn.is_some()
+}
+
+async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -> Result<()> {
+    let step = s.target.step();
     while !s.stop.load(Ordering::Relaxed) {
-        let Some(mut job) = s.pop() else { break };
-        let fresh = match &conn {
-            Some(c) => !c.is_usable() || c.transactions >= s.settings.per_connection,
-            None => true,
-        };
-        if fresh {
-            if let Some(c) = conn.take() {
-                if c.is_usable() {
-                    c.quit(step).await;
-                }
-            }
-            match connect(&s).await {
-                Some(c) => conn = Some(c),
-                None => {
-                    s.push_front(job);
-                    return Ok(());
-                }
-            }
+        let Some(job) = s.pop() else { break };
+        if !ready(&s, &mut conn).await {
+            s.push_front(job);
+            return Ok(());
         }
         let Some(c) = conn.as_mut() else {
             s.push_front(job);
@@ -384,7 +465,6 @@ async fn worker(s: Arc<Shared>, mut conn: Option<Conn>) -> Result<()> {
         }
         // Re-checks the subscriber and commits in_flight before MAIL FROM.
         let claimed_at = chrono::Utc::now().timestamp();
-        let first_attempt_at = job.row.first_attempt_at.unwrap_or(claimed_at);
         if !s.ledger.claim(job.row.id, claimed_at).await? {
             s.done(&s.stats.skipped);
             continue;
@@ -393,86 +473,14 @@ async fn worker(s: Arc<Shared>, mut conn: Option<Conn>) -> Result<()> {
         if !outcome.keeps_connection() {
             conn = None;
         }
-        match outcome {
-            Outcome::Sent(reply) => {
-                s.ledger.record(job.row.id, Change::Sent { reply })?;
-                s.limiter.success();
-                s.done(&s.stats.sent);
-            }
-            Outcome::Retry(reply) if job.free_retries < FREE_RETRIES => {
-                s.ledger.record(job.row.id, Change::Release { reply })?;
-                job.free_retries += 1;
-                s.push_back(job);
-            }
-            Outcome::Retry(reply) | Outcome::Defer(reply) => {
-                let attempts = job.row.attempts + 1;
-                s.limiter.slow_down();
-                if attempts >= s.settings.max_attempts {
-                    s.ledger.record(
-                        job.row.id,
-                        Change::Failed {
-                            reply: format!("gave up after {attempts} attempts: {reply}"),
-                            attempts,
-                            bounce: false,
-                        },
-                    )?;
-                    s.done(&s.stats.failed);
-                } else {
-                    let now = chrono::Utc::now().timestamp();
-                    let next_attempt_at = s.settings.next_attempt(now, attempts);
-                    if s.settings.past_age_cap(first_attempt_at, next_attempt_at) {
-                        let hours = s.settings.max_age_hours;
-                        s.ledger.record(
-                            job.row.id,
-                            Change::Failed {
-                                reply: format!(
-                                    "gave up: the next attempt would come more than {hours} h after the first: {reply}"
-                                ),
-                                attempts,
-                                bounce: false,
-                            },
-                        )?;
-                        s.done(&s.stats.failed);
-                    } else {
-                        s.ledger.record(
-                            job.row.id,
-                            Change::Deferred {
-                                reply,
-                                next_attempt_at,
-                                attempts,
-                            },
-                        )?;
-                        s.done(&s.stats.deferred);
-                    }
-                }
-            }
-            Outcome::Fail { reply, bounce } => {
-                s.ledger.record(
-                    job.row.id,
-                    Change::Failed {
-                        reply,
-                        attempts: job.row.attempts + 1,
-                        bounce,
-                    },
-                )?;
-                s.done(&s.stats.failed);
-            }
-            Outcome::Unknown(reply) => {
-                s.ledger.record(job.row.id, Change::Unknown { reply })?;
-                s.done(&s.stats.unknown);
-            }
-            Outcome::Abort(reply) => {
-                s.ledger.record(
-                    job.row.id,
-                    Change::Release {
-                        reply: reply.clone(),
-                    },
-                )?;
-                s.push_front(job);
-                *s.fatal.lock().unwrap_or_else(|x| x.into_inner()) = Some(reply);
-                s.stop.store(true, Ordering::Relaxed);
-            }
-        }
+        let attempt = Attempt {
+            attempts: job.row.attempts,
+            first_attempt_at: job.row.first_attempt_at.unwrap_or(claimed_at),
+            free_retries: job.free_retries,
+            jitter: jitter(),
+        };
+        let now = chrono::Utc::now().timestamp();
+        s.apply(job, settle(outcome, &attempt, &s.settings, now))?;
     }
     if let Some(c) = conn {
         if c.is_usable() {
@@ -485,39 +493,252 @@ async fn worker(s: Arc<Shared>, mut conn: Option<Conn>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{DeliveryState, Store, SubscriberStatus};
 
-    #[test]
-    fn backoff_doubles_with_jitter() {
-        let s = Settings {
-            concurrency: 1,
-            per_connection: 1,
-            rate: 1.0,
-            max_attempts: 5,
-            retry_after: Duration::from_secs(100),
-            max_age_hours: 72,
-        };
-        for (attempts, base) in [(1, 100), (2, 200), (3, 400)] {
-            let d = s.next_attempt(1000, attempts) - 1000;
-            assert!(d >= base && d <= base + base / 4 + 1, "{attempts}: {d}");
+    /// What the fake server does: per connection, a refusal or the outcomes of its messages.
+    type Script = VecDeque<Result<Vec<Outcome>, ConnectError>>;
+
+    struct FakeTransport {
+        script: Mutex<Script>,
+        /// Every recipient a session was handed, in order.
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    struct FakeSession {
+        outcomes: VecDeque<Outcome>,
+        transactions: usize,
+        broken: bool,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Transport for FakeTransport {
+        type Session = FakeSession;
+        fn connect(&self) -> impl Future<Output = Result<FakeSession, ConnectError>> + Send {
+            let next = self.script.lock().unwrap().pop_front();
+            let log = self.log.clone();
+            async move {
+                let outcomes = next.unwrap_or_else(|| {
+                    Err(ConnectError::Transient("no more connections".into()))
+                })?;
+                Ok(FakeSession {
+                    outcomes: outcomes.into(),
+                    transactions: 0,
+                    broken: false,
+                    log,
+                })
+            }
+        }
+        fn step(&self) -> Duration {
+            Duration::from_secs(1)
         }
     }
 
-    #[test]
-    fn a_retry_past_the_age_cap_is_not_scheduled() {
-        let s = Settings {
+    impl Session for FakeSession {
+        fn is_usable(&self) -> bool {
+            !self.broken
+        }
+        fn transactions(&self) -> usize {
+            self.transactions
+        }
+        fn send(
+            &mut self,
+            _step: Duration,
+            envelope: &Envelope,
+            _body: &[u8],
+        ) -> impl Future<Output = Outcome> + Send {
+            self.transactions += 1;
+            let to = envelope.to()[0].to_string();
+            self.log.lock().unwrap().push(to);
+            let o = self
+                .outcomes
+                .pop_front()
+                .unwrap_or_else(|| Outcome::Retry("the script ran out".into()));
+            self.broken = !o.keeps_connection();
+            async move { o }
+        }
+        async fn quit(self, _step: Duration) {}
+    }
+
+    fn build() -> Arc<Build> {
+        Arc::new(|r: &Recipient| {
+            let to: lettre::Address = r.address.parse()?;
+            let from: lettre::Address = "news@example.org".parse()?;
+            Ok((Envelope::new(Some(from), vec![to])?, b"body".to_vec()))
+        })
+    }
+
+    fn settings() -> Settings {
+        Settings {
             concurrency: 1,
-            per_connection: 1,
-            rate: 1.0,
+            per_connection: 100,
+            rate: 10_000.0,
             max_attempts: 5,
             retry_after: Duration::from_secs(100),
-            max_age_hours: 2,
-        };
-        let first = 10_000;
-        let cap = 2 * 3600;
-        assert!(!s.past_age_cap(first, first + 100));
-        // Exactly at the cap: the run then is still allowed to try (it is not older).
-        assert!(!s.past_age_cap(first, first + cap));
-        assert!(s.past_age_cap(first, first + cap + 1));
+            max_age_hours: 72,
+        }
+    }
+
+    /// Delivers issue `i` to `n` subscribers over the scripted server.
+    async fn run(
+        n: usize,
+        script: Script,
+    ) -> (tempfile::TempDir, Store, Result<Report>, Vec<String>) {
+        let d = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&d.path().join("s.sqlite3")).unwrap();
+        let rows: Vec<_> = (0..n).map(|i| (format!("u{i}@x.org"), None)).collect();
+        store.import(&rows).unwrap();
+        store.snapshot("i").unwrap();
+        let due = store.due("i", 0).unwrap();
+        let writer = store.writer().unwrap();
+        let target = Arc::new(FakeTransport {
+            script: Mutex::new(script),
+            log: Arc::default(),
+        });
+        let report = deliver(
+            due,
+            Run {
+                build: build(),
+                target: target.clone(),
+                first: None,
+                ledger: writer.handle(),
+                settings: settings(),
+                progress: ProgressBar::hidden(),
+                stop: Arc::default(),
+            },
+        )
+        .await;
+        writer.finish().unwrap();
+        let log = target.log.lock().unwrap().clone();
+        (d, store, report, log)
+    }
+
+    fn states(store: &Store) -> Vec<(String, DeliveryState, Option<String>)> {
+        store
+            .not_sent("i")
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.address.into_string(), r.state, r.last_reply))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_outcome_lands_in_the_ledger_and_a_421_is_retried_on_a_new_session() {
+        let script = VecDeque::from([
+            Ok(vec![
+                Outcome::Sent("250 ok".into()),
+                Outcome::Defer("451 later".into()),
+                Outcome::Fail {
+                    reply: "550 5.1.1 nobody".into(),
+                    bounce: true,
+                },
+                Outcome::Retry("421 bye".into()),
+            ]),
+            Ok(vec![
+                Outcome::Sent("250 ok".into()),
+                Outcome::Unknown("no reply to the final dot".into()),
+            ]),
+        ]);
+        let (_d, store, report, log) = run(5, script).await;
+        let report = report.unwrap();
+        assert_eq!(
+            log,
+            ["u0@x.org", "u1@x.org", "u2@x.org", "u3@x.org", "u4@x.org", "u3@x.org"],
+            "the released row goes to the back of the queue"
+        );
+        let st = &report.stats;
+        let n = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+        assert_eq!(
+            (n(&st.sent), n(&st.deferred), n(&st.failed), n(&st.unknown)),
+            (2, 1, 1, 1)
+        );
+        assert!(report.connect_error.is_none());
+        assert_eq!(
+            states(&store),
+            [
+                (
+                    "u1@x.org".into(),
+                    DeliveryState::Deferred,
+                    Some("451 later".into())
+                ),
+                (
+                    "u2@x.org".into(),
+                    DeliveryState::Failed,
+                    Some("550 5.1.1 nobody".into())
+                ),
+                (
+                    "u3@x.org".into(),
+                    DeliveryState::Unknown,
+                    Some("no reply to the final dot".into())
+                ),
+            ]
+        );
+        assert_eq!(
+            store.subscriber("u2@x.org").unwrap().unwrap().status,
+            SubscriberStatus::Bounced
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_session_stops_the_run_and_leaves_the_rest_pending() {
+        let script = VecDeque::from([Ok(vec![
+            Outcome::Sent("250 ok".into()),
+            Outcome::Abort("the server refused MAIL FROM: 550 no".into()),
+        ])]);
+        let (_d, store, report, log) = run(3, script).await;
+        let e = report.unwrap_err();
+        assert_eq!(format!("{e:#}"), "the server refused MAIL FROM: 550 no");
+        assert!(matches!(
+            e.downcast_ref::<DeliveryError>(),
+            Some(DeliveryError::Refused(_))
+        ));
+        assert_eq!(log.len(), 2);
+        let c = store.counts("i").unwrap();
+        assert_eq!(
+            (c.get(DeliveryState::Sent), c.get(DeliveryState::Pending)),
+            (1, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fatal_connect_error_is_the_run_s_error() {
+        let script = VecDeque::from([Err(ConnectError::Fatal("TLS refused".into()))]);
+        let (_d, store, report, log) = run(2, script).await;
+        let e = report.unwrap_err();
+        assert_eq!(format!("{e:#}"), "TLS refused");
+        assert!(log.is_empty());
+        assert_eq!(store.counts("i").unwrap().get(DeliveryState::Pending), 2);
+    }
+
+    #[tokio::test]
+    async fn rows_no_session_could_take_are_deferred_and_due_at_once() {
+        // The first session dies on its first message; no other can be opened.
+        let script = VecDeque::from([Ok(vec![Outcome::Unknown("reset after the dot".into())])]);
+        let (_d, store, report, _log) = run(3, script).await;
+        let report = report.unwrap();
+        assert_eq!(report.stats.not_attempted.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            report.connect_error.map(|e| e.to_string()).as_deref(),
+            Some("no more connections")
+        );
+        let c = store.counts("i").unwrap();
+        assert_eq!(
+            (
+                c.get(DeliveryState::Unknown),
+                c.get(DeliveryState::Deferred)
+            ),
+            (1, 2)
+        );
+        assert_eq!(
+            states(&store)[1].2.as_deref(),
+            Some("not attempted: no more connections")
+        );
+        assert_eq!(
+            store
+                .due("i", chrono::Utc::now().timestamp())
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]

@@ -6,20 +6,19 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
-use lettre::transport::smtp::response::Response;
+use lettre::transport::smtp::commands::Ehlo;
+use lettre::transport::smtp::extension::{ClientId, Extension};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+// `Outcome` is re-exported for the callers that name it by this module.
+pub(crate) use super::session::{Conn, Outcome};
 use crate::config::SmtpConfig;
 
 /// How the connection is protected.
@@ -324,41 +323,14 @@ impl Target {
 }
 
 /// Why a connection could not be opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
     /// Retrying cannot help (authentication refused, TLS refused or untrusted).
+    #[error("{0}")]
     Fatal(String),
     /// The server is down, busy or slow: a later run may succeed.
+    #[error("{0}")]
     Transient(String),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Fatal(s) | ConnectError::Transient(s) => f.write_str(s),
-        }
-    }
-}
-
-/// An open session.
-pub struct Conn {
-    inner: AsyncSmtpConnection,
-    /// Mail transactions begun on this session, whatever their outcome.
-    pub transactions: usize,
-    broken: bool,
-    /// A second handle on the socket, only to peek whether the server hung up.
-    probe: Option<std::net::TcpStream>,
-    /// The server takes MAIL, RCPT and DATA in one write (RFC 2920).
-    pipelining: bool,
-}
-
-/// Several commands written at once.
-struct Batch(String);
-
-impl std::fmt::Display for Batch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A duplicate of the socket's descriptor for `peek`; tokio already made it non-blocking.
@@ -447,56 +419,6 @@ impl lettre::transport::smtp::client::AsyncTokioStream for TlsTcp {
     }
 }
 
-/// Whether the server has closed the connection: end of stream or reset, without blocking.
-fn peer_closed(probe: Option<&std::net::TcpStream>) -> bool {
-    let Some(p) = probe else { return false };
-    let mut b = [0u8; 1];
-    match p.peek(&mut b) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => !matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-        ),
-    }
-}
-
-/// What one message's transaction came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// 2xx to the final dot.
-    Sent(String),
-    /// 421, or the connection failed before the final dot: the server does not have the
-    /// message; reconnect and retry without counting an attempt.
-    Retry(String),
-    /// A 4xx for this message: try again in a later run.
-    Defer(String),
-    /// A 5xx; `bounce` when the address itself is bad (5.1.x).
-    Fail { reply: String, bounce: bool },
-    /// No reply to the final dot: the server may have the message.
-    Unknown(String),
-    /// A permanent refusal of the session rather than of the recipient (a 5xx to MAIL FROM,
-    /// 530 authentication required): retrying cannot help and no recipient is at fault.
-    Abort(String),
-}
-
-impl Outcome {
-    /// Whether the session can carry another message.
-    pub fn keeps_connection(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Sent(_) | Outcome::Defer(_) | Outcome::Fail { .. }
-        )
-    }
-}
-
-/// `550 5.1.1 ...`: the reply code and text as the server wrote them, on one line.
-pub fn reply_text(r: &Response) -> String {
-    let code: u16 = r.code().into();
-    let text = r.message().collect::<Vec<_>>().join(" ");
-    format!("{code} {text}").trim().to_string()
-}
-
 fn reply_of_error(e: &lettre::transport::smtp::Error) -> String {
     let text = std::error::Error::source(e)
         .map(|s| s.to_string())
@@ -504,242 +426,6 @@ fn reply_of_error(e: &lettre::transport::smtp::Error) -> String {
     match e.status() {
         Some(code) => format!("{} {text}", u16::from(code)).trim().to_string(),
         None => e.to_string(),
-    }
-}
-
-/// Classifies a negative reply by the SPEC's classes.
-pub fn classify(code: u16, text: &str) -> Outcome {
-    let reply = format!("{code} {text}").trim().to_string();
-    let enhanced = text.split_whitespace().next().unwrap_or("");
-    match code {
-        200..=299 => Outcome::Sent(reply),
-        421 => Outcome::Retry(reply),
-        400..=499 => Outcome::Defer(reply),
-        500..=599 => Outcome::Fail {
-            bounce: enhanced.starts_with("5.1."),
-            reply,
-        },
-        // Not a completion reply at all: the server is confused; let a later run retry.
-        _ => Outcome::Defer(reply),
-    }
-}
-
-fn classify_error(e: &lettre::transport::smtp::Error, after_dot: bool, what: &str) -> Outcome {
-    if let Some(code) = e.status() {
-        let text = std::error::Error::source(e)
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let code = u16::from(code);
-        if code == 530 {
-            return Outcome::Abort(format!(
-                "{code} {text}: the server wants authentication or TLS first; set smtp.username (and smtp.ca_file for STARTTLS on loopback)"
-            ));
-        }
-        return classify(code, &text);
-    }
-    if after_dot {
-        Outcome::Unknown(format!("no reply to the final dot: {e}"))
-    } else {
-        Outcome::Retry(format!("{what}: {e}"))
-    }
-}
-
-impl Conn {
-    /// Whether the session can carry another message.
-    pub fn is_usable(&self) -> bool {
-        !self.broken && !self.inner.has_broken()
-    }
-
-    /// Runs one mail transaction. After a negative reply to MAIL or RCPT the transaction is
-    /// reset so the session can go on.
-    pub async fn send(&mut self, step: Duration, envelope: &Envelope, body: &[u8]) -> Outcome {
-        let mut opts = Vec::new();
-        if !body.is_ascii() {
-            opts.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
-        if envelope
-            .from()
-            .into_iter()
-            .chain(envelope.to())
-            .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii())
-        {
-            opts.push(MailParameter::SmtpUtfEight);
-        }
-        let mail = Mail::new(envelope.from().cloned(), opts);
-        self.transactions += 1;
-        if self.pipelining {
-            if let Some(o) = self.envelope_pipelined(step, mail, envelope).await {
-                return o;
-            }
-        } else if let Some(o) = self.envelope_one_by_one(step, mail, envelope).await {
-            return o;
-        }
-        // lettre writes each part, then the final dot, then reads the reply. Between the two
-        // the iterator notes that the content is out and whether the server has already hung
-        // up: a server that closed before the dot was written cannot have the message.
-        let content_written = AtomicBool::new(false);
-        let closed_before_dot = AtomicBool::new(false);
-        let parts = Parts {
-            body: Some(body),
-            done: &content_written,
-            closed: &closed_before_dot,
-            probe: self.probe.as_ref(),
-        };
-        let r = timeout(step, self.inner.message_iter(parts)).await;
-        let after_dot =
-            content_written.load(Ordering::SeqCst) && !closed_before_dot.load(Ordering::SeqCst);
-        match r {
-            Err(_) if after_dot => Outcome::Unknown(format!(
-                "no reply to the final dot within {} s",
-                step.as_secs()
-            )),
-            Err(_) => Outcome::Retry("the server stopped reading the message".into()),
-            Ok(Err(e)) => {
-                let o = classify_error(&e, after_dot, "sending the message");
-                match o {
-                    // A 421 to the dot: the message was refused, the session is over.
-                    Outcome::Retry(_) | Outcome::Unknown(_) => o,
-                    _ => self.reset_after(o, step).await,
-                }
-            }
-            Ok(Ok(resp)) => Outcome::Sent(reply_text(&resp)),
-        }
-    }
-
-    /// MAIL, RCPT and DATA, each awaiting its reply. `None` once DATA got its 354.
-    async fn envelope_one_by_one(
-        &mut self,
-        step: Duration,
-        mail: Mail,
-        envelope: &Envelope,
-    ) -> Option<Outcome> {
-        match timeout(step, self.inner.command(mail)).await {
-            Err(_) => return Some(Outcome::Retry("no answer to MAIL FROM".into())),
-            Ok(Err(e)) => {
-                return Some(
-                    self.mail_refused(classify_error(&e, false, "MAIL FROM"), step)
-                        .await,
-                )
-            }
-            Ok(Ok(_)) => {}
-        }
-        for to in envelope.to() {
-            match timeout(step, self.inner.command(Rcpt::new(to.clone(), vec![]))).await {
-                Err(_) => return Some(Outcome::Retry("no answer to RCPT TO".into())),
-                Ok(Err(e)) => {
-                    return Some(
-                        self.reset_after(classify_error(&e, false, "RCPT TO"), step)
-                            .await,
-                    )
-                }
-                Ok(Ok(_)) => {}
-            }
-        }
-        match timeout(step, self.inner.command(Data)).await {
-            Err(_) => Some(Outcome::Retry("no answer to DATA".into())),
-            Ok(Err(e)) => Some(
-                self.reset_after(classify_error(&e, false, "DATA"), step)
-                    .await,
-            ),
-            Ok(Ok(_)) => None,
-        }
-    }
-
-    /// MAIL, RCPT and DATA in one write, then their replies in order: one round trip.
-    async fn envelope_pipelined(
-        &mut self,
-        step: Duration,
-        mail: Mail,
-        envelope: &Envelope,
-    ) -> Option<Outcome> {
-        let mut batch = mail.to_string();
-        for to in envelope.to() {
-            batch.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
-        }
-        batch.push_str(&Data.to_string());
-        let replies = envelope.to().len() + 2;
-        let mut first_error: Option<(usize, lettre::transport::smtp::Error)> = None;
-        let mut data_ok = false;
-        for i in 0..replies {
-            let r = if i == 0 {
-                timeout(step, self.inner.command(Batch(std::mem::take(&mut batch)))).await
-            } else {
-                timeout(step, self.inner.read_response()).await
-            };
-            match r {
-                Err(_) => return Some(Outcome::Retry("no answer to MAIL, RCPT or DATA".into())),
-                Ok(Ok(_)) => data_ok = i == replies - 1,
-                Ok(Err(e)) if e.status().is_none() => {
-                    return Some(classify_error(&e, false, "MAIL, RCPT or DATA"))
-                }
-                Ok(Err(e)) => {
-                    if first_error.is_none() {
-                        first_error = Some((i, e));
-                    }
-                }
-            }
-        }
-        match first_error {
-            None => None,
-            Some((i, e)) => {
-                if data_ok {
-                    // DATA was accepted after all although an earlier command failed: the
-                    // session is in an odd state, so it ends here.
-                    self.broken = true;
-                }
-                let o = classify_error(&e, false, "MAIL, RCPT or DATA");
-                Some(if i == 0 {
-                    self.mail_refused(o, step).await
-                } else {
-                    self.reset_after(o, step).await
-                })
-            }
-        }
-    }
-
-    async fn mail_refused(&mut self, o: Outcome, step: Duration) -> Outcome {
-        match o {
-            Outcome::Fail { reply, .. } => Outcome::Abort(format!(
-                "the server refused MAIL FROM: {reply}; check email.from and the relay's sender rules"
-            )),
-            o => self.reset_after(o, step).await,
-        }
-    }
-
-    async fn reset_after(&mut self, o: Outcome, step: Duration) -> Outcome {
-        if o.keeps_connection() && !self.broken && !self.inner.has_broken() {
-            match timeout(step, self.inner.command(Rset)).await {
-                Ok(Ok(_)) => {}
-                _ => self.broken = true,
-            }
-        }
-        o
-    }
-
-    /// Ends the session politely; errors do not matter any more.
-    pub async fn quit(mut self, step: Duration) {
-        let _ = timeout(step, self.inner.quit()).await;
-    }
-}
-
-struct Parts<'a> {
-    body: Option<&'a [u8]>,
-    done: &'a AtomicBool,
-    closed: &'a AtomicBool,
-    probe: Option<&'a std::net::TcpStream>,
-}
-
-impl<'a> Iterator for Parts<'a> {
-    type Item = &'a [u8];
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let b = self.body.take();
-        if b.is_none() {
-            if peer_closed(self.probe) {
-                self.closed.store(true, Ordering::SeqCst);
-            }
-            self.done.store(true, Ordering::SeqCst);
-        }
-        b
     }
 }
 
@@ -752,30 +438,6 @@ mod tests {
             url: url.into(),
             ..SmtpConfig::default()
         }
-    }
-
-    #[test]
-    fn reply_classes() {
-        assert_eq!(classify(250, "ok"), Outcome::Sent("250 ok".into()));
-        assert!(matches!(classify(421, "4.3.2 bye"), Outcome::Retry(_)));
-        for c in [450, 451, 452, 454] {
-            assert!(matches!(classify(c, "try later"), Outcome::Defer(_)));
-        }
-        assert!(matches!(
-            classify(450, "4.7.1 greylisted"),
-            Outcome::Defer(_)
-        ));
-        assert_eq!(
-            classify(550, "5.1.1 no such user"),
-            Outcome::Fail {
-                reply: "550 5.1.1 no such user".into(),
-                bounce: true
-            }
-        );
-        assert!(matches!(
-            classify(554, "5.7.1 spam"),
-            Outcome::Fail { bounce: false, .. }
-        ));
     }
 
     #[test]

@@ -27,18 +27,16 @@ use tokio::task::JoinSet;
 use tower_service::Service as _;
 
 use crate::config::Config;
-use crate::store::{normalize_address, Store};
+use crate::store::{normalize_address, Confirmed, SignUp, Store, Unsubscribed};
 use crate::token::{self, Purpose};
 
 pub mod limit;
 pub mod mail;
 pub mod pages;
-pub mod state;
 
 use limit::RateLimiter;
 use mail::Mailer;
 use pages::Pages;
-use state::{Confirmed, SignUp, Unsubscribed};
 
 /// The largest request body accepted; a sign-up form or a one-click POST is far smaller.
 pub const BODY_LIMIT: usize = 8 * 1024;
@@ -74,7 +72,6 @@ impl App {
         let pages = Pages::load(config)?;
         let mailer = Mailer::from_config(config)?;
         let store = Store::open(&config.state.db)?;
-        store.serve_prepare()?;
         Ok(App(Arc::new(Inner {
             secret,
             store: Mutex::new(store),

@@ -1,21 +1,14 @@
-//! What `serve` keeps in the state file beyond the subscriber list: when a confirmation mail
-//! last went to an address. The table is created on start (`CREATE TABLE IF NOT EXISTS`),
-//! outside the store's numbered migrations, so the schema version does not change for it.
+//! What `serve` asks of the state file: unsubscribe and confirmation links, sign-ups, and
+//! when a confirmation mail last went to an address (`serve_confirm_mails`).
 
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use crate::store::{normalize_address, normalize_name, now_text, Store, SubscriberStatus};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS serve_confirm_mails (
-    address      TEXT PRIMARY KEY,
-    last_sent_at INTEGER NOT NULL
-);";
+use super::{normalize_name, now_text, Store, SubscriberStatus, ToAddress};
 
 /// What an unsubscribe link did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsubscribed {
+pub(crate) enum Unsubscribed {
     /// A pending or active subscriber is now unsubscribed.
     Now,
     /// Already unsubscribed or bounced: nothing changed.
@@ -27,7 +20,7 @@ pub enum Unsubscribed {
 
 /// What a sign-up asks of the server, decided from the address's standing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignUp {
+pub(crate) enum SignUp {
     /// Mail a confirmation link (new, pending, or unsubscribed and asking to come back).
     SendConfirmation,
     /// Already active: nothing to do.
@@ -38,7 +31,7 @@ pub enum SignUp {
 
 /// What a confirmation link did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirmed {
+pub(crate) enum Confirmed {
     /// Now active (it was pending, or unsubscribed before this link was made).
     Activated,
     AlreadyActive,
@@ -49,24 +42,18 @@ pub enum Confirmed {
 }
 
 impl Store {
-    /// Creates the tables `serve` needs, if missing.
-    pub fn serve_prepare(&self) -> Result<()> {
-        self.conn().execute_batch(SCHEMA)?;
-        Ok(())
-    }
-
     /// Marks the address of a verified unsubscribe link unsubscribed. A bounced address stays
     /// bounced: both receive nothing, and the bounce says more.
-    pub fn serve_unsubscribe(&mut self, address: &str) -> Result<Unsubscribed> {
-        let a = normalize_address(address)?;
+    pub(crate) fn serve_unsubscribe(&mut self, address: impl ToAddress) -> Result<Unsubscribed> {
+        let a = address.to_address()?;
         let now = now_text();
         let tx = self
-            .conn_mut()
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2
              WHERE address = ?1 AND status IN ('pending', 'active')",
-            params![a, now],
+            params![a.as_str(), now],
         )?;
         let out = if changed == 1 {
             Unsubscribed::Now
@@ -74,7 +61,7 @@ impl Store {
             let inserted = tx.execute(
                 "INSERT INTO subscribers (address, name, status, added_at, updated_at)
                  VALUES (?1, NULL, 'unsubscribed', ?2, ?2) ON CONFLICT (address) DO NOTHING",
-                params![a, now],
+                params![a.as_str(), now],
             )?;
             if inserted == 1 {
                 Unsubscribed::Recorded
@@ -88,8 +75,12 @@ impl Store {
 
     /// Records a sign-up (a new address becomes `pending`; an existing row keeps its status)
     /// and says whether a confirmation mail is called for.
-    pub fn serve_sign_up(&mut self, address: &str, name: Option<&str>) -> Result<SignUp> {
-        let a = normalize_address(address)?;
+    pub(crate) fn serve_sign_up(
+        &mut self,
+        address: impl ToAddress,
+        name: Option<&str>,
+    ) -> Result<SignUp> {
+        let a = address.to_address()?;
         self.add_pending(&a, name)?;
         let status = self
             .subscriber(&a)?
@@ -104,14 +95,14 @@ impl Store {
 
     /// Takes the address's one confirmation mail per `min_gap_secs`. Returns `None` when one
     /// went out more recently, else the previous time (for [`Store::serve_release_mail`]).
-    pub fn serve_claim_mail(
+    pub(crate) fn serve_claim_mail(
         &mut self,
         address: &str,
         now: i64,
         min_gap_secs: i64,
     ) -> Result<Option<Option<i64>>> {
         let tx = self
-            .conn_mut()
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Rows older than the gap decide nothing any more; dropping them keeps the table small.
         tx.execute(
@@ -138,14 +129,14 @@ impl Store {
     }
 
     /// Gives the claim back after the mail could not be handed to the SMTP server.
-    pub fn serve_release_mail(&self, address: &str, claimed_at: i64, previous: Option<i64>) {
+    pub(crate) fn serve_release_mail(&self, address: &str, claimed_at: i64, previous: Option<i64>) {
         let r = match previous {
-            Some(p) => self.conn().execute(
+            Some(p) => self.conn.execute(
                 "UPDATE serve_confirm_mails SET last_sent_at = ?3
                  WHERE address = ?1 AND last_sent_at = ?2",
                 params![address, claimed_at, p],
             ),
-            None => self.conn().execute(
+            None => self.conn.execute(
                 "DELETE FROM serve_confirm_mails WHERE address = ?1 AND last_sent_at = ?2",
                 params![address, claimed_at],
             ),
@@ -156,16 +147,20 @@ impl Store {
     }
 
     /// Applies a verified confirmation link made at `minted_at` (Unix time).
-    pub fn serve_confirm(&mut self, address: &str, minted_at: i64) -> Result<Confirmed> {
-        let a = normalize_address(address)?;
+    pub(crate) fn serve_confirm(
+        &mut self,
+        address: impl ToAddress,
+        minted_at: i64,
+    ) -> Result<Confirmed> {
+        let a = address.to_address()?;
         let now = now_text();
         let tx = self
-            .conn_mut()
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row: Option<(String, String)> = tx
             .query_row(
                 "SELECT status, updated_at FROM subscribers WHERE address = ?1",
-                [&a],
+                [a.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -176,7 +171,7 @@ impl Store {
                 tx.execute(
                     "INSERT INTO subscribers (address, name, status, added_at, updated_at)
                      VALUES (?1, ?2, 'active', ?3, ?3)",
-                    params![a, normalize_name(None), now],
+                    params![a.as_str(), normalize_name(None), now],
                 )?;
                 Confirmed::Activated
             }
@@ -220,8 +215,6 @@ mod tests {
     fn store() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(&d.path().join("state.sqlite3")).unwrap();
-        s.serve_prepare().unwrap();
-        s.serve_prepare().unwrap();
         (d, s)
     }
 

@@ -1,4 +1,5 @@
-//! The delivery ledger: one row per (issue, address), and every state change of a send.
+//! The delivery ledger: one row per (issue, address), every state change of a send, and the
+//! thread that commits the changes of a send in batches.
 //!
 //! The order of commits is what makes a send resumable: a row is committed `in_flight` before
 //! `MAIL FROM` and `sent` only after the server's 250 to the final dot, so after a crash a row
@@ -13,11 +14,11 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::store::{now_text, open_connection};
+use super::{now_text, open_connection, Address, Store};
 
 /// Where one delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeliveryState {
+pub(crate) enum DeliveryState {
     Pending,
     InFlight,
     Sent,
@@ -39,7 +40,7 @@ impl DeliveryState {
         DeliveryState::Skipped,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
             DeliveryState::InFlight => "in_flight",
@@ -77,26 +78,26 @@ impl FromStr for DeliveryState {
 
 /// Rows per state for one issue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts([usize; 7]);
+pub(crate) struct Counts([usize; 7]);
 
 impl Counts {
-    pub fn get(&self, s: DeliveryState) -> usize {
+    pub(crate) fn get(&self, s: DeliveryState) -> usize {
         self.0[s.index()]
     }
 
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.0.iter().sum()
     }
 
     /// Nothing left to do in any run (unknown rows wait for `--retry-unknown`).
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.get(DeliveryState::Pending) == 0
             && self.get(DeliveryState::InFlight) == 0
             && self.get(DeliveryState::Deferred) == 0
     }
 
     /// `sent 2000, deferred 0, ...`: every state and the total on one line.
-    pub fn one_line(&self) -> String {
+    pub(crate) fn one_line(&self) -> String {
         let mut s: Vec<String> = DeliveryState::ALL
             .iter()
             .map(|st| format!("{st} {}", self.get(*st)))
@@ -108,9 +109,9 @@ impl Counts {
 
 /// A row to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
+pub(crate) struct Row {
     pub id: i64,
-    pub address: String,
+    pub address: Address,
     pub name: Option<String>,
     pub attempts: u32,
     /// When the row was first handed to the server (Unix seconds); `None` before that.
@@ -119,47 +120,213 @@ pub struct Row {
 
 /// A row as `status --csv` writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportRow {
-    pub address: String,
+pub(crate) struct ReportRow {
+    pub address: Address,
     pub state: DeliveryState,
     pub attempts: u32,
     pub last_reply: Option<String>,
     pub updated_at: String,
 }
 
-/// Whether the issue's recipients were already snapshotted.
-pub fn has_snapshot(conn: &Connection, issue: &str) -> Result<bool> {
-    Ok(conn
-        .query_row("SELECT 1 FROM sends WHERE issue = ?1", [issue], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
-/// Copies the active subscribers into the ledger as `pending`, once per issue. Returns the
-/// number of rows written, or `None` when the snapshot was taken by an earlier run.
-pub fn snapshot(conn: &mut Connection, issue: &str) -> Result<Option<usize>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let now = now_text();
-    let n = tx.execute(
-        "INSERT INTO sends (issue, snapshot_at) VALUES (?1, ?2) ON CONFLICT (issue) DO NOTHING",
-        params![issue, now],
-    )?;
-    if n == 0 {
-        return Ok(None);
+impl Store {
+    /// Whether the issue's recipients were already snapshotted.
+    pub(crate) fn has_snapshot(&self, issue: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM sends WHERE issue = ?1", [issue], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
-    let rows = tx.execute(
-        "INSERT INTO deliveries (issue, address, name, state, attempts, updated_at)
-         SELECT ?1, address, name, 'pending', 0, ?2 FROM subscribers WHERE status = 'active'
-         ORDER BY address",
-        params![issue, now],
-    )?;
-    tx.commit()?;
-    Ok(Some(rows))
+
+    /// Copies the active subscribers into the ledger as `pending`, once per issue. Returns the
+    /// number of rows written, or `None` when the snapshot was taken by an earlier run.
+    pub(crate) fn snapshot(&mut self, issue: &str) -> Result<Option<usize>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = now_text();
+        let n = tx.execute(
+            "INSERT INTO sends (issue, snapshot_at) VALUES (?1, ?2) ON CONFLICT (issue) DO NOTHING",
+            params![issue, now],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let rows = tx.execute(
+            "INSERT INTO deliveries (issue, address, name, state, attempts, updated_at)
+             SELECT ?1, address, name, 'pending', 0, ?2 FROM subscribers WHERE status = 'active'
+             ORDER BY address",
+            params![issue, now],
+        )?;
+        tx.commit()?;
+        Ok(Some(rows))
+    }
+
+    /// Rows a crashed run left `in_flight` become `unknown`. Call only while holding the send
+    /// lock: then no other process can have a row in flight.
+    pub(crate) fn recover_in_flight(&mut self, issue: &str) -> Result<usize> {
+        recover_in_flight(&self.conn, issue)
+    }
+
+    /// [`Store::recover_in_flight`] for every issue at once; returns the rows changed per issue.
+    pub(crate) fn recover_all_in_flight(&mut self) -> Result<Vec<(String, usize)>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let issues = {
+            let mut st = tx.prepare(
+                "SELECT issue, count(*) FROM deliveries WHERE state = 'in_flight'
+                 GROUP BY issue ORDER BY issue",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        for (issue, _) in &issues {
+            recover_in_flight(&tx, issue)?;
+        }
+        tx.commit()?;
+        Ok(issues)
+    }
+
+    /// Issues whose send was started and still has rows to deliver (pending, in flight or
+    /// deferred), in the order first sent.
+    pub(crate) fn unfinished_issues(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare(
+            "SELECT issue FROM sends s WHERE EXISTS (
+                 SELECT 1 FROM deliveries d WHERE d.issue = s.issue
+                   AND d.state IN ('pending', 'in_flight', 'deferred'))
+             ORDER BY snapshot_at, issue",
+        )?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// `--retry-unknown`: unknown rows go back to `pending`.
+    pub(crate) fn requeue_unknown(&mut self, issue: &str) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE deliveries SET state = 'pending', updated_at = ?2
+             WHERE issue = ?1 AND state = 'unknown'",
+            params![issue, now_text()],
+        )?)
+    }
+
+    /// Deferred rows first attempted before `first_attempt_before` (Unix seconds) become
+    /// `failed`, their reply `reason` followed by the last reply. Rows never handed to the
+    /// server are not aged, like pending ones. Returns the number of rows failed.
+    pub(crate) fn expire_deferred(
+        &mut self,
+        issue: &str,
+        first_attempt_before: i64,
+        reason: &str,
+    ) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE deliveries SET state = 'failed',
+                 last_reply = ?3 || coalesce(last_reply, 'no reply recorded'),
+                 next_attempt_at = NULL, updated_at = ?4
+             WHERE issue = ?1 AND state = 'deferred' AND first_attempt_at < ?2",
+            params![issue, first_attempt_before, reason, now_text()],
+        )?)
+    }
+
+    /// Rows to deliver now: pending, and deferred whose next attempt is due at `now` (Unix
+    /// seconds).
+    pub(crate) fn due(&self, issue: &str, now: i64) -> Result<Vec<Row>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
+             WHERE issue = ?1
+               AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
+             ORDER BY id",
+        )?;
+        let rows = st.query_map(params![issue, now], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                address: Address::unchecked(r.get(1)?),
+                name: r.get(2)?,
+                attempts: r.get(3)?,
+                first_attempt_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The earliest next attempt of a deferred row, Unix seconds.
+    pub(crate) fn next_due(&self, issue: &str) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE issue = ?1 AND state = 'deferred'",
+            [issue],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Rows per state of one issue.
+    pub(crate) fn counts(&self, issue: &str) -> Result<Counts> {
+        let mut st = self
+            .conn
+            .prepare("SELECT state, count(*) FROM deliveries WHERE issue = ?1 GROUP BY state")?;
+        let mut c = Counts::default();
+        let rows = st.query_map([issue], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?))
+        })?;
+        for r in rows {
+            let (s, n) = r?;
+            c.0[s.parse::<DeliveryState>()?.index()] = n;
+        }
+        Ok(c)
+    }
+
+    /// Every issue sent so far (in the order first sent) with its counts.
+    pub(crate) fn all_counts(&self) -> Result<Vec<(String, Counts)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT issue FROM sends ORDER BY snapshot_at, issue")?;
+        let issues = st
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        issues
+            .into_iter()
+            .map(|i| {
+                let c = self.counts(&i)?;
+                Ok((i, c))
+            })
+            .collect()
+    }
+
+    /// Every row of an issue that is not `sent`, by address.
+    pub(crate) fn not_sent(&self, issue: &str) -> Result<Vec<ReportRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT address, state, attempts, last_reply, updated_at FROM deliveries
+             WHERE issue = ?1 AND state <> 'sent' ORDER BY address",
+        )?;
+        let rows = st.query_map([issue], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (address, state, attempts, last_reply, updated_at) = r?;
+            out.push(ReportRow {
+                address: Address::unchecked(address),
+                state: state.parse()?,
+                attempts,
+                last_reply,
+                updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Starts the one writer of the ledger for a send, on its own connection.
+    pub(crate) fn writer(&self) -> Result<Writer> {
+        Writer::start(&self.path)
+    }
 }
 
-/// Rows a crashed run left `in_flight` become `unknown`. Call only while holding the send
-/// lock: then no other process can have a row in flight.
-pub fn recover_in_flight(conn: &Connection, issue: &str) -> Result<usize> {
+fn recover_in_flight(conn: &Connection, issue: &str) -> Result<usize> {
     Ok(conn.execute(
         "UPDATE deliveries SET state = 'unknown',
              last_reply = 'the sending process stopped after handing the message to the server',
@@ -169,174 +336,9 @@ pub fn recover_in_flight(conn: &Connection, issue: &str) -> Result<usize> {
     )?)
 }
 
-/// [`recover_in_flight`] for every issue at once; returns the rows changed per issue.
-pub fn recover_all_in_flight(conn: &mut Connection) -> Result<Vec<(String, usize)>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let issues = {
-        let mut st = tx.prepare(
-            "SELECT issue, count(*) FROM deliveries WHERE state = 'in_flight'
-             GROUP BY issue ORDER BY issue",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?)))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()?
-    };
-    for (issue, _) in &issues {
-        recover_in_flight(&tx, issue)?;
-    }
-    tx.commit()?;
-    Ok(issues)
-}
-
-/// Issues whose send was started and still has rows to deliver (pending, in flight or
-/// deferred), in the order first sent.
-pub fn unfinished_issues(conn: &Connection) -> Result<Vec<String>> {
-    let mut st = conn.prepare(
-        "SELECT issue FROM sends s WHERE EXISTS (
-             SELECT 1 FROM deliveries d WHERE d.issue = s.issue
-               AND d.state IN ('pending', 'in_flight', 'deferred'))
-         ORDER BY snapshot_at, issue",
-    )?;
-    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-/// `--retry-unknown`: unknown rows go back to `pending`.
-pub fn requeue_unknown(conn: &Connection, issue: &str) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE deliveries SET state = 'pending', updated_at = ?2
-         WHERE issue = ?1 AND state = 'unknown'",
-        params![issue, now_text()],
-    )?)
-}
-
-/// The earliest first attempt a deferred row may have at `at` (Unix seconds) without being
-/// older than `max_age_hours`: a row whose first attempt is before it is past the cap.
-///
-/// The start of a run (which fails such rows) and the scheduling of a retry (which fails a
-/// row rather than schedule it past the cap) both ask this, so they agree on the boundary:
-/// a retry scheduled exactly at the cap is still made.
-pub fn age_cutoff(at: i64, max_age_hours: i64) -> i64 {
-    at.saturating_sub(max_age_hours.saturating_mul(3600))
-}
-
-/// The reply recorded for a delivery given up by age.
-pub fn gave_up_by_age(max_age_hours: i64, last_reply: &str) -> String {
-    format!("gave up after {max_age_hours} h: {last_reply}")
-}
-
-/// Deferred rows whose first attempt is older than `max_age_hours` at `now` become `failed`,
-/// with the last reply kept behind the reason. Rows never handed to the server are not aged,
-/// like pending ones. Returns the number of rows failed.
-pub fn expire_deferred(
-    conn: &Connection,
-    issue: &str,
-    now: i64,
-    max_age_hours: i64,
-) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE deliveries SET state = 'failed',
-             last_reply = ?3 || coalesce(last_reply, 'no reply recorded'),
-             next_attempt_at = NULL, updated_at = ?4
-         WHERE issue = ?1 AND state = 'deferred' AND first_attempt_at < ?2",
-        params![
-            issue,
-            age_cutoff(now, max_age_hours),
-            gave_up_by_age(max_age_hours, ""),
-            now_text()
-        ],
-    )?)
-}
-
-/// Rows to deliver now: pending, and deferred whose next attempt is due at `now` (Unix seconds).
-pub fn due(conn: &Connection, issue: &str, now: i64) -> Result<Vec<Row>> {
-    let mut st = conn.prepare(
-        "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
-         WHERE issue = ?1 AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
-         ORDER BY id",
-    )?;
-    let rows = st.query_map(params![issue, now], |r| {
-        Ok(Row {
-            id: r.get(0)?,
-            address: r.get(1)?,
-            name: r.get(2)?,
-            attempts: r.get(3)?,
-            first_attempt_at: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-/// The earliest next attempt of a deferred row, Unix seconds.
-pub fn next_due(conn: &Connection, issue: &str) -> Result<Option<i64>> {
-    Ok(conn.query_row(
-        "SELECT min(next_attempt_at) FROM deliveries WHERE issue = ?1 AND state = 'deferred'",
-        [issue],
-        |r| r.get(0),
-    )?)
-}
-
-/// Rows per state of one issue.
-pub fn counts(conn: &Connection, issue: &str) -> Result<Counts> {
-    let mut st =
-        conn.prepare("SELECT state, count(*) FROM deliveries WHERE issue = ?1 GROUP BY state")?;
-    let mut c = Counts::default();
-    let rows = st.query_map([issue], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?))
-    })?;
-    for r in rows {
-        let (s, n) = r?;
-        c.0[s.parse::<DeliveryState>()?.index()] = n;
-    }
-    Ok(c)
-}
-
-/// Every issue sent so far (in the order first sent) with its counts.
-pub fn all_counts(conn: &Connection) -> Result<Vec<(String, Counts)>> {
-    let mut st = conn.prepare("SELECT issue FROM sends ORDER BY snapshot_at, issue")?;
-    let issues = st
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    issues
-        .into_iter()
-        .map(|i| {
-            let c = counts(conn, &i)?;
-            Ok((i, c))
-        })
-        .collect()
-}
-
-/// Every row of an issue that is not `sent`, by address.
-pub fn not_sent(conn: &Connection, issue: &str) -> Result<Vec<ReportRow>> {
-    let mut st = conn.prepare(
-        "SELECT address, state, attempts, last_reply, updated_at FROM deliveries
-         WHERE issue = ?1 AND state <> 'sent' ORDER BY address",
-    )?;
-    let rows = st.query_map([issue], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, u32>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (address, state, attempts, last_reply, updated_at) = r?;
-        out.push(ReportRow {
-            address,
-            state: state.parse()?,
-            attempts,
-            last_reply,
-            updated_at,
-        });
-    }
-    Ok(out)
-}
-
 /// One state change of a delivery, as the delivery workers report them.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub(crate) enum Change {
     /// The 2xx reply to the final dot.
     Sent { reply: String },
     /// A 4xx: try again after `next_attempt_at` (Unix seconds); `attempts` counts this one.
@@ -377,7 +379,7 @@ enum Op {
 
 /// The one writer of the ledger during a send: a thread that commits each batch of changes
 /// in one transaction, so many connections share one commit.
-pub struct Writer {
+pub(crate) struct Writer {
     tx: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
     error: Arc<Mutex<Option<String>>>,
@@ -385,14 +387,14 @@ pub struct Writer {
 
 /// A cheap handle the delivery workers use.
 #[derive(Clone)]
-pub struct WriterHandle {
+pub(crate) struct WriterHandle {
     tx: mpsc::Sender<Op>,
     error: Arc<Mutex<Option<String>>>,
 }
 
 impl Writer {
     /// Starts the writer on its own connection to the state file.
-    pub fn start(path: &std::path::Path) -> Result<Writer> {
+    fn start(path: &std::path::Path) -> Result<Writer> {
         let conn = open_connection(path)?;
         let (tx, rx) = mpsc::channel::<Op>();
         let error = Arc::new(Mutex::new(None));
@@ -408,7 +410,7 @@ impl Writer {
         })
     }
 
-    pub fn handle(&self) -> WriterHandle {
+    pub(crate) fn handle(&self) -> WriterHandle {
         WriterHandle {
             tx: self.tx.clone().expect("writer running"),
             error: self.error.clone(),
@@ -416,7 +418,7 @@ impl Writer {
     }
 
     /// Commits everything sent so far and stops the thread.
-    pub fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(mut self) -> Result<()> {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(Op::Stop);
         }
@@ -445,7 +447,7 @@ impl WriterHandle {
     /// Commits the row `in_flight` (true) or, when its subscriber is no longer active,
     /// `skipped` (false). `at` (Unix seconds) becomes the row's first attempt time unless it
     /// has one. Returns only once committed.
-    pub async fn claim(&self, id: i64, at: i64) -> Result<bool> {
+    pub(crate) async fn claim(&self, id: i64, at: i64) -> Result<bool> {
         let (done, rx) = tokio::sync::oneshot::channel();
         self.tx
             .send(Op::Claim { id, at, done })
@@ -454,14 +456,14 @@ impl WriterHandle {
     }
 
     /// Queues a change; it is committed with the next batch, before any later claim.
-    pub fn record(&self, id: i64, change: Change) -> Result<()> {
+    pub(crate) fn record(&self, id: i64, change: Change) -> Result<()> {
         self.tx
             .send(Op::Change { id, change })
             .map_err(|_| self.failed())
     }
 
     /// Waits until everything queued is committed.
-    pub async fn flush(&self) -> Result<()> {
+    pub(crate) async fn flush(&self) -> Result<()> {
         let (done, rx) = tokio::sync::oneshot::channel();
         self.tx.send(Op::Flush(done)).map_err(|_| self.failed())?;
         rx.await.map_err(|_| self.failed())
@@ -592,7 +594,18 @@ fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Store, SubscriberStatus};
+    use crate::mail::policy::{age_cutoff, gave_up_by_age};
+    use crate::store::SubscriberStatus;
+
+    /// What `send` runs before it selects rows: deferred rows past the age cap fail.
+    fn expire(s: &mut Store, now: i64, max_age_hours: i64) -> usize {
+        s.expire_deferred(
+            "i",
+            age_cutoff(now, max_age_hours),
+            &gave_up_by_age(max_age_hours, ""),
+        )
+        .unwrap()
+    }
 
     fn setup(n: usize) -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
@@ -605,25 +618,22 @@ mod tests {
     #[test]
     fn snapshot_is_taken_once() {
         let (_d, mut s) = setup(3);
-        assert_eq!(snapshot(s.conn_mut(), "i1").unwrap(), Some(3));
+        assert_eq!(s.snapshot("i1").unwrap(), Some(3));
         s.add_active("late@x.org", None).unwrap();
-        assert_eq!(snapshot(s.conn_mut(), "i1").unwrap(), None);
-        assert_eq!(
-            counts(s.conn(), "i1").unwrap().get(DeliveryState::Pending),
-            3
-        );
-        assert_eq!(snapshot(s.conn_mut(), "i2").unwrap(), Some(4));
-        let all = all_counts(s.conn()).unwrap();
+        assert_eq!(s.snapshot("i1").unwrap(), None);
+        assert_eq!(s.counts("i1").unwrap().get(DeliveryState::Pending), 3);
+        assert_eq!(s.snapshot("i2").unwrap(), Some(4));
+        let all = s.all_counts().unwrap();
         assert_eq!(all.len(), 2);
     }
 
     #[tokio::test]
     async fn claims_skip_unsubscribed_and_changes_commit_in_order() {
         let (_d, mut s) = setup(3);
-        snapshot(s.conn_mut(), "i").unwrap();
+        s.snapshot("i").unwrap();
         s.unsubscribe("u1@x.org").unwrap();
-        let rows = due(s.conn(), "i", 0).unwrap();
-        let w = Writer::start(s.path()).unwrap();
+        let rows = s.due("i", 0).unwrap();
+        let w = s.writer().unwrap();
         let h = w.handle();
         assert!(h.claim(rows[0].id, 100).await.unwrap());
         assert!(
@@ -651,7 +661,7 @@ mod tests {
         .unwrap();
         h.flush().await.unwrap();
         w.finish().unwrap();
-        let c = counts(s.conn(), "i").unwrap();
+        let c = s.counts("i").unwrap();
         assert_eq!(c.get(DeliveryState::Sent), 1);
         assert_eq!(c.get(DeliveryState::Skipped), 1);
         assert_eq!(c.get(DeliveryState::Failed), 1);
@@ -660,7 +670,7 @@ mod tests {
             s.subscriber("u2@x.org").unwrap().unwrap().status,
             SubscriberStatus::Bounced
         );
-        let report = not_sent(s.conn(), "i").unwrap();
+        let report = s.not_sent("i").unwrap();
         assert_eq!(report.len(), 2);
         assert_eq!(report[1].last_reply.as_deref(), Some("550 5.1.1 nobody"));
     }
@@ -668,9 +678,9 @@ mod tests {
     #[tokio::test]
     async fn in_flight_becomes_unknown_and_deferred_waits() {
         let (_d, mut s) = setup(2);
-        snapshot(s.conn_mut(), "i").unwrap();
-        let rows = due(s.conn(), "i", 0).unwrap();
-        let w = Writer::start(s.path()).unwrap();
+        s.snapshot("i").unwrap();
+        let rows = s.due("i", 0).unwrap();
+        let w = s.writer().unwrap();
         let h = w.handle();
         assert!(h.claim(rows[0].id, 100).await.unwrap());
         assert!(h.claim(rows[1].id, 100).await.unwrap());
@@ -684,13 +694,13 @@ mod tests {
         )
         .unwrap();
         w.finish().unwrap();
-        assert_eq!(recover_in_flight(s.conn(), "i").unwrap(), 1);
-        assert!(due(s.conn(), "i", 999).unwrap().is_empty());
-        assert_eq!(due(s.conn(), "i", 1000).unwrap().len(), 1);
-        assert_eq!(next_due(s.conn(), "i").unwrap(), Some(1000));
-        assert_eq!(requeue_unknown(s.conn(), "i").unwrap(), 1);
-        assert_eq!(due(s.conn(), "i", 1000).unwrap().len(), 2);
-        let c = counts(s.conn(), "i").unwrap();
+        assert_eq!(s.recover_in_flight("i").unwrap(), 1);
+        assert!(s.due("i", 999).unwrap().is_empty());
+        assert_eq!(s.due("i", 1000).unwrap().len(), 1);
+        assert_eq!(s.next_due("i").unwrap(), Some(1000));
+        assert_eq!(s.requeue_unknown("i").unwrap(), 1);
+        assert_eq!(s.due("i", 1000).unwrap().len(), 2);
+        let c = s.counts("i").unwrap();
         assert!(!c.is_complete());
         assert_eq!(
             c.one_line(),
@@ -702,12 +712,12 @@ mod tests {
     async fn every_issue_in_flight_is_recovered_and_unfinished_ones_are_listed() {
         let (_d, mut s) = setup(2);
         for issue in ["a", "b", "c"] {
-            snapshot(s.conn_mut(), issue).unwrap();
+            s.snapshot(issue).unwrap();
         }
-        let w = Writer::start(s.path()).unwrap();
+        let w = s.writer().unwrap();
         let h = w.handle();
         for issue in ["a", "c"] {
-            for r in due(s.conn(), issue, 0).unwrap() {
+            for r in s.due(issue, 0).unwrap() {
                 assert!(h.claim(r.id, 100).await.unwrap());
             }
         }
@@ -729,49 +739,29 @@ mod tests {
         .unwrap();
         w.finish().unwrap();
         assert_eq!(
-            unfinished_issues(s.conn()).unwrap(),
+            s.unfinished_issues().unwrap(),
             ["a", "b", "c"],
             "in flight and pending rows are unfinished work"
         );
         assert_eq!(
-            recover_all_in_flight(s.conn_mut()).unwrap(),
+            s.recover_all_in_flight().unwrap(),
             [("a".to_string(), 2), ("c".to_string(), 1)]
         );
-        assert_eq!(
-            counts(s.conn(), "a").unwrap().get(DeliveryState::Unknown),
-            2
-        );
-        assert_eq!(
-            counts(s.conn(), "b").unwrap().get(DeliveryState::Pending),
-            2
-        );
+        assert_eq!(s.counts("a").unwrap().get(DeliveryState::Unknown), 2);
+        assert_eq!(s.counts("b").unwrap().get(DeliveryState::Pending), 2);
         // Unknown rows wait for --retry-unknown: a and c are finished, b is not.
-        assert_eq!(unfinished_issues(s.conn()).unwrap(), ["b"]);
-        assert!(recover_all_in_flight(s.conn_mut()).unwrap().is_empty());
-    }
-
-    #[test]
-    fn age_cutoff_is_the_cap_before_the_given_time() {
-        let now = 1_000_000;
-        assert_eq!(age_cutoff(now, 72), now - 72 * 3600);
-        assert_eq!(age_cutoff(now, 1), now - 3600);
-        // A huge cap saturates instead of wrapping around into the future.
-        assert_eq!(age_cutoff(now, i64::MAX), now - i64::MAX);
-        assert_eq!(age_cutoff(i64::MIN + 5, 1), i64::MIN);
-        assert_eq!(
-            gave_up_by_age(72, "451 4.3.0 later"),
-            "gave up after 72 h: 451 4.3.0 later"
-        );
+        assert_eq!(s.unfinished_issues().unwrap(), ["b"]);
+        assert!(s.recover_all_in_flight().unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn claims_record_the_first_attempt_once() {
         let (_d, mut s) = setup(2);
-        snapshot(s.conn_mut(), "i").unwrap();
+        s.snapshot("i").unwrap();
         s.unsubscribe("u1@x.org").unwrap();
-        let rows = due(s.conn(), "i", 0).unwrap();
+        let rows = s.due("i", 0).unwrap();
         assert_eq!(rows[0].first_attempt_at, None);
-        let w = Writer::start(s.path()).unwrap();
+        let w = s.writer().unwrap();
         let h = w.handle();
         assert!(h.claim(rows[0].id, 500).await.unwrap());
         // A 421: back to pending, then claimed again later; the first attempt stays.
@@ -800,8 +790,8 @@ mod tests {
     #[test]
     fn deferred_rows_older_than_the_cap_fail_with_their_last_reply() {
         let (_d, mut s) = setup(6);
-        snapshot(s.conn_mut(), "i").unwrap();
-        snapshot(s.conn_mut(), "other").unwrap();
+        s.snapshot("i").unwrap();
+        s.snapshot("other").unwrap();
         let now = 1_000_000;
         let cap = 72;
         let edge = now - cap * 3600;
@@ -823,8 +813,8 @@ mod tests {
                 )
                 .unwrap();
         }
-        assert_eq!(expire_deferred(s.conn(), "i", now, cap).unwrap(), 1);
-        let report = not_sent(s.conn(), "i").unwrap();
+        assert_eq!(expire(&mut s, now, cap), 1);
+        let report = s.not_sent("i").unwrap();
         let states: Vec<(&str, DeliveryState)> = report
             .iter()
             .map(|r| (r.address.as_str(), r.state))
@@ -845,25 +835,21 @@ mod tests {
             Some("gave up after 72 h: 451 4.3.0 later")
         );
         // The failed row is no longer due nor waited for; the other issue is untouched.
-        assert_eq!(next_due(s.conn(), "i").unwrap(), Some(now + 10));
-        assert!(due(s.conn(), "i", now + 10)
+        assert_eq!(s.next_due("i").unwrap(), Some(now + 10));
+        assert!(s
+            .due("i", now + 10)
             .unwrap()
             .iter()
-            .all(|r| r.address != "u0@x.org"));
-        assert_eq!(
-            counts(s.conn(), "other")
-                .unwrap()
-                .get(DeliveryState::Pending),
-            6
-        );
+            .all(|r| r.address.as_str() != "u0@x.org"));
+        assert_eq!(s.counts("other").unwrap().get(DeliveryState::Pending), 6);
         // One second later the row at the edge is past the cap too.
-        assert_eq!(expire_deferred(s.conn(), "i", now + 1, cap).unwrap(), 1);
+        assert_eq!(expire(&mut s, now + 1, cap), 1);
     }
 
     #[test]
     fn rows_an_interrupted_send_left_untried_are_never_aged() {
         let (_d, mut s) = setup(2);
-        snapshot(s.conn_mut(), "i").unwrap();
+        s.snapshot("i").unwrap();
         // A stop writes the rest of the queue as deferred without a first attempt; however old
         // the send, those people were never tried and must still get the issue.
         s.conn()
@@ -874,7 +860,7 @@ mod tests {
             )
             .unwrap();
         let later = chrono::Utc::now().timestamp();
-        assert_eq!(expire_deferred(s.conn(), "i", later, 72).unwrap(), 0);
-        assert_eq!(due(s.conn(), "i", later).unwrap().len(), 2);
+        assert_eq!(expire(&mut s, later, 72), 0);
+        assert_eq!(s.due("i", later).unwrap().len(), 2);
     }
 }
