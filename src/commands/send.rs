@@ -14,15 +14,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::Ctx;
 use crate::cli::SendArgs;
 use crate::config::Config;
+use crate::diag::Exit;
 use crate::mail::compose::{Composer, Recipient};
 use crate::mail::deliver::{self, Build, Settings};
 use crate::mail::ledger::{self, DeliveryState, Writer};
 use crate::mail::smtp::{ConnectError, Outcome, Target};
 use crate::model::Issue;
 use crate::store::{normalize_address, Store, SubscriberStatus};
-use crate::EXIT_TEMPFAIL;
 
-pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
     let config = &ctx.config;
     let now = config.site.timezone.now();
     let issues = load_issues(ctx)?;
@@ -34,7 +34,7 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     if testing {
         let Some(issue) = &issue else {
             ctx.info("send --latest: no published issue in the main feeds; nothing to send");
-            return Ok(0);
+            return Ok(Exit::Ok);
         };
         let slug = issue.slug.clone();
         let secret = crate::token::secret_from_env()?;
@@ -72,7 +72,7 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
         ctx.info("send --latest: no published issue in the main feeds; nothing new to send");
     }
     let newest_slug = newest.as_ref().map(|i| i.slug.clone());
-    let mut code = Code::default();
+    let mut code = Exit::Ok;
     let mut older: Vec<&Issue> = Vec::new();
     let unix_now = chrono::Utc::now().timestamp();
     for slug in ledger::unfinished_issues(store.conn())? {
@@ -91,7 +91,7 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
                 c.one_line(),
                 config.issues.dir.display()
             );
-            code.add(EXIT_TEMPFAIL);
+            code.add(Exit::TempFail);
             continue;
         };
         if !issue.is_published(now) {
@@ -100,7 +100,7 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
                 c.one_line(),
                 issue.path.display()
             );
-            code.add(EXIT_TEMPFAIL);
+            code.add(Exit::TempFail);
             continue;
         }
         let age = now.signed_duration_since(issue.date);
@@ -111,7 +111,7 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
                 age.num_days(),
                 args.max_age
             );
-            code.add(EXIT_TEMPFAIL);
+            code.add(Exit::TempFail);
             continue;
         }
         older.push(issue);
@@ -124,7 +124,7 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
     for (issue, is_newest) in handle {
         if run.stopped() {
             eprintln!("{}: not started: the send was interrupted", issue.slug);
-            code.add(EXIT_TEMPFAIL);
+            code.add(Exit::TempFail);
             continue;
         }
         let max_age = is_newest.then_some(args.max_age);
@@ -133,28 +133,11 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
             Ok(c) => code.add(c),
             Err(e) => {
                 eprintln!("error: {}: {e:#}", issue.slug);
-                code.add(1);
+                code.add(Exit::Error);
             }
         }
     }
-    Ok(code.0)
-}
-
-/// The exit code over several issues: an error wins over a deferral, which wins over done.
-#[derive(Default)]
-struct Code(u8);
-
-impl Code {
-    fn add(&mut self, c: u8) {
-        let rank = |c: u8| match c {
-            0 => 0,
-            EXIT_TEMPFAIL => 1,
-            _ => 2,
-        };
-        if rank(c) > rank(self.0) {
-            self.0 = c;
-        }
-    }
+    Ok(code)
 }
 
 fn warn_recovered(slug: &str, recovered: usize) {
@@ -217,7 +200,7 @@ impl<'a> Runner<'a> {
         issue: &Issue,
         retry_unknown: bool,
         max_age: Option<u32>,
-    ) -> Result<u8> {
+    ) -> Result<Exit> {
         let ctx = self.ctx;
         let config = &ctx.config;
         let now = config.site.timezone.now();
@@ -237,7 +220,7 @@ impl<'a> Runner<'a> {
                     "{slug}: the newest issue is {} days old, older than --max-age {max_age}: not sending (send it by name to mail it anyway)",
                     age.num_days(),
                 ));
-                return Ok(0);
+                return Ok(Exit::Ok);
             }
         }
         let secret = crate::token::secret_from_env()?;
@@ -249,7 +232,7 @@ impl<'a> Runner<'a> {
             let c = ledger::counts(store.conn(), &slug)?;
             if c.is_complete() {
                 println!("{slug}: complete ({})", c.one_line());
-                return Ok(0);
+                return Ok(Exit::Ok);
             }
             if ledger::due(store.conn(), &slug, unix_now)?.is_empty() {
                 let next = ledger::next_due(store.conn(), &slug)?.unwrap_or(unix_now);
@@ -258,7 +241,7 @@ impl<'a> Runner<'a> {
                     fmt_unix(next),
                     c.one_line()
                 );
-                return Ok(EXIT_TEMPFAIL);
+                return Ok(Exit::TempFail);
             }
         }
 
@@ -314,7 +297,7 @@ impl<'a> Runner<'a> {
             Ok(Some((report, total, snapshot)))
         });
         let Some((report, total, snapshot)) = outcome? else {
-            return Ok(EXIT_TEMPFAIL);
+            return Ok(Exit::TempFail);
         };
         let c = ledger::counts(store.conn(), &slug)?;
         let secs = started.elapsed().as_secs_f64();
@@ -351,9 +334,9 @@ impl<'a> Runner<'a> {
         }
         Ok(
             if c.get(DeliveryState::Deferred) > 0 || c.get(DeliveryState::Pending) > 0 {
-                EXIT_TEMPFAIL
+                Exit::TempFail
             } else {
-                0
+                Exit::Ok
             },
         )
     }
@@ -484,7 +467,7 @@ fn pick_latest(
         .cloned())
 }
 
-fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<u8> {
+fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<Exit> {
     let store = Store::open(&ctx.config.state.db)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let subs = store.subscribers(Some(SubscriberStatus::Active))?;
@@ -502,7 +485,7 @@ fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<u8>
         subs.len(),
         dir.display()
     ));
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// `2019-01-ann_at_example.org.eml`: safe on every file system, one file per address.
@@ -518,7 +501,7 @@ fn eml_name(slug: &str, address: &str) -> PathBuf {
     PathBuf::from(format!("{slug}-{a}.eml"))
 }
 
-fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<u8> {
+fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exit> {
     let address = normalize_address(to)?;
     let m = composer.message(&Recipient {
         address: address.clone(),
@@ -542,7 +525,7 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<u8>
             ctx.info(format!(
                 "{slug}: test copy sent to {address}: {r} (nothing recorded)"
             ));
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Outcome::Fail { reply: r, .. }
         | Outcome::Defer(r)
