@@ -1,21 +1,19 @@
 //! `techshack build` as a site build uses it: deterministic, atomic, loud on bad input.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
 
+use crate::support::{self, fixture};
+
 const NOW: &str = "2019-06-01T00:00:00+08:00";
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/feeds")
-}
-
 fn techshack(issues: &Path, out: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("techshack").expect("the techshack binary");
+    let mut cmd = support::techshack();
     cmd.env("TECHSHACK_NOW", NOW)
         .arg("-c")
-        .arg(fixture().join("techshack.toml"))
+        .arg(fixture("feeds").join("techshack.toml"))
         .arg("--issues")
         .arg(issues)
         .arg("build")
@@ -49,7 +47,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// A copy of the fixture issues that a test may change.
 fn issues_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary folder");
-    for (rel, bytes) in snapshot(&fixture().join("issues")) {
+    for (rel, bytes) in snapshot(&fixture("feeds").join("issues")) {
         std::fs::write(dir.path().join(rel), bytes).expect("copy");
     }
     dir
@@ -57,7 +55,7 @@ fn issues_copy() -> tempfile::TempDir {
 
 #[test]
 fn two_builds_write_identical_bytes() {
-    let issues = fixture().join("issues");
+    let issues = fixture("feeds").join("issues");
     let a = tempfile::tempdir().expect("temporary folder");
     let b = tempfile::tempdir().expect("temporary folder");
     techshack(&issues, a.path()).assert().success();
@@ -121,7 +119,7 @@ fn a_bad_issue_fails_the_build_and_leaves_old_outputs_untouched() {
 
 #[test]
 fn an_unwritable_output_fails_loudly_and_writes_nothing() {
-    let issues = fixture().join("issues");
+    let issues = fixture("feeds").join("issues");
     let dir = tempfile::tempdir().expect("temporary folder");
     let out = dir.path().join("public");
     std::fs::write(&out, b"a file where the folder should be").expect("blocker");
@@ -150,7 +148,7 @@ fn no_published_issue_writes_no_feed_and_says_so() {
 
 #[test]
 fn the_clock_is_read_from_the_environment_and_checked() {
-    let issues = fixture().join("issues");
+    let issues = fixture("feeds").join("issues");
     let out = tempfile::tempdir().expect("temporary folder");
     let o = techshack(&issues, out.path())
         .env("TECHSHACK_NOW", "next tuesday")
@@ -169,7 +167,7 @@ fn the_clock_is_read_from_the_environment_and_checked() {
 
 #[test]
 fn a_template_that_fails_to_render_leaves_old_outputs_untouched() {
-    let issues = fixture().join("issues");
+    let issues = fixture("feeds").join("issues");
     let out = tempfile::tempdir().expect("temporary folder");
     techshack(&issues, out.path()).assert().success();
     let before = snapshot(out.path());
@@ -184,11 +182,10 @@ fn a_template_that_fails_to_render_leaves_old_outputs_untouched() {
     let templates = work.path().join("templates");
     std::fs::create_dir(&templates).expect("templates folder");
     std::fs::write(templates.join("issue.html"), "{{ no_such_thing.at_all }}").expect("template");
-    let config = std::fs::read_to_string(fixture().join("techshack.toml")).expect("config");
+    let config = std::fs::read_to_string(fixture("feeds").join("techshack.toml")).expect("config");
     let config = config.replace("[issues]", "[templates]\ndir = \"templates\"\n\n[issues]");
     std::fs::write(work.path().join("techshack.toml"), config).expect("config");
-    let o = Command::cargo_bin("techshack")
-        .expect("the techshack binary")
+    let o = support::techshack()
         .env("TECHSHACK_NOW", NOW)
         .arg("-c")
         .arg(work.path().join("techshack.toml"))
@@ -211,7 +208,7 @@ fn a_template_that_fails_to_render_leaves_old_outputs_untouched() {
 
 #[test]
 fn a_page_template_that_reads_the_plain_text_gets_it() {
-    let issues = fixture().join("issues");
+    let issues = fixture("feeds").join("issues");
     let work = tempfile::tempdir().expect("temporary folder");
     let templates = work.path().join("templates");
     std::fs::create_dir(&templates).expect("templates folder");
@@ -220,12 +217,11 @@ fn a_page_template_that_reads_the_plain_text_gets_it() {
         "<pre>{{ issue.text }}</pre>{% for i in issue.items %}<pre>{{ i.text }}</pre>{% endfor %}",
     )
     .expect("template");
-    let config = std::fs::read_to_string(fixture().join("techshack.toml")).expect("config");
+    let config = std::fs::read_to_string(fixture("feeds").join("techshack.toml")).expect("config");
     let config = config.replace("[issues]", "[templates]\ndir = \"templates\"\n\n[issues]");
     std::fs::write(work.path().join("techshack.toml"), config).expect("config");
     let out = work.path().join("out");
-    Command::cargo_bin("techshack")
-        .expect("the techshack binary")
+    support::techshack()
         .env("TECHSHACK_NOW", NOW)
         .arg("-c")
         .arg(work.path().join("techshack.toml"))
@@ -253,8 +249,7 @@ const MANIFEST: &str = ".techshack-outputs";
 
 /// `techshack build` over `issues` into `out` with the config at `config`, then `args`.
 fn build_with(config: &Path, issues: &Path, out: &Path, args: &[&str]) -> std::process::Output {
-    Command::cargo_bin("techshack")
-        .expect("the techshack binary")
+    support::techshack()
         .env("TECHSHACK_NOW", NOW)
         .arg("-c")
         .arg(config)
@@ -270,7 +265,7 @@ fn build_with(config: &Path, issues: &Path, out: &Path, args: &[&str]) -> std::p
 
 /// Builds with the fixture config; panics on failure; returns stderr.
 fn build_ok(issues: &Path, out: &Path, args: &[&str]) -> String {
-    let o = build_with(&fixture().join("techshack.toml"), issues, out, args);
+    let o = build_with(&fixture("feeds").join("techshack.toml"), issues, out, args);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "build failed:\n{stderr}");
     stderr
@@ -417,7 +412,7 @@ fn a_failed_build_removes_nothing() {
     )
     .expect("malformed issue");
     let o = build_with(
-        &fixture().join("techshack.toml"),
+        &fixture("feeds").join("techshack.toml"),
         issues.path(),
         out.path(),
         &[],
@@ -501,7 +496,7 @@ fn removing_an_extra_feed_removes_its_feeds_and_archives() {
         assert!(first.contains_key(rel), "{rel} missing: {:?}", first.keys());
     }
     let work = tempfile::tempdir().expect("temporary folder");
-    let config = std::fs::read_to_string(fixture().join("techshack.toml")).expect("config");
+    let config = std::fs::read_to_string(fixture("feeds").join("techshack.toml")).expect("config");
     let (without, _) = config
         .split_once("[[feeds.extra]]")
         .expect("the fixture has an extra feed");

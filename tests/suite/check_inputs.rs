@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
-use tempfile::TempDir;
+use crate::support::TestSite;
 
 const CONFIG: &str = r#"[site]
 title = "Test Shack"
@@ -22,25 +21,20 @@ TechshackHeader = ""
 
 /// A folder with `t.toml` (plus `extra` lines in its `[issues]` table) and the given issue
 /// files.
-fn folder(extra: &str, files: &[(&str, &[u8])]) -> TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("t.toml"),
-        CONFIG.replace("{issues_extra}", extra),
-    )
-    .expect("config");
-    std::fs::create_dir(dir.path().join("issues")).expect("issues dir");
+fn folder(extra: &str, files: &[(&str, &[u8])]) -> TestSite {
+    let mut site = TestSite::new()
+        .config_as("t.toml", &CONFIG.replace("{issues_extra}", extra))
+        .folder("issues");
     for (name, bytes) in files {
-        std::fs::write(dir.path().join("issues").join(name), bytes).expect("issue file");
+        site = site.issue(name, bytes);
     }
-    dir
+    site
 }
 
-/// Runs `techshack -c t.toml --issues issues check` in `dir`: exit code and stderr.
-fn check(dir: &Path) -> (i32, String) {
-    let out = Command::cargo_bin("techshack")
-        .expect("binary")
-        .current_dir(dir)
+/// Runs `techshack -c t.toml --issues issues check` in the site: exit code and stderr.
+fn check(site: &TestSite) -> (i32, String) {
+    let out = site
+        .cmd()
         .args(["-c", "t.toml", "--issues", "issues", "check"])
         .output()
         .expect("run techshack");
@@ -58,7 +52,7 @@ const GOOD: &[u8] =
 fn clean_folder_passes() {
     let d = folder("", &[("2019-01.md", GOOD)]);
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (0, "checked 1 issue: 0 errors, 0 warnings\n".into())
     );
 }
@@ -77,7 +71,7 @@ fn malformed_yaml_is_reported_at_its_line_and_column() {
         ],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             1,
             "issues/2019-02.md:4:6: error: malformed YAML front matter: mapping values are not allowed in this context\n\
@@ -94,7 +88,7 @@ fn malformed_toml_is_reported_at_its_line_and_column() {
         "",
         &[("2019-02.md", b"+++\ntitle = \"A\"\ndate = \n+++\nx\n")],
     );
-    let (code, err) = check(d.path());
+    let (code, err) = check(&d);
     assert_eq!(code, 1);
     assert!(
         err.starts_with("issues/2019-02.md:3:8: error: malformed TOML front matter: "),
@@ -112,7 +106,7 @@ fn unclosed_front_matter() {
         )],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             1,
             "issues/2019-02.md:1:1: error: YAML front matter opened with `---` is never closed: add a `---` line after the last key\n\
@@ -126,7 +120,7 @@ fn unclosed_front_matter() {
 fn non_utf8_file() {
     let d = folder("", &[("2019-02.md", b"---\ntitle: Caf\xe9\n---\nx\n")]);
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             1,
             "issues/2019-02.md:2:11: error: the file is not UTF-8 (byte 0xE9 at offset 14): save it as UTF-8\n\
@@ -150,7 +144,7 @@ fn unknown_date_and_no_date() {
         ],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             1,
             "issues/2019-02.md:3:1: error: unknown date `next tuesday`: write it as YYYY-MM-DD, YYYY-MM-DD HH:MM or RFC 3339 (2019-01-07T09:00:00+08:00)\n\
@@ -166,7 +160,7 @@ fn unknown_date_and_no_date() {
 fn two_files_with_one_slug() {
     let d = folder("", &[("2019-01.md", GOOD), ("2019-01.markdown", GOOD)]);
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             1,
             "issues/2019-01.md: error: slug `2019-01` is also the slug of issues/2019-01.markdown: rename one of the files or give one a `slug:` of its own\n\
@@ -186,7 +180,7 @@ fn front_matter_slug_clashing_with_a_file_name() {
         ],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             1,
             "issues/2019-02.md:3:1: error: slug `2019-01` is also the slug of issues/2019-01.md: rename one of the files or give one a `slug:` of its own\n\
@@ -207,7 +201,7 @@ fn hidden_files_are_not_issues() {
         ],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (0, "checked 1 issue: 0 errors, 0 warnings\n".into())
     );
 }
@@ -222,7 +216,7 @@ fn two_files_with_one_id() {
         ],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             1,
             "issues/2019-02.md:3:1: error: id `urn:issue:1` is also the id of issues/2019-01.md: every issue needs an id of its own\n\
@@ -250,7 +244,7 @@ fn bom_and_crlf_parse_fine() {
         ],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (0, "checked 3 issues: 0 errors, 0 warnings\n".into())
     );
 }
@@ -265,7 +259,7 @@ fn title_with_line_breaks_is_folded_with_a_warning() {
         )],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             0,
             "issues/2019-02.md:2:1: warning: the title has line breaks or control characters: they were replaced by spaces\n\
@@ -289,7 +283,7 @@ fn warnings_for_components_items_and_empty_issues() {
         ],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             0,
             "issues/2019-02.md:7:1: warning: unknown component `<SubscribeList>` was stripped: map it in [components] (`SubscribeList = \"\"` to strip it quietly)\n\
@@ -310,11 +304,11 @@ fn missing_static_image_is_reported() {
             b"---\ntitle: A\n---\n\n![ok](/static/ok.png)\n\n![gone](/static/gone.png)\n",
         )],
     );
-    let st = d.path().join("static");
+    let st = d.root().join("static");
     std::fs::create_dir(&st).expect("static dir");
     std::fs::write(st.join("ok.png"), b"png").expect("image");
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             0,
             format!(
@@ -336,7 +330,7 @@ fn missing_static_dir_is_one_warning() {
         )],
     );
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (
             0,
             "./nowhere: warning: issues.static_dir does not exist, so 2 site-path image(s) were not checked: create the folder or remove static_dir from the config\n\
@@ -361,7 +355,7 @@ fn a_five_megabyte_issue() {
     }
     let d = folder("", &[("2019-02.md", &big)]);
     assert_eq!(
-        check(d.path()),
+        check(&d),
         (0, "checked 1 issue: 0 errors, 0 warnings\n".into())
     );
 }
@@ -379,7 +373,7 @@ fn errors_in_one_file_do_not_hide_the_others() {
             ("2019-04.md", b"\xff\xfe"),
         ],
     );
-    let (code, err) = check(d.path());
+    let (code, err) = check(&d);
     assert_eq!(code, 1);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 5, "{err}");
@@ -405,9 +399,8 @@ fn errors_in_one_file_do_not_hide_the_others() {
 #[test]
 fn missing_issues_folder_is_an_error() {
     let d = folder("", &[]);
-    let out = Command::cargo_bin("techshack")
-        .expect("binary")
-        .current_dir(d.path())
+    let out = d
+        .cmd()
         .args(["-c", "t.toml", "--issues", "nope", "check"])
         .output()
         .expect("run");
@@ -424,7 +417,7 @@ fn mail_settings_that_would_fail_a_send_are_errors() {
     let bad = "[email]\nfrom = \"not an address\"\nunsubscribe_url = \"https://example.com/u?token={token}\"\n\
                [smtp]\nurl = \"smtp//oops\"\n";
     let d = folder(bad, &[("2019-01.md", GOOD)]);
-    let (code, err) = check(d.path());
+    let (code, err) = check(&d);
     assert_eq!(code, 1, "{err}");
     assert_eq!(
         err,
@@ -434,9 +427,9 @@ fn mail_settings_that_would_fail_a_send_are_errors() {
     );
     // A template that does not parse is found without mailing anything.
     let d = folder("[templates]\ndir = \"tpl\"\n", &[("2019-01.md", GOOD)]);
-    std::fs::create_dir(d.path().join("tpl")).expect("templates dir");
-    std::fs::write(d.path().join("tpl/issue.html"), "{% block x %}").expect("template");
-    let (code, err) = check(d.path());
+    std::fs::create_dir(d.root().join("tpl")).expect("templates dir");
+    std::fs::write(d.root().join("tpl/issue.html"), "{% block x %}").expect("template");
+    let (code, err) = check(&d);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.starts_with("t.toml: error: ") && err.contains("issue.html"),
@@ -446,7 +439,7 @@ fn mail_settings_that_would_fail_a_send_are_errors() {
     let good = "[email]\nfrom = \"Shack <news@example.com>\"\nunsubscribe_url = \"https://example.com/u?token={token}\"\n";
     for extra in [good, ""] {
         let d = folder(extra, &[("2019-01.md", GOOD)]);
-        let (code, err) = check(d.path());
+        let (code, err) = check(&d);
         assert_eq!(
             (code, err.as_str()),
             (0, "checked 1 issue: 0 errors, 0 warnings\n")
@@ -464,7 +457,7 @@ fn an_issue_too_large_for_gmail_is_a_warning() {
         );
     }
     let d = folder(mail, &[("2019-01.md", &big)]);
-    let (code, err) = check(d.path());
+    let (code, err) = check(&d);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 2, "{err}");

@@ -3,16 +3,12 @@
 //! ignored by default, over the real corpora of `$TECHSHACK_CORPORA`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
+use crate::support::{corpora, fixture, repo, techshack};
 
 /// The clock of every fixture build: after every fixture issue but `2099-01`.
 const NOW: &str = "2019-06-01T00:00:00+08:00";
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/feeds")
-}
 
 /// Runs `techshack -c CONFIG [--issues DIR] build --out OUT ARGS...` at the fixtures' clock
 /// and returns stderr.
@@ -28,7 +24,7 @@ fn build_at(
     out: &Path,
     args: &[&str],
 ) -> String {
-    let mut cmd = Command::cargo_bin("techshack").expect("the techshack binary");
+    let mut cmd = techshack();
     match now {
         Some(n) => cmd.env("TECHSHACK_NOW", n),
         None => cmd.env_remove("TECHSHACK_NOW"),
@@ -46,7 +42,12 @@ fn build_at(
 
 fn build_fixture() -> tempfile::TempDir {
     let out = tempfile::tempdir().expect("temporary folder");
-    build(&fixture().join("techshack.toml"), None, out.path(), &[]);
+    build(
+        &fixture("feeds").join("techshack.toml"),
+        None,
+        out.path(),
+        &[],
+    );
     out
 }
 
@@ -331,7 +332,7 @@ fn drafts_and_future_issues_stay_out_unless_asked() {
     assert!(!all.contains("letter from the future"));
     let with = tempfile::tempdir().expect("temporary folder");
     build(
-        &fixture().join("techshack.toml"),
+        &fixture("feeds").join("techshack.toml"),
         None,
         with.path(),
         &["--drafts"],
@@ -432,7 +433,7 @@ fn relative_and_site_paths_come_out_absolute() {
 fn base_url_flag_moves_every_url() {
     let out = tempfile::tempdir().expect("temporary folder");
     build(
-        &fixture().join("techshack.toml"),
+        &fixture("feeds").join("techshack.toml"),
         None,
         out.path(),
         &["--base-url", "https://staging.example/"],
@@ -456,10 +457,10 @@ fn ids_survive_a_new_title_and_an_edited_body() {
     let work = tempfile::tempdir().expect("temporary folder");
     let issues = work.path().join("issues");
     std::fs::create_dir(&issues).expect("issues folder");
-    for f in files(&fixture().join("issues")) {
-        std::fs::copy(fixture().join("issues").join(&f), issues.join(&f)).expect("copy");
+    for f in files(&fixture("feeds").join("issues")) {
+        std::fs::copy(fixture("feeds").join("issues").join(&f), issues.join(&f)).expect("copy");
     }
-    let config = fixture().join("techshack.toml");
+    let config = fixture("feeds").join("techshack.toml");
     let before = tempfile::tempdir().expect("temporary folder");
     build(&config, Some(&issues), before.path(), &[]);
     for (file, from, to) in [
@@ -498,24 +499,12 @@ fn ids_survive_a_new_title_and_an_edited_body() {
     assert_eq!(all_ids(before.path()), all_ids(after.path()));
 }
 
-fn corpora() -> PathBuf {
-    let v = std::env::var_os("TECHSHACK_CORPORA")
-        .expect("TECHSHACK_CORPORA must name the corpora folder (../shared/corpora) for this test");
-    let p = PathBuf::from(v);
-    assert!(
-        p.is_dir(),
-        "TECHSHACK_CORPORA={} is not a folder",
-        p.display()
-    );
-    p
-}
-
 #[test]
 #[ignore = "reads the real corpora from $TECHSHACK_CORPORA"]
 fn techshack_corpus_feeds_are_sound() {
     let issues = corpora().join("techshack");
     let out = tempfile::tempdir().expect("temporary folder");
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/techshack.toml");
+    let config = repo().join("config/techshack.toml");
     build_at(None, &config, Some(&issues), out.path(), &[]);
     let n = check_all(out.path());
     assert!(n > 50, "{n} entries");
@@ -539,7 +528,7 @@ fn techshack_corpus_feeds_are_sound() {
 fn twir_corpus_feeds_are_sound() {
     let issues = corpora().join("twir");
     let out = tempfile::tempdir().expect("temporary folder");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = repo();
     let config = root.join("examples/twir/techshack.toml");
     build_at(None, &config, Some(&issues), out.path(), &[]);
     check_all(out.path());
@@ -563,7 +552,7 @@ fn a_title_with_line_breaks_comes_out_on_one_line() {
     .expect("issue");
     let out = tempfile::tempdir().expect("temporary folder");
     build(
-        &fixture().join("techshack.toml"),
+        &fixture("feeds").join("techshack.toml"),
         Some(issues.path()),
         out.path(),
         &[],

@@ -3,30 +3,26 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
+use crate::support::TestSite;
 use techshack::config::Config;
-use tempfile::TempDir;
 
-fn folder(filename_date: &str) -> TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("t.toml"),
-        format!(
-            "[site]\ntitle = \"Test Shack\"\nbase_url = \"https://example.com\"\ntimezone = \"+08:00\"\n\
-             [issues]\ndir = \"issues\"\nfilename_date = \"{filename_date}\"\ntime = \"09:00\"\n\
-             [templates]\ndir = \"templates\"\n"
-        ),
-    )
-    .expect("config");
-    // The folder the config names; a missing one is an error for `build` and `check`.
-    std::fs::create_dir(dir.path().join("templates")).expect("templates dir");
-    dir
+fn folder(filename_date: &str) -> TestSite {
+    TestSite::new()
+        .config_as(
+            "t.toml",
+            &format!(
+                "[site]\ntitle = \"Test Shack\"\nbase_url = \"https://example.com\"\ntimezone = \"+08:00\"\n\
+                 [issues]\ndir = \"issues\"\nfilename_date = \"{filename_date}\"\ntime = \"09:00\"\n\
+                 [templates]\ndir = \"templates\"\n"
+            ),
+        )
+        // The folder the config names; a missing one is an error for `build` and `check`.
+        .folder("templates")
 }
 
-fn techshack(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::cargo_bin("techshack")
-        .expect("binary")
-        .current_dir(dir)
+fn techshack(site: &TestSite, args: &[&str]) -> (i32, String, String) {
+    let out = site
+        .cmd()
         .args(["-c", "t.toml"])
         .args(args)
         .output()
@@ -52,7 +48,7 @@ fn read_back(dir: &Path, name: &str) -> techshack::model::Issue {
 fn iso_week_name_and_exact_date_round_trip() {
     let d = folder("%G-%V");
     let (code, out, err) = techshack(
-        d.path(),
+        &d,
         &[
             "new",
             "--date",
@@ -67,13 +63,13 @@ fn iso_week_name_and_exact_date_round_trip() {
         err,
         "wrote ./issues/2019-01.md: a draft until you set `published: true`\n"
     );
-    let i = read_back(d.path(), "2019-01.md");
+    let i = read_back(d.root(), "2019-01.md");
     assert_eq!(i.slug, "2019-01");
     assert_eq!(i.date.to_rfc3339(), "2019-01-02T09:00:00+08:00");
     assert_eq!(i.title, "Kafka: \"exactly once\" # 1");
     assert!(i.draft);
     assert_eq!(i.items.len(), 2);
-    let (code, _, err) = techshack(d.path(), &["check"]);
+    let (code, _, err) = techshack(&d, &["check"]);
     assert_eq!(
         (code, err.as_str()),
         (0, "checked 1 issue: 0 errors, 0 warnings\n")
@@ -83,28 +79,28 @@ fn iso_week_name_and_exact_date_round_trip() {
 #[test]
 fn a_name_that_holds_the_date_needs_no_date_line() {
     let d = folder("%G-%V");
-    let (code, _, err) = techshack(d.path(), &["new", "--date", "2018-12-31"]);
+    let (code, _, err) = techshack(&d, &["new", "--date", "2018-12-31"]);
     assert_eq!(code, 0, "{err}");
-    let text = std::fs::read_to_string(d.path().join("issues/2019-01.md")).expect("file");
+    let text = std::fs::read_to_string(d.root().join("issues/2019-01.md")).expect("file");
     assert!(!text.contains("\ndate:"), "{text}");
-    let i = read_back(d.path(), "2019-01.md");
+    let i = read_back(d.root(), "2019-01.md");
     assert_eq!(i.date.to_rfc3339(), "2018-12-31T09:00:00+08:00");
     assert_eq!(i.title, "Test Shack 2019-01");
 
     let d = folder("%Y-%m-%d");
-    let (code, out, _) = techshack(d.path(), &["new", "--date", "2020-12-2"]);
+    let (code, out, _) = techshack(&d, &["new", "--date", "2020-12-2"]);
     assert_eq!((code, out.as_str()), (0, "./issues/2020-12-02.md\n"));
-    let i = read_back(d.path(), "2020-12-02.md");
+    let i = read_back(d.root(), "2020-12-02.md");
     assert_eq!(i.date.to_rfc3339(), "2020-12-02T09:00:00+08:00");
 }
 
 #[test]
 fn refuses_to_overwrite() {
     let d = folder("%G-%V");
-    assert_eq!(techshack(d.path(), &["new", "--date", "2019-01-02"]).0, 0);
-    let path = d.path().join("issues/2019-01.md");
+    assert_eq!(techshack(&d, &["new", "--date", "2019-01-02"]).0, 0);
+    let path = d.root().join("issues/2019-01.md");
     std::fs::write(&path, "---\ntitle: Mine\n---\nhand written\n").expect("edit");
-    let (code, out, err) = techshack(d.path(), &["new", "--date", "2019-01-03"]);
+    let (code, out, err) = techshack(&d, &["new", "--date", "2019-01-03"]);
     assert_eq!(code, 1);
     assert_eq!(out, "");
     assert_eq!(
@@ -116,11 +112,11 @@ fn refuses_to_overwrite() {
         "---\ntitle: Mine\n---\nhand written\n"
     );
 
-    std::fs::write(d.path().join("issues/2019-02.markdown"), "x").expect("markdown twin");
-    let (code, _, err) = techshack(d.path(), &["new", "--date", "2019-01-07"]);
+    std::fs::write(d.root().join("issues/2019-02.markdown"), "x").expect("markdown twin");
+    let (code, _, err) = techshack(&d, &["new", "--date", "2019-01-07"]);
     assert_eq!(code, 1);
     assert!(err.contains("2019-02.markdown exists already"), "{err}");
-    assert!(!d.path().join("issues/2019-02.md").exists());
+    assert!(!d.root().join("issues/2019-02.md").exists());
 }
 
 #[test]
@@ -128,7 +124,7 @@ fn today_by_default() {
     let d = folder("%Y-%m-%d");
     let before =
         chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("+8"));
-    let (code, out, err) = techshack(d.path(), &["new"]);
+    let (code, out, err) = techshack(&d, &["new"]);
     let after =
         chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("+8"));
     assert_eq!(code, 0, "{err}");
@@ -138,19 +134,16 @@ fn today_by_default() {
 
 #[test]
 fn user_template_and_folded_title() {
-    let d = folder("%G-%V");
-
-    std::fs::write(
-        d.path().join("templates/issue.md"),
+    let d = folder("%G-%V").template(
+        "issue.md",
         "---\ntitle: {{ title_yaml }}\n{% if date_line %}date: {{ date }}\n{% endif %}---\n\n# {{ title }}\n\nWeek {{ slug }} of {{ site_title }}.\n",
-    )
-    .expect("template");
+    );
     let (code, _, err) = techshack(
-        d.path(),
+        &d,
         &["new", "--date", "2019-01-09", "--title", "Line\r\nBreak"],
     );
     assert_eq!(code, 0, "{err}");
-    let i = read_back(d.path(), "2019-02.md");
+    let i = read_back(d.root(), "2019-02.md");
     assert_eq!(i.title, "Line Break");
     assert!(!i.draft);
     assert_eq!(i.html, "<p>Week 2019-02 of Test Shack.</p>\n");
@@ -159,11 +152,11 @@ fn user_template_and_folded_title() {
 #[test]
 fn bad_date_is_refused() {
     let d = folder("%G-%V");
-    let (code, _, err) = techshack(d.path(), &["new", "--date", "01/02/2019"]);
+    let (code, _, err) = techshack(&d, &["new", "--date", "01/02/2019"]);
     assert_eq!(code, 1);
     assert!(
         err.starts_with("error: --date `01/02/2019` is not a date: write it as YYYY-MM-DD"),
         "{err}"
     );
-    assert!(!d.path().join("issues").exists());
+    assert!(!d.root().join("issues").exists());
 }

@@ -5,30 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use chrono::NaiveDate;
 use techshack::config::Config;
 use techshack::issue::{load_all, Loaded};
 
-fn corpora() -> PathBuf {
-    let dir = std::env::var_os("TECHSHACK_CORPORA")
-        .expect("TECHSHACK_CORPORA is not set: point it at the corpora folder (../shared/corpora)");
-    let dir = PathBuf::from(dir);
-    assert!(
-        dir.join("techshack").is_dir(),
-        "{} has no techshack/",
-        dir.display()
-    );
-    assert!(dir.join("twir").is_dir(), "{} has no twir/", dir.display());
-    dir
-}
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
+use crate::support::{corpora, repo, techshack};
 
 fn load(config: &str, issues: &Path) -> Loaded {
-    let mut c = Config::load(&repo(config)).expect("config loads");
+    let mut c = Config::load(&repo().join(config)).expect("config loads");
     c.issues.dir = issues.to_path_buf();
     load_all(&c).expect("issues folder reads")
 }
@@ -255,10 +239,9 @@ fn twir_corpus() {
 fn check_passes_over_both_corpora() {
     let dir = corpora();
     let run = |config: &str, issues: PathBuf| {
-        let out = Command::cargo_bin("techshack")
-            .expect("binary")
+        let out = techshack()
             .arg("-c")
-            .arg(repo(config))
+            .arg(repo().join(config))
             .arg("--issues")
             .arg(issues)
             .arg("check")

@@ -1,17 +1,13 @@
 //! `techshack preview` through the real binary: the .eml it writes, read back with MIME parsers.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::support::*;
 use techshack::commands::preview::{PREVIEW_SECRET, SAMPLE_ADDRESS};
 use techshack::token::{verify, Purpose};
 
-const ENV_SECRET: &str = "preview test secret, long enough";
-
 fn fixture_config() -> PathBuf {
-    repo().join("tests/fixtures/email/techshack.toml")
+    fixture("email").join("techshack.toml")
 }
 
 fn fixture_expect(secret: &[u8]) -> Expect<'_> {
@@ -36,9 +32,7 @@ fn preview(config: &Path, issues: Option<&Path>, slug: &str) -> (Vec<u8>, String
         dir.path().join("m.txt"),
     );
     let mut cmd = techshack();
-    cmd.env("TECHSHACK_SECRET", ENV_SECRET)
-        .arg("-c")
-        .arg(config);
+    cmd.env("TECHSHACK_SECRET", SECRET).arg("-c").arg(config);
     if let Some(i) = issues {
         cmd.arg("--issues").arg(i);
     }
@@ -57,7 +51,7 @@ fn preview(config: &Path, issues: Option<&Path>, slug: &str) -> (Vec<u8>, String
 fn seed_issue_preview_is_a_complete_message() {
     let config = repo().join("config/techshack.toml");
     let (eml, html, text) = preview(&config, None, "2019-01");
-    let (t, h) = check_message(&eml, &Expect::repo(SAMPLE_ADDRESS, ENV_SECRET.as_bytes()));
+    let (t, h) = check_message(&eml, &Expect::repo(SAMPLE_ADDRESS, SECRET.as_bytes()));
     assert_eq!(t.trim_end(), text.trim_end(), "--text is the text part");
     assert_eq!(h.trim_end(), html.trim_end(), "--html is the HTML part");
     assert!(text.contains("Kubernetes In a Nutshell\n------------------------\n"));
@@ -92,7 +86,7 @@ fn preview_without_flags_prints_the_same_eml_every_time() {
     let config = repo().join("config/techshack.toml");
     let run = || {
         techshack()
-            .env("TECHSHACK_SECRET", ENV_SECRET)
+            .env("TECHSHACK_SECRET", SECRET)
             .arg("-c")
             .arg(&config)
             .args(["preview", "2019-01"])
@@ -129,7 +123,7 @@ fn without_secret_preview_signs_with_the_preview_secret_and_says_so() {
     let text = String::from_utf8_lossy(&raw).to_string();
     let t = text.split("token=").nth(1).unwrap();
     let token: String = t.chars().take_while(|c| *c != '>').collect();
-    assert!(verify(ENV_SECRET.as_bytes(), Purpose::Unsubscribe, &token).is_none());
+    assert!(verify(SECRET.as_bytes(), Purpose::Unsubscribe, &token).is_none());
 }
 
 #[test]
@@ -147,7 +141,7 @@ fn short_secret_is_an_error() {
 #[test]
 fn unknown_issue_is_an_error_naming_it() {
     techshack()
-        .env("TECHSHACK_SECRET", ENV_SECRET)
+        .env("TECHSHACK_SECRET", SECRET)
         .arg("-c")
         .arg(fixture_config())
         .args(["preview", "1999-01"])
@@ -159,7 +153,7 @@ fn unknown_issue_is_an_error_naming_it() {
 #[test]
 fn title_with_crlf_from_yaml_escapes_is_one_subject_and_no_bcc() {
     let (eml, _, _) = preview(&fixture_config(), None, "2024-01-01-crlf");
-    check_message(&eml, &fixture_expect(ENV_SECRET.as_bytes()));
+    check_message(&eml, &fixture_expect(SECRET.as_bytes()));
     let raw = String::from_utf8(eml.clone()).unwrap();
     let head = &raw[..raw.find("\r\n\r\n").unwrap()];
     let subjects: Vec<_> = head
@@ -176,7 +170,7 @@ fn title_with_crlf_from_yaml_escapes_is_one_subject_and_no_bcc() {
 #[test]
 fn hostile_issue_has_no_active_content_and_only_absolute_urls() {
     let (eml, html, text) = preview(&fixture_config(), None, "2024-01-08-hostile");
-    check_message(&eml, &fixture_expect(ENV_SECRET.as_bytes()));
+    check_message(&eml, &fixture_expect(SECRET.as_bytes()));
     check_html(&html);
     let lower = html.to_ascii_lowercase();
     // SPEC: dangerous elements go, their text stays as text; handlers and their code go.
@@ -196,7 +190,7 @@ fn hostile_issue_has_no_active_content_and_only_absolute_urls() {
 #[test]
 fn cjk_issue_text_wraps_by_width_without_splitting_characters() {
     let (eml, html, text) = preview(&fixture_config(), None, "2024-01-15-cjk");
-    check_message(&eml, &fixture_expect(ENV_SECRET.as_bytes()));
+    check_message(&eml, &fixture_expect(SECRET.as_bytes()));
     assert!(html.contains("<html lang=\"zh\">"));
     for l in text.lines() {
         assert!(
@@ -272,7 +266,7 @@ fn twir_issues_with_lines_over_998_bytes_make_valid_messages() {
             "{slug} has a line over 998 bytes in its source"
         );
         let (eml, html, text) = preview(&cfg, Some(&twir), slug);
-        let (t, _) = check_message(&eml, &twir_expect(ENV_SECRET.as_bytes()));
+        let (t, _) = check_message(&eml, &twir_expect(SECRET.as_bytes()));
         assert_eq!(t.trim_end(), text.trim_end());
         check_html(&html);
         assert!(
@@ -301,7 +295,7 @@ fn a_template_in_the_templates_dir_replaces_the_built_in_one() {
     let cfg_path = dir.path().join("t.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let (eml, html, text) = preview(&cfg_path, None, "2024-01-15-cjk");
-    check_message(&eml, &fixture_expect(ENV_SECRET.as_bytes()));
+    check_message(&eml, &fixture_expect(SECRET.as_bytes()));
     assert!(text.starts_with("Dear Sample Subscriber,\n\n"), "{text}");
     assert!(text.contains("\nLeave: https://fixture.example/unsubscribe?token="));
     assert!(html.contains("View in browser"), "the HTML stays built in");

@@ -1,10 +1,8 @@
 //! `techshack build` writing the web archive beside the feeds.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 fn build(config: &Path, out: &Path) -> assert_cmd::assert::Assert {
     techshack()
@@ -18,9 +16,9 @@ fn build(config: &Path, out: &Path) -> assert_cmd::assert::Assert {
 }
 
 fn fixture_config_in(dir: &Path, templates: Option<&Path>) -> std::path::PathBuf {
-    let mut cfg = read(&repo().join("tests/fixtures/email/techshack.toml")).replace(
+    let mut cfg = read(&fixture("email").join("techshack.toml")).replace(
         "dir = \"issues\"",
-        &format!("dir = {:?}", repo().join("tests/fixtures/email/issues")),
+        &format!("dir = {:?}", fixture("email").join("issues")),
     );
     if let Some(t) = templates {
         cfg = cfg.replace("[templates]", &format!("[templates]\ndir = {t:?}"));

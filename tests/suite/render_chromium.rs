@@ -2,12 +2,10 @@
 //! No horizontal scrolling on a phone, every image absolute. Screenshots are kept under
 //! `target/artifacts/` to look at (they are not compared).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 /// Chromium, which `scripts/setup-test-deps` installs; the test fails without it.
 fn chromium() -> PathBuf {
@@ -188,7 +186,7 @@ fn wide_content_does_not_widen_the_page() {
         zh = "汉字".repeat(200),
     );
     let issue = issue_from_markdown(&c, "wide", "Wide things", &md);
-    let comp = techshack::mail::compose::Composer::new(&c, &issue, SECRET).unwrap();
+    let comp = techshack::mail::compose::Composer::new(&c, &issue, SECRET.as_bytes()).unwrap();
     let html = comp.html(&techshack::mail::compose::Recipient {
         address: "reader@example.org".into(),
         name: None,
@@ -201,9 +199,7 @@ fn preview_html(config: &Path, issues: Option<&Path>, slug: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("email.html");
     let mut cmd = techshack();
-    cmd.env("TECHSHACK_SECRET", "render test secret, long enough")
-        .arg("-c")
-        .arg(config);
+    cmd.env("TECHSHACK_SECRET", SECRET).arg("-c").arg(config);
     if let Some(i) = issues {
         cmd.arg("--issues").arg(i);
     }

@@ -1,20 +1,18 @@
 //! `techshack send` over the real binary, a real SQLite ledger and a real SMTP server
 //! (`tests/smtp/server.py`, aiosmtpd) that counts what it received per address.
 
-#[path = "smtp/support.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::smtp::{counts, Server, ISSUE};
+use crate::support::TestSite;
 use predicates::prelude::*;
 use serde_json::json;
-use support::{counts, Server, Site, ISSUE};
 
-fn site_for(server: &Server, smtp: &str) -> Site {
-    Site::new(&format!("smtp://127.0.0.1:{}", server.port), smtp)
+fn site_for(server: &Server, smtp: &str) -> TestSite {
+    TestSite::for_send(&format!("smtp://127.0.0.1:{}", server.port), smtp)
 }
 
-fn send(site: &Site) -> std::process::Output {
+fn send(site: &TestSite) -> std::process::Output {
     site.cmd().args(["send", ISSUE]).output().unwrap()
 }
 
@@ -259,7 +257,7 @@ fn a_server_that_stops_answering_times_out_and_loses_nothing() {
 
     // The server is back (same log): the next run delivers the rest, nobody twice.
     let server = Server::start(tmp.path(), json!({}));
-    Site::write_config(
+    TestSite::write_send_config(
         &site.config,
         &format!("smtp://127.0.0.1:{}", server.port),
         "",
@@ -329,7 +327,7 @@ fn retry_unknown_resends_only_unknown_rows() {
     assert_eq!(st["unknown"], 1, "{st:?}");
     drop(server);
     let server = Server::start(tmp.path(), json!({}));
-    Site::write_config(
+    TestSite::write_send_config(
         &site.config,
         &format!("smtp://127.0.0.1:{}", server.port),
         "concurrency = 1",
@@ -491,7 +489,7 @@ fn unknown_or_draft_issue_is_an_error() {
 }
 
 /// `send ISSUE` started in the background, its stderr kept for the test to read.
-fn spawn_send(site: &Site) -> std::process::Child {
+fn spawn_send(site: &TestSite) -> std::process::Child {
     site.cmd()
         .args(["send", ISSUE])
         .stderr(std::process::Stdio::piped())
@@ -545,7 +543,7 @@ fn a_fresh_session_every_per_connection_messages() {
 }
 
 /// `(state, attempts, last_reply)` of one address's row, straight from the ledger.
-fn row_of(site: &Site, address: &str) -> (String, u32, Option<String>) {
+fn row_of(site: &TestSite, address: &str) -> (String, u32, Option<String>) {
     let db = rusqlite::Connection::open(site.db()).unwrap();
     db.query_row(
         "SELECT state, attempts, last_reply FROM deliveries WHERE address = ?1",
@@ -898,7 +896,7 @@ fn sigint_stops_a_slow_send_without_claiming_another_row() {
     assert_eq!(st["sent"] + st["deferred"], 30, "{st:?}");
 
     // The rest goes out on the next run, everyone exactly once.
-    Site::write_config(
+    TestSite::write_send_config(
         &site.config,
         &format!("smtp://127.0.0.1:{}", server.port),
         "",
@@ -913,7 +911,7 @@ fn sigint_stops_a_slow_send_without_claiming_another_row() {
 }
 
 /// Writes `issues/{slug}.md` titled `title`, dated `days_ago` days back.
-fn write_issue(site: &Site, slug: &str, title: &str, days_ago: i64) {
+fn write_issue(site: &TestSite, slug: &str, title: &str, days_ago: i64) {
     let date = (chrono::Utc::now() - chrono::Duration::days(days_ago))
         .format("%Y-%m-%d")
         .to_string();
@@ -925,7 +923,7 @@ fn write_issue(site: &Site, slug: &str, title: &str, days_ago: i64) {
 }
 
 /// `status SLUG` as a map of state to count.
-fn status_of(site: &Site, slug: &str) -> std::collections::HashMap<String, usize> {
+fn status_of(site: &TestSite, slug: &str) -> std::collections::HashMap<String, usize> {
     let o = site.cmd().args(["status", slug]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     String::from_utf8(o.stdout)
@@ -980,7 +978,7 @@ fn latest_finishes_an_interrupted_older_issue_before_the_newer_one() {
 
     // A newer issue is published; the server is back (same log).
     let server = Server::start(tmp.path(), json!({}));
-    Site::write_config(
+    TestSite::write_send_config(
         &site.config,
         &format!("smtp://127.0.0.1:{}", server.port),
         "",

@@ -1,15 +1,13 @@
 //! STARTTLS, AUTH and the plaintext policy of `techshack send`, against the aiosmtpd test
 //! server on this machine's non-loopback address with a certificate made at test time.
 
-#[path = "smtp/support.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::smtp::{Server, ISSUE};
+use crate::support::TestSite;
 use predicates::prelude::*;
 use serde_json::json;
-use support::{Server, Site, ISSUE};
 
 /// This machine's first non-loopback IPv4 address.
 fn public_ip() -> String {
@@ -110,7 +108,7 @@ fn certificates(dir: &Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
 struct Tls {
     _tmp: tempfile::TempDir,
     server: Server,
-    site: Site,
+    site: TestSite,
 }
 
 fn tls_setup(with_ca: bool) -> Tls {
@@ -129,7 +127,7 @@ fn tls_setup(with_ca: bool) -> Tls {
     if with_ca {
         extra.push_str(&format!("\nca_file = {:?}", ca.display().to_string()));
     }
-    let site = Site::new(&format!("smtp://{ip}:{}", server.port), &extra);
+    let site = TestSite::for_send(&format!("smtp://{ip}:{}", server.port), &extra);
     site.subscribe(5);
     Tls {
         _tmp: tmp,
@@ -215,7 +213,7 @@ fn plaintext_to_a_host_that_is_not_loopback_is_refused() {
     let ip = public_ip();
     let server = Server::start_on(tmp.path(), &ip, json!({}));
     // Asked for plaintext explicitly: refused before any connection.
-    let site = Site::new(&format!("smtp://{ip}:{}?tls=none", server.port), "");
+    let site = TestSite::for_send(&format!("smtp://{ip}:{}?tls=none", server.port), "");
     site.subscribe(3);
     site.assert_cmd()
         .args(["send", ISSUE])
@@ -224,7 +222,7 @@ fn plaintext_to_a_host_that_is_not_loopback_is_refused() {
         .stderr(predicate::str::contains("refusing to send in plaintext"));
     assert_eq!(server.connections(), 0, "nothing connected");
     // smtp:// to a server without STARTTLS: refused before any mail is handed over.
-    Site::write_config(&site.config, &format!("smtp://{ip}:{}", server.port), "");
+    TestSite::write_send_config(&site.config, &format!("smtp://{ip}:{}", server.port), "");
     site.assert_cmd()
         .args(["send", ISSUE])
         .assert()
@@ -234,7 +232,7 @@ fn plaintext_to_a_host_that_is_not_loopback_is_refused() {
     site.assert_no_send();
     // The same server on loopback is fine in plaintext.
     let local = Server::start(tmp.path(), json!({}));
-    Site::write_config(
+    TestSite::write_send_config(
         &site.config,
         &format!("smtp://127.0.0.1:{}", local.port),
         "",
@@ -249,7 +247,7 @@ fn loopback_uses_starttls_only_with_a_ca_file_and_a_530_fails_no_recipient() {
     let (ca, cert, key) = certificates(tmp.path(), "127.0.0.1");
     let server = Server::start(tmp.path(), json!({"tls": {"cert": cert, "key": key}}));
     let url = format!("smtp://127.0.0.1:{}", server.port);
-    let site = Site::new(&url, "");
+    let site = TestSite::for_send(&url, "");
     site.subscribe(5);
     // Without smtp.ca_file, loopback stays plaintext; this server insists on STARTTLS (530).
     site.assert_cmd()
@@ -263,7 +261,7 @@ fn loopback_uses_starttls_only_with_a_ca_file_and_a_530_fails_no_recipient() {
         (5, 0, 5),
         "{st:?}"
     );
-    Site::write_config(
+    TestSite::write_send_config(
         &site.config,
         &url,
         &format!("ca_file = {:?}", ca.display().to_string()),
@@ -284,7 +282,7 @@ fn smtps_uses_implicit_tls() {
         json!({"tls": {"cert": cert, "key": key}, "implicit_tls": true,
                "auth": {"user": "bob", "password": "pw"}}),
     );
-    let site = Site::new(
+    let site = TestSite::for_send(
         &format!("smtps://{ip}:{}", server.port),
         &format!(
             "username = \"bob\"\nca_file = {:?}",

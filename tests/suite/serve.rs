@@ -1,18 +1,17 @@
 //! `techshack serve` over real HTTP: the binary on a loopback port, a real SQLite state file
 //! and a real SMTP server (aiosmtpd) for the confirmation mails.
 
-mod serve_support;
-
 use std::time::Duration;
 
-use serve_support::*;
+use crate::support::serve::*;
+use crate::support::{TestSite, SECRET};
 use techshack::store::SubscriberStatus;
 use techshack::token::{sign, Purpose};
 
-fn site() -> (Sink, Site) {
+fn site() -> (Sink, TestSite) {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path(), 0.0);
-    let site = Site::new(dir, sink.port, "", "");
+    let site = TestSite::for_serve(dir, sink.port, "", "");
     (sink, site)
 }
 
@@ -30,7 +29,7 @@ fn one_click_post_unsubscribes_once_and_for_all() {
     assert!(r.header("location").is_none(), "no redirect");
     assert!(r.body.contains("You are unsubscribed"), "{}", r.body);
     assert_eq!(
-        site.status("ann@example.net"),
+        site.subscriber_status("ann@example.net"),
         Some(SubscriberStatus::Unsubscribed)
     );
     // Idempotent: the same request again is still a 200 and changes nothing.
@@ -40,7 +39,7 @@ fn one_click_post_unsubscribes_once_and_for_all() {
     )));
     assert_eq!(again.status, 200);
     assert_eq!(
-        site.status("ann@example.net"),
+        site.subscriber_status("ann@example.net"),
         Some(SubscriberStatus::Unsubscribed)
     );
 
@@ -59,11 +58,11 @@ fn one_click_post_unsubscribes_once_and_for_all() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
-        site.status("bo@example.net"),
+        site.subscriber_status("bo@example.net"),
         Some(SubscriberStatus::Unsubscribed)
     );
     assert_eq!(
-        site.status("cy@example.net"),
+        site.subscriber_status("cy@example.net"),
         Some(SubscriberStatus::Active)
     );
 
@@ -75,7 +74,7 @@ fn one_click_post_unsubscribes_once_and_for_all() {
     )));
     assert_eq!(r.status, 200);
     assert_eq!(
-        site.status("gone@example.net"),
+        site.subscriber_status("gone@example.net"),
         Some(SubscriberStatus::Unsubscribed)
     );
 
@@ -146,11 +145,11 @@ fn forged_truncated_and_other_purpose_tokens_change_nothing() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(
-        site.status("ann@example.net"),
+        site.subscriber_status("ann@example.net"),
         Some(SubscriberStatus::Active)
     );
     assert_eq!(
-        site.status("eve@example.net"),
+        site.subscriber_status("eve@example.net"),
         Some(SubscriberStatus::Active)
     );
 }
@@ -176,7 +175,7 @@ fn get_never_changes_state() {
         assert!(!r.body.contains("<script"), "no JavaScript needed");
     }
     assert_eq!(
-        site.status("ann@example.net"),
+        site.subscriber_status("ann@example.net"),
         Some(SubscriberStatus::Active)
     );
 
@@ -190,7 +189,7 @@ fn get_never_changes_state() {
     assert_eq!(r.status, 200);
     assert!(r.body.contains("method=\"post\""));
     assert_eq!(
-        site.status("pat@example.net"),
+        site.subscriber_status("pat@example.net"),
         Some(SubscriberStatus::Pending)
     );
     let r = get(&srv.url("/subscribe"));
@@ -215,7 +214,7 @@ fn subscribe_mails_a_link_that_confirms() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Check your inbox"));
     assert_eq!(
-        site.status("new.reader@example.net"),
+        site.subscriber_status("new.reader@example.net"),
         Some(SubscriberStatus::Pending)
     );
 
@@ -246,14 +245,14 @@ fn subscribe_mails_a_link_that_confirms() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("new.reader@example.net"));
     assert_eq!(
-        site.status("new.reader@example.net"),
+        site.subscriber_status("new.reader@example.net"),
         Some(SubscriberStatus::Pending)
     );
     let done = post_form(&srv.local(&link), &[]);
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("You are subscribed"));
     assert_eq!(
-        site.status("new.reader@example.net"),
+        site.subscriber_status("new.reader@example.net"),
         Some(SubscriberStatus::Active)
     );
     // Pressing it twice is harmless.
@@ -270,7 +269,7 @@ fn subscribe_mails_a_link_that_confirms() {
     );
     let r = post_form(&srv.url(&format!("/confirm?token={t}&expires={past}")), &[]);
     assert_eq!(r.status, 410);
-    assert_eq!(site.status("late@example.net"), None);
+    assert_eq!(site.subscriber_status("late@example.net"), None);
 
     // Logs name no full address and no token.
     let log = srv.log();
@@ -318,11 +317,11 @@ fn same_answer_for_new_pending_active_and_bounced() {
     got.sort();
     assert_eq!(got, ["fresh@example.net", "pend@example.net"]);
     assert_eq!(
-        site.status("act@example.net"),
+        site.subscriber_status("act@example.net"),
         Some(SubscriberStatus::Active)
     );
     assert_eq!(
-        site.status("bounce@example.net"),
+        site.subscriber_status("bounce@example.net"),
         Some(SubscriberStatus::Bounced)
     );
 }
@@ -343,7 +342,7 @@ fn unsubscribed_reader_can_come_back_but_old_links_cannot_bring_them_back() {
     let r = post_form(&srv.local(&first), &[]);
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(
-        site.status("ann@example.net"),
+        site.subscriber_status("ann@example.net"),
         Some(SubscriberStatus::Unsubscribed)
     );
     drop(srv);
@@ -364,7 +363,7 @@ fn unsubscribed_reader_can_come_back_but_old_links_cannot_bring_them_back() {
     assert_ne!(first, second);
     assert_eq!(post_form(&srv.local(&second), &[]).status, 200);
     assert_eq!(
-        site.status("ann@example.net"),
+        site.subscriber_status("ann@example.net"),
         Some(SubscriberStatus::Active)
     );
 }
@@ -403,7 +402,7 @@ fn sign_ups_per_client_are_limited() {
     let r = post_form(&srv.url("/subscribe"), &[("email", "r5@example.net")]);
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("120"));
-    assert_eq!(site.status("r5@example.net"), None);
+    assert_eq!(site.subscriber_status("r5@example.net"), None);
     // Without trust_forwarded_for a client cannot dodge the limit with a header.
     let r = post_form_from(
         &srv.url("/subscribe"),
@@ -417,7 +416,7 @@ fn sign_ups_per_client_are_limited() {
 fn behind_a_proxy_the_forwarded_address_is_limited() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path(), 0.0);
-    let site = Site::new(dir, sink.port, "trust_forwarded_for = true", "");
+    let site = TestSite::for_serve(dir, sink.port, "trust_forwarded_for = true", "");
     let srv = site.serve();
     for i in 0..5 {
         // A client-supplied first entry does not matter; the proxy's last one does.
@@ -447,7 +446,7 @@ fn oversize_and_malformed_requests_get_clear_4xx() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path(), 0.0);
     // Every request comes "from" another client, so the sign-up limit stays out of the way.
-    let site = Site::new(dir, sink.port, "trust_forwarded_for = true", "");
+    let site = TestSite::for_serve(dir, sink.port, "trust_forwarded_for = true", "");
     site.add_active(&["ann@example.net"]);
     let srv = site.serve();
     let n = std::cell::Cell::new(0u32);
@@ -478,7 +477,7 @@ fn oversize_and_malformed_requests_get_clear_4xx() {
         413
     );
     assert_eq!(
-        site.status("ann@example.net"),
+        site.subscriber_status("ann@example.net"),
         Some(SubscriberStatus::Active)
     );
 
@@ -507,7 +506,7 @@ fn oversize_and_malformed_requests_get_clear_4xx() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(post("/healthz", "text/plain", b"").status, 405);
-    assert_eq!(site.status("ok@example.net"), None);
+    assert_eq!(site.subscriber_status("ok@example.net"), None);
     // The hidden field catches form-filling bots: same answer, nothing recorded or mailed.
     let r = post(
         "/subscribe",
@@ -519,7 +518,7 @@ fn oversize_and_malformed_requests_get_clear_4xx() {
         .as_bytes(),
     );
     assert_eq!(r.status, 200);
-    assert_eq!(site.status("bot@example.net"), None);
+    assert_eq!(site.subscriber_status("bot@example.net"), None);
     std::thread::sleep(Duration::from_millis(300));
     assert!(sink.messages().is_empty());
 }
@@ -572,7 +571,7 @@ const HALF_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: news.example.org\r\
 fn clients_that_never_finish_their_headers_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path(), 0.0);
-    let site = Site::new(dir, sink.port, "header_timeout_secs = 1", "");
+    let site = TestSite::for_serve(dir, sink.port, "header_timeout_secs = 1", "");
     let srv = site.serve();
 
     // Stops after half a request line.
@@ -630,7 +629,7 @@ fn clients_that_never_finish_their_headers_are_cut_off() {
 fn stalled_clients_do_not_hold_up_others() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path(), 0.0);
-    let site = Site::new(dir, sink.port, "header_timeout_secs = 60", "");
+    let site = TestSite::for_serve(dir, sink.port, "header_timeout_secs = 60", "");
     let srv = site.serve();
     let mut stalled: Vec<_> = (0..20)
         .map(|_| raw_client(srv.addr(), HALF_REQUEST))
@@ -666,7 +665,7 @@ fn beyond_max_connections_new_clients_wait_for_a_free_slot() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path(), 0.0);
-    let site = Site::new(
+    let site = TestSite::for_serve(
         dir,
         sink.port,
         "header_timeout_secs = 60\nmax_connections = 1",
@@ -711,7 +710,7 @@ fn sigterm_finishes_requests_under_way_and_drops_stalled_clients() {
     let (_sink, site) = {
         let dir = tempfile::tempdir().unwrap();
         let sink = Sink::start(dir.path(), 0.0);
-        let site = Site::new(dir, sink.port, "header_timeout_secs = 60", "");
+        let site = TestSite::for_serve(dir, sink.port, "header_timeout_secs = 60", "");
         (sink, site)
     };
     site.add_active(&["ann@example.net"]);
@@ -774,7 +773,7 @@ fn sigterm_finishes_requests_under_way_and_drops_stalled_clients() {
     let st = srv.wait_exit(Duration::from_secs(10));
     assert!(st.success(), "{st:?}");
     assert_eq!(
-        site.status("ann@example.net"),
+        site.subscriber_status("ann@example.net"),
         Some(SubscriberStatus::Unsubscribed)
     );
 }
@@ -784,7 +783,7 @@ fn a_client_that_never_reads_its_responses_loses_its_slot() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path(), 0.0);
-    let site = Site::new(
+    let site = TestSite::for_serve(
         dir,
         sink.port,
         "header_timeout_secs = 1\nmax_connections = 1",

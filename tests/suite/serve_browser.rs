@@ -2,15 +2,14 @@
 //! link of a message, presses the button, and is unsubscribed in the state file. Screenshots
 //! go to target/artifacts/.
 
-mod serve_support;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::serve::*;
+use crate::support::{artifacts, TestSite};
 use base64::Engine;
 use serde_json::{json, Value};
-use serve_support::*;
 use techshack::store::SubscriberStatus;
 
 struct Driver {
@@ -201,15 +200,11 @@ fn list_unsubscribe_https(eml: &[u8]) -> String {
         .to_string()
 }
 
-fn artifacts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts")
-}
-
 #[test]
 fn reader_unsubscribes_in_chromium_with_one_button() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path(), 0.0);
-    let site = Site::new(dir, sink.port, "", "");
+    let site = TestSite::for_serve(dir, sink.port, "", "");
     site.add_active(&["reader@example.net", "other@example.net"]);
     let srv = site.serve();
 
@@ -243,7 +238,7 @@ fn reader_unsubscribes_in_chromium_with_one_button() {
     assert!(before.contains("reader@example.net"), "{before}");
     d.screenshot(&artifacts().join("serve-unsubscribe-page.png"));
     assert_eq!(
-        site.status("reader@example.net"),
+        site.subscriber_status("reader@example.net"),
         Some(SubscriberStatus::Active),
         "opening the page changed nothing"
     );
@@ -261,11 +256,11 @@ fn reader_unsubscribes_in_chromium_with_one_button() {
     }
     d.screenshot(&artifacts().join("serve-unsubscribed.png"));
     assert_eq!(
-        site.status("reader@example.net"),
+        site.subscriber_status("reader@example.net"),
         Some(SubscriberStatus::Unsubscribed)
     );
     assert_eq!(
-        site.status("other@example.net"),
+        site.subscriber_status("other@example.net"),
         Some(SubscriberStatus::Active)
     );
 

@@ -1,13 +1,12 @@
 //! An unsubscribe that lands while `techshack send` mails 2,000 recipients through a slow SMTP
 //! server: from that moment the address gets nothing, and its ledger row is `skipped`.
 
-mod serve_support;
-
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serve_support::*;
+use crate::support::serve::*;
+use crate::support::TestSite;
 use techshack::store::SubscriberStatus;
 
 const ISSUE: &str = "2026-11-20";
@@ -18,7 +17,7 @@ fn unsubscribe_during_a_2000_recipient_send_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
     // 5 ms per message over 2 sessions: the send takes several seconds.
     let sink = Sink::start(dir.path(), 0.005);
-    let site = Site::new(dir, sink.port, "", "");
+    let site = TestSite::for_serve(dir, sink.port, "", "");
     let text = std::fs::read_to_string(&site.config).unwrap();
     std::fs::write(
         &site.config,
@@ -73,7 +72,10 @@ fn unsubscribe_during_a_2000_recipient_send_is_honoured() {
         received_by_then.len()
     );
     assert!(!received_by_then.iter().any(|a| a == target));
-    assert_eq!(site.status(target), Some(SubscriberStatus::Unsubscribed));
+    assert_eq!(
+        site.subscriber_status(target),
+        Some(SubscriberStatus::Unsubscribed)
+    );
 
     let out = send.wait_with_output().unwrap();
     assert_eq!(

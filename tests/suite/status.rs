@@ -1,10 +1,8 @@
 //! `techshack status`: the exact lines SPEC "Sending" gives, and the CSV of rows not sent.
 
-#[path = "smtp/support.rs"]
-mod support;
-
+use crate::support::smtp::{Server, ISSUE};
+use crate::support::TestSite;
 use serde_json::json;
-use support::{Server, Site, ISSUE};
 
 #[test]
 fn status_prints_every_state_in_order_and_the_csv_lists_rows_not_sent() {
@@ -16,7 +14,7 @@ fn status_prints_every_state_in_order_and_the_csv_lists_rows_not_sent() {
             "reject": {"regex": "^user0002@", "reply": "550 5.1.1 \"no\", such user"}
         }),
     );
-    let site = Site::new(&format!("smtp://127.0.0.1:{}", server.port), "");
+    let site = TestSite::for_send(&format!("smtp://127.0.0.1:{}", server.port), "");
     site.subscribe(10);
     site.assert_cmd().args(["send", ISSUE]).assert().code(75);
     site.assert_cmd()
@@ -79,7 +77,7 @@ fn status_prints_every_state_in_order_and_the_csv_lists_rows_not_sent() {
 
 #[test]
 fn csv_needs_an_issue() {
-    let site = Site::new("smtp://127.0.0.1:1", "");
+    let site = TestSite::for_send("smtp://127.0.0.1:1", "");
     site.assert_cmd()
         .args(["status", "--csv", "x.csv"])
         .assert()
@@ -90,7 +88,7 @@ fn csv_needs_an_issue() {
 fn an_issue_never_sent_is_an_error_and_looking_creates_no_state_file() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path(), json!({}));
-    let site = Site::new(&format!("smtp://127.0.0.1:{}", server.port), "");
+    let site = TestSite::for_send(&format!("smtp://127.0.0.1:{}", server.port), "");
     // No state file at all.
     site.assert_cmd()
         .arg("status")

@@ -1,16 +1,13 @@
 //! `techshack subscribers` over the real binary and a real SQLite file.
 
-#[path = "smtp/support.rs"]
-mod support;
-
+use crate::support::TestSite;
 use predicates::prelude::*;
-use support::Site;
 
-fn site() -> Site {
-    Site::new("smtp://127.0.0.1:1", "")
+fn site() -> TestSite {
+    TestSite::for_send("smtp://127.0.0.1:1", "")
 }
 
-fn list(s: &Site, status: Option<&str>) -> String {
+fn list(s: &TestSite, status: Option<&str>) -> String {
     let mut c = s.assert_cmd();
     c.args(["subscribers", "list"]);
     if let Some(st) = status {

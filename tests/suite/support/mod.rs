@@ -1,22 +1,27 @@
-//! Shared helpers of the email, preview and render tests.
-#![allow(dead_code)]
+//! What the integration tests share: `TestSite` (a site in a temporary folder and the
+//! binary run on it), the repository's fixtures and corpora, and the checks of a message.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use chrono::DateTime;
-use pulldown_cmark::{Options, Parser};
 use techshack::config::Config;
 use techshack::model::Issue;
+use techshack::store::Store;
 
-mod venv;
-#[allow(unused_imports)]
-pub use venv::python;
+pub mod serve;
+pub mod smtp;
 
-pub const SECRET: &[u8] = b"test secret for techshack, 32+ bytes long";
+/// `$TECHSHACK_SECRET` of every test run, and the key its tokens are checked with.
+pub const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 /// The repository's own folder.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
 }
 
 /// `$TECHSHACK_CORPORA`, failing loudly when unset (corpus tests must not pass silently).
@@ -30,6 +35,20 @@ pub fn corpora() -> PathBuf {
         "TECHSHACK_CORPORA={} is not a folder",
         p.display()
     );
+    for corpus in ["techshack", "twir"] {
+        assert!(p.join(corpus).is_dir(), "{} has no {corpus}/", p.display());
+    }
+    p
+}
+
+/// The venv's Python: the tests fail, never skip, when `scripts/setup-test-deps` was not run.
+pub fn python() -> PathBuf {
+    let p = repo().join("target/test-venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-test-deps to install the Python test helpers (aiosmtpd, dkimpy)",
+        p.display()
+    );
     p
 }
 
@@ -38,35 +57,121 @@ pub fn repo_config() -> Config {
     Config::load(&repo().join("config/techshack.toml")).expect("config/techshack.toml loads")
 }
 
-/// An issue built straight from Markdown with pulldown-cmark, for tests of the email alone.
+/// An issue from Markdown through the real parser, as if `<slug>.md` held `md` under a front
+/// matter with `title` and a fixed date. Fails the test on any error diagnostic.
 pub fn issue_from_markdown(config: &Config, slug: &str, title: &str, md: &str) -> Issue {
-    let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
-    let mut html = String::new();
-    pulldown_cmark::html::push_html(&mut html, Parser::new_ext(md, opts));
-    let text = techshack::plaintext::render(Parser::new_ext(md, opts));
-    let date = DateTime::parse_from_rfc3339("2018-12-31T09:00:00+00:00").unwrap();
-    Issue {
-        path: PathBuf::from(format!("{slug}.md")),
-        slug: slug.into(),
-        id: config.issue_id(slug),
-        url: config.issue_url(slug),
-        title: title.into(),
-        description: None,
-        date,
-        updated: date,
-        draft: false,
-        lang: None,
-        tags: vec![],
-        number: None,
-        html,
-        text,
-        items: vec![],
+    // A JSON string is a YAML double-quoted scalar: any title survives as written.
+    let title = serde_json::to_string(title).expect("a JSON string");
+    let text = format!("---\ntitle: {title}\ndate: \"2018-12-31T09:00:00+00:00\"\n---\n\n{md}");
+    let path = PathBuf::from(format!("{slug}.md"));
+    let (issue, diags) = techshack::issue::parse_issue(config, &path, text.as_bytes());
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{slug}.md does not parse: {errors:?}");
+    issue.unwrap_or_else(|| panic!("{slug}.md makes no issue"))
+}
+
+/// The built binary, with nothing of the environment changed.
+pub fn techshack() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("techshack").expect("the techshack binary is built")
+}
+
+/// A site in a temporary folder, written file by file, and the binary run in it with a known
+/// environment, so each test states only what it is about.
+pub struct TestSite {
+    pub dir: tempfile::TempDir,
+    /// The configuration file `cmd` names in `$TECHSHACK_CONFIG`.
+    pub config: PathBuf,
+}
+
+impl TestSite {
+    /// An empty folder; the configuration goes to `techshack.toml` there.
+    pub fn new() -> TestSite {
+        TestSite::in_dir(tempfile::tempdir().expect("a temporary folder"))
+    }
+
+    /// The same in a folder the caller made.
+    pub fn in_dir(dir: tempfile::TempDir) -> TestSite {
+        let config = dir.path().join("techshack.toml");
+        TestSite { dir, config }
+    }
+
+    /// Writes the configuration file.
+    pub fn config(self, text: &str) -> TestSite {
+        write(&self.config, text.as_bytes());
+        self
+    }
+
+    /// Writes the configuration under another name, which `cmd` names from then on.
+    pub fn config_as(mut self, name: &str, text: &str) -> TestSite {
+        self.config = self.path(name);
+        self.config(text)
+    }
+
+    /// Writes `issues/<name>`.
+    pub fn issue(self, name: &str, text: impl AsRef<[u8]>) -> TestSite {
+        self.file(&format!("issues/{name}"), text)
+    }
+
+    /// Writes `templates/<name>`.
+    pub fn template(self, name: &str, text: impl AsRef<[u8]>) -> TestSite {
+        self.file(&format!("templates/{name}"), text)
+    }
+
+    /// Writes any file under the site's folder, making its folders.
+    pub fn file(self, rel: &str, bytes: impl AsRef<[u8]>) -> TestSite {
+        write(&self.path(rel), bytes.as_ref());
+        self
+    }
+
+    /// Makes an empty folder under the site's folder.
+    pub fn folder(self, rel: &str) -> TestSite {
+        std::fs::create_dir_all(self.path(rel)).expect("making a folder");
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The state file every test configuration names.
+    pub fn db(&self) -> PathBuf {
+        self.path("state/techshack.sqlite3")
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.db()).expect("opening the state file")
+    }
+
+    /// The binary in the site's folder, with its configuration and the secret set and no SMTP
+    /// password or log filter inherited from the caller.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("techshack"));
+        c.current_dir(self.dir.path())
+            .env("TECHSHACK_CONFIG", &self.config)
+            .env("TECHSHACK_SECRET", SECRET)
+            .env_remove("TECHSHACK_SMTP_PASSWORD")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn assert_cmd(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.cmd())
     }
 }
 
-/// Runs the built binary.
-pub fn techshack() -> assert_cmd::Command {
-    assert_cmd::Command::cargo_bin("techshack").expect("the techshack binary is built")
+fn write(path: &Path, bytes: &[u8]) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("making {}: {e}", dir.display()));
+    }
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
 /// A folder for artifacts kept after the tests (screenshots), under `target/`.

@@ -1,6 +1,5 @@
-//! Shared by the serve tests: a site in a temporary folder, the SMTP sink of
-//! `tests/smtp/serve_sink.py`, the running `techshack serve`, and an HTTP client.
-#![allow(dead_code)]
+//! What the serve tests share: the SMTP sink of `tests/smtp/serve_sink.py`, sites that serve,
+//! the running `techshack serve`, and an HTTP client.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -8,14 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
-use techshack::store::{Store, SubscriberStatus};
+use techshack::store::SubscriberStatus;
 
-#[path = "../common/venv.rs"]
-mod venv;
-pub use venv::python;
+use super::python;
 
-pub const SECRET: &str = "0123456789abcdef0123456789abcdef";
+use super::{TestSite, SECRET};
 /// Where the confirmation mails say the server is; tests map it to the real address.
 pub const PUBLIC_URL: &str = "https://news.example.org";
 
@@ -116,23 +112,18 @@ impl Drop for Sink {
     }
 }
 
-/// A site: config, state folder, one issue, in a temporary directory.
-pub struct Site {
-    pub dir: tempfile::TempDir,
-    pub config: PathBuf,
-}
-
-impl Site {
+/// Sites that serve: sign-up mails go to the SMTP sink on `smtp_port`.
+impl TestSite {
     /// A site in `dir` mailing through `smtp_port`; `serve_extra` goes into `[serve]`,
     /// `extra` at the end of the config.
-    pub fn new(dir: tempfile::TempDir, smtp_port: u16, serve_extra: &str, extra: &str) -> Site {
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("issues")).unwrap();
-        let config = root.join("techshack.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[site]
+    pub fn for_serve(
+        dir: tempfile::TempDir,
+        smtp_port: u16,
+        serve_extra: &str,
+        extra: &str,
+    ) -> TestSite {
+        TestSite::in_dir(dir).folder("issues").config(&format!(
+            r#"[site]
 title = "Test Digest"
 description = "Weekly notes"
 base_url = "https://example.org"
@@ -158,22 +149,7 @@ listen = "127.0.0.1:9"
 public_url = "{PUBLIC_URL}"
 {serve_extra}
 {extra}"#
-            ),
-        )
-        .unwrap();
-        Site { dir, config }
-    }
-
-    pub fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    pub fn db(&self) -> PathBuf {
-        self.path("state/techshack.sqlite3")
-    }
-
-    pub fn store(&self) -> Store {
-        Store::open(&self.db()).expect("opening the state file")
+        ))
     }
 
     pub fn add_active(&self, addresses: &[&str]) {
@@ -183,18 +159,8 @@ public_url = "{PUBLIC_URL}"
         }
     }
 
-    pub fn status(&self, address: &str) -> Option<SubscriberStatus> {
+    pub fn subscriber_status(&self, address: &str) -> Option<SubscriberStatus> {
         self.store().subscriber(address).unwrap().map(|s| s.status)
-    }
-
-    pub fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("techshack").unwrap();
-        c.current_dir(self.dir.path())
-            .env("TECHSHACK_CONFIG", &self.config)
-            .env("TECHSHACK_SECRET", SECRET)
-            .env_remove("TECHSHACK_SMTP_PASSWORD")
-            .env_remove("RUST_LOG");
-        c
     }
 
     /// Starts `techshack serve` on a free loopback port and waits until it listens.

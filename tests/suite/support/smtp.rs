@@ -1,24 +1,18 @@
-//! Shared by the send, status and subscribers tests: a site in a temporary folder and the
-//! fault-injecting SMTP server of `tests/smtp/server.py`.
-#![allow(dead_code)]
+//! The fault-injecting SMTP server of `tests/smtp/server.py`, and the sites that send through
+//! it (the send, status and subscribers tests).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
+use super::python;
 
-#[path = "../common/venv.rs"]
-mod venv;
-pub use venv::python;
-
-pub const SECRET: &str = "0123456789abcdef0123456789abcdef";
+use super::TestSite;
 
 pub struct Server {
     child: Child,
     pub port: u16,
-    pub host: String,
     pub log: PathBuf,
     port_file: PathBuf,
 }
@@ -61,7 +55,6 @@ impl Server {
         Server {
             child,
             port,
-            host: host.to_string(),
             log,
             port_file,
         }
@@ -132,37 +125,27 @@ pub fn counts(log: &Path) -> HashMap<String, usize> {
     m
 }
 
-/// A site: config, one issue, a state folder, in a temporary directory.
-pub struct Site {
-    pub dir: tempfile::TempDir,
-    pub config: PathBuf,
-}
-
 pub const ISSUE: &str = "2026-11-20";
 
-impl Site {
+/// Sites that send: one issue dated yesterday, mailed through a test SMTP server.
+impl TestSite {
     /// `smtp` holds the `[smtp]` keys beyond the defaults below, as TOML lines.
-    pub fn new(smtp_url: &str, smtp: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("issues")).unwrap();
+    pub fn for_send(smtp_url: &str, smtp: &str) -> TestSite {
         let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
             .format("%Y-%m-%d")
             .to_string();
-        std::fs::write(
-            root.join(format!("issues/{ISSUE}.md")),
+        let site = TestSite::new().issue(
+            &format!("{ISSUE}.md"),
             format!(
                 "---\ntitle: \"Queues & <b>logs</b>\"\ndate: {yesterday}\ndescription: A test issue\n---\n\n\
                  ## [Kafka internals](https://example.com/kafka)\n\nNotes about <script>x</script> logs.\n"
             ),
-        )
-        .unwrap();
-        let config = root.join("techshack.toml");
-        Site::write_config(&config, smtp_url, smtp);
-        Site { dir, config }
+        );
+        TestSite::write_send_config(&site.config, smtp_url, smtp);
+        site
     }
 
-    pub fn write_config(config: &Path, smtp_url: &str, smtp: &str) {
+    pub fn write_send_config(config: &Path, smtp_url: &str, smtp: &str) {
         let mut smtp = smtp.to_string();
         for (k, v) in [
             ("concurrency", "4"),
@@ -201,14 +184,6 @@ db = "state/techshack.sqlite3"
         .unwrap();
     }
 
-    pub fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    pub fn db(&self) -> PathBuf {
-        self.path("state/techshack.sqlite3")
-    }
-
     /// Moves every deferred row's next attempt `secs` into the past, as if that much time had
     /// passed, so tests need neither sleep nor race a short backoff.
     pub fn age_deferred(&self, secs: i64) {
@@ -218,20 +193,6 @@ db = "state/techshack.sqlite3"
             [secs],
         )
         .unwrap();
-    }
-
-    /// The binary with this site's config and the secret set.
-    pub fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("techshack").unwrap();
-        c.current_dir(self.dir.path())
-            .env("TECHSHACK_CONFIG", &self.config)
-            .env("TECHSHACK_SECRET", SECRET)
-            .env_remove("TECHSHACK_SMTP_PASSWORD");
-        c
-    }
-
-    pub fn assert_cmd(&self) -> assert_cmd::Command {
-        assert_cmd::Command::from_std(self.cmd())
     }
 
     /// Imports `n` subscribers `user0000@example.net`... through the CLI.
