@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 
 use super::Ctx;
-use crate::diag::Exit;
 use crate::config::Config;
+use crate::diag::Exit;
 use crate::issue::date;
 
 /// The built-in template, used when `templates.dir` has no `issue.md`.

@@ -7,8 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use super::Ctx;
-use crate::diag::Exit;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Exit};
 use crate::mail::compose::{Composer, Recipient};
 
 /// Who the preview is addressed to.

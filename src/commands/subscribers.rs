@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::Ctx;
-use crate::diag::{Diagnostic, Exit};
 use crate::cli::SubscribersCommand;
+use crate::diag::{Diagnostic, Exit};
 use crate::store::{normalize_address, AddOutcome, Store, Subscriber, SubscriberStatus};
 
 pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<Exit> {

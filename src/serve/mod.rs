@@ -241,7 +241,6 @@ struct TokenQuery {
     expires: Option<String>,
 }
 
-
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
