@@ -1,4 +1,5 @@
-//! Diagnostics in the compiler form `path:line:col: error: message`.
+//! Diagnostics in the compiler form `path:line:col: error: message`, the `error:` and
+//! `warning:` lines every command prints, and the process exit codes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -97,6 +98,89 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// The exit status of a command. When one run has several outcomes (`send --latest` over
+/// several issues), the worst wins: an error over a deferral, a deferral over success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok,
+    Error,
+    /// A command line that cannot work, as clap reports it.
+    Usage,
+    /// Deliveries wait for a later run (EX_TEMPFAIL): cron runs the command again.
+    TempFail,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Error => 1,
+            Exit::Usage => 2,
+            Exit::TempFail => 75,
+        }
+    }
+
+    /// Errors of either kind rank alike, so the first one met is kept.
+    fn rank(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::TempFail => 1,
+            Exit::Error | Exit::Usage => 2,
+        }
+    }
+
+    /// The worse of the two; on a tie, `self`.
+    pub fn worst(self, other: Exit) -> Exit {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Folds one more outcome in.
+    pub fn add(&mut self, other: Exit) {
+        *self = self.worst(other);
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e.code())
+    }
+}
+
+/// Prints `error: message` to stderr.
+pub fn error(message: impl fmt::Display) {
+    eprintln!("error: {message}");
+}
+
+/// Prints `warning: message` to stderr.
+pub fn warning(message: impl fmt::Display) {
+    eprintln!("warning: {message}");
+}
+
+/// Prints the error a command ended with: a `Diagnostics` one line each and a count, any other
+/// error as one `error:` line with its causes.
+pub fn report(e: &anyhow::Error) {
+    if let Some(d) = e.downcast_ref::<Diagnostics>() {
+        eprintln!("{d}");
+        let n = d.errors();
+        error(format_args!("{n} error{} found", plural(n)));
+    } else {
+        error(format_args!("{e:#}"));
+    }
+}
+
+/// `"s"` unless `n` is 1.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +200,29 @@ mod tests {
         assert_eq!(d.to_string(), "issues/a.md:3:7: error: bad date");
         let d = Diagnostic::warning(Path::new("a.md"), None, "empty issue");
         assert_eq!(d.to_string(), "a.md: warning: empty issue");
+    }
+
+    #[test]
+    fn the_worst_exit_wins() {
+        let mut e = Exit::Ok;
+        e.add(Exit::TempFail);
+        assert_eq!(e, Exit::TempFail);
+        e.add(Exit::Ok);
+        assert_eq!(e, Exit::TempFail);
+        e.add(Exit::Error);
+        assert_eq!(e, Exit::Error);
+        e.add(Exit::TempFail);
+        assert_eq!(e, Exit::Error);
+        assert_eq!(Exit::Error.worst(Exit::Usage), Exit::Error);
+        assert_eq!(Exit::Usage.worst(Exit::Error), Exit::Usage);
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        let codes: Vec<u8> = [Exit::Ok, Exit::Error, Exit::Usage, Exit::TempFail]
+            .iter()
+            .map(|e| e.code())
+            .collect();
+        assert_eq!(codes, [0, 1, 2, 75]);
     }
 }

@@ -15,6 +15,3 @@ pub mod serve;
 pub mod store;
 pub mod templates;
 pub mod token;
-
-/// Exit code of a `send` that left deliveries deferred for a later run (EX_TEMPFAIL).
-pub const EXIT_TEMPFAIL: u8 = 75;

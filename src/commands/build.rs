@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::Ctx;
 use crate::config::Config;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Exit};
 use crate::emit::{self, Staging};
 use crate::model::Issue;
 
@@ -15,7 +15,7 @@ use crate::model::Issue;
 /// when deciding which issues are in the future.
 pub const NOW_ENV: &str = "TECHSHACK_NOW";
 
-pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<Exit> {
     let mut config = ctx.config.clone();
     // Before loading: URLs are made absolute while issues are parsed.
     if let Some(u) = &args.base_url {
@@ -45,7 +45,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
             config.issues.dir.display(),
             out.display()
         ));
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     let built = write_all(&config, &published, &out)?;
     let removed = match built.removed.len() {
@@ -83,7 +83,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<u8> {
             );
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// What a build wrote.

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::Ctx;
-use crate::diag::Diagnostic;
+use crate::diag::{plural, Diagnostic, Exit};
 use crate::issue;
 use crate::mail::compose::Composer;
 use crate::mail::smtp::Target;
@@ -11,7 +11,7 @@ use crate::model::Issue;
 use crate::templates::Templates;
 
 /// Prints every diagnostic and a summary line to stderr; exit 1 on any error.
-pub fn run(ctx: &Ctx) -> Result<u8> {
+pub fn run(ctx: &Ctx) -> Result<Exit> {
     let files = issue::issue_files(&ctx.config.issues.dir)?.len();
     let mut loaded = issue::load_all(&ctx.config)?;
     loaded
@@ -45,7 +45,7 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
             plural(warnings)
         );
     }
-    Ok(if errors > 0 { 1 } else { 0 })
+    Ok(if errors > 0 { Exit::Error } else { Exit::Ok })
 }
 
 /// What would stop `build`, `preview` or `send` later, found now: templates that do not parse
@@ -85,12 +85,4 @@ fn setting_problems(ctx: &Ctx, issues: &[Issue]) -> Vec<Diagnostic> {
         out.push(at(e));
     }
     out
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
 }

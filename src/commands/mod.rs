@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
+use crate::diag::Exit;
 
 pub mod build;
 pub mod check;
@@ -47,19 +48,19 @@ impl Ctx {
     }
 }
 
-/// Runs the command; returns the process exit code.
-pub fn run(cli: Cli) -> Result<u8> {
+/// Runs the command; returns the process exit status.
+pub fn run(cli: Cli) -> Result<Exit> {
     // Commands that need no configuration.
     match &cli.command {
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "techshack", &mut std::io::stdout());
-            return Ok(0);
+            return Ok(Exit::Ok);
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
-            return Ok(0);
+            return Ok(Exit::Ok);
         }
         _ => {}
     }
@@ -75,9 +76,4 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
-}
-
-/// The error of a command whose implementation has not landed yet.
-pub fn not_yet(name: &str) -> Result<u8> {
-    anyhow::bail!("`techshack {name}` is not available in this version yet")
 }

@@ -12,13 +12,14 @@ use chrono::NaiveDate;
 
 use super::Ctx;
 use crate::config::Config;
+use crate::diag::Exit;
 use crate::issue::date;
 
 /// The built-in template, used when `templates.dir` has no `issue.md`.
 pub const DEFAULT_TEMPLATE: &str = include_str!("../../templates/issue.md");
 
 /// Writes the issue file; prints its path on stdout.
-pub fn run(ctx: &Ctx, args: crate::cli::NewArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, args: crate::cli::NewArgs) -> Result<Exit> {
     let day = match &args.date {
         Some(s) => parse_day(s)?,
         None => ctx.config.site.timezone.now().date_naive(),
@@ -29,7 +30,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::NewArgs) -> Result<u8> {
         "wrote {}: a draft until you set `published: true`",
         path.display()
     ));
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// `YYYY-MM-DD`, months and days padded or not.

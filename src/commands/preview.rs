@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use super::Ctx;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Exit};
 use crate::mail::compose::{Composer, Recipient};
 
 /// Who the preview is addressed to.
@@ -19,7 +19,7 @@ pub const SAMPLE_NAME: &str = "Sample Subscriber";
 pub const PREVIEW_SECRET: &[u8] = b"techshack preview secret: links signed with it never verify";
 
 /// Writes the preview of one issue.
-pub fn run(ctx: &Ctx, args: crate::cli::PreviewArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, args: crate::cli::PreviewArgs) -> Result<Exit> {
     let loaded = crate::issue::load_all(&ctx.config)?;
     let errors: Vec<_> = loaded
         .diagnostics
@@ -75,7 +75,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::PreviewArgs) -> Result<u8> {
             .context("writing the message to stdout")?;
         out.flush().context("writing the message to stdout")?;
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 fn file_slug(path: &Path) -> Option<String> {

@@ -12,6 +12,7 @@ use fs4::fs_std::FileExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
+use crate::diag::Exit;
 use crate::cli::SendArgs;
 use crate::mail::compose::{Composer, Recipient};
 use crate::mail::deliver::{self, Build};
@@ -21,9 +22,8 @@ use crate::mail::session::Outcome;
 use crate::mail::smtp::{ConnectError, Target};
 use crate::model::Issue;
 use crate::store::{Address, Counts, DeliveryState, Store, SubscriberStatus};
-use crate::EXIT_TEMPFAIL;
 
-pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
     let config = &ctx.config;
     let now = config.site.timezone.now();
     let issues = load_issues(ctx)?;
@@ -57,10 +57,10 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
 }
 
 /// `--dry-run DIR` and `--to ADDR`: a copy of the issue, nothing recorded.
-fn test_send(ctx: &Ctx, args: &SendArgs, issue: Option<&Issue>) -> Result<u8> {
+fn test_send(ctx: &Ctx, args: &SendArgs, issue: Option<&Issue>) -> Result<Exit> {
     let Some(issue) = issue else {
         ctx.info("send --latest: no published issue in the main feeds; nothing to send");
-        return Ok(0);
+        return Ok(Exit::Ok);
     };
     let slug = &issue.slug;
     let secret = crate::token::secret_from_env()?;
@@ -74,7 +74,7 @@ fn test_send(ctx: &Ctx, args: &SendArgs, issue: Option<&Issue>) -> Result<u8> {
     }
     match &args.to {
         Some(to) => test_copy(ctx, &composer, slug, to),
-        None => Ok(0),
+        None => Ok(Exit::Ok),
     }
 }
 
@@ -86,7 +86,7 @@ fn send_latest(
     issues: &[Issue],
     newest: Option<&Issue>,
     args: &SendArgs,
-) -> Result<u8> {
+) -> Result<Exit> {
     let ctx = run.ctx;
     let config = &ctx.config;
     let now = config.site.timezone.now();
@@ -96,7 +96,7 @@ fn send_latest(
     if newest.is_none() {
         ctx.info("send --latest: no published issue in the main feeds; nothing new to send");
     }
-    let mut code = Code::default();
+    let mut code = Exit::Ok;
     let mut older: Vec<&Issue> = Vec::new();
     let unfinished = plan::unfinished(
         store,
@@ -132,12 +132,12 @@ fn send_latest(
                 args.max_age
             ),
         }
-        code.add(EXIT_TEMPFAIL);
+        code.add(Exit::TempFail);
     }
     for (issue, is_newest) in plan::order(older, newest) {
         if run.stopped() {
             eprintln!("{}: not started: the send was interrupted", issue.slug);
-            code.add(EXIT_TEMPFAIL);
+            code.add(Exit::TempFail);
             continue;
         }
         let max_age = is_newest.then_some(args.max_age);
@@ -146,28 +146,11 @@ fn send_latest(
             Ok(c) => code.add(c),
             Err(e) => {
                 eprintln!("error: {}: {e:#}", issue.slug);
-                code.add(1);
+                code.add(Exit::Error);
             }
         }
     }
-    Ok(code.0)
-}
-
-/// The exit code over several issues: an error wins over a deferral, which wins over done.
-#[derive(Default)]
-struct Code(u8);
-
-impl Code {
-    fn add(&mut self, c: u8) {
-        let rank = |c: u8| match c {
-            0 => 0,
-            EXIT_TEMPFAIL => 1,
-            _ => 2,
-        };
-        if rank(c) > rank(self.0) {
-            self.0 = c;
-        }
-    }
+    Ok(code)
 }
 
 fn warn_recovered(slug: &str, recovered: usize) {
@@ -235,7 +218,7 @@ impl<'a> Runner<'a> {
         issue: &Issue,
         retry_unknown: bool,
         max_age: Option<u32>,
-    ) -> Result<u8> {
+    ) -> Result<Exit> {
         let ctx = self.ctx;
         let config = &ctx.config;
         let slug = &issue.slug;
@@ -251,7 +234,7 @@ impl<'a> Runner<'a> {
                 ctx.info(format!(
                     "{slug}: the newest issue is {days} days old, older than --max-age {max_age}: not sending (send it by name to mail it anyway)",
                 ));
-                return Ok(0);
+                return Ok(Exit::Ok);
             }
         }
         let secret = crate::token::secret_from_env()?;
@@ -265,7 +248,7 @@ impl<'a> Runner<'a> {
             match resume {
                 Resume::Complete(c) => {
                     println!("{slug}: complete ({})", c.one_line());
-                    return Ok(0);
+                    return Ok(Exit::Ok);
                 }
                 Resume::NothingDue { next, counts } => {
                     println!(
@@ -273,13 +256,13 @@ impl<'a> Runner<'a> {
                         fmt_unix(next),
                         counts.one_line()
                     );
-                    return Ok(EXIT_TEMPFAIL);
+                    return Ok(Exit::TempFail);
                 }
                 Resume::Deliver => {}
             }
         }
         let Some(done) = self.deliver(store, slug, composer, unix_now)? else {
-            return Ok(EXIT_TEMPFAIL);
+            return Ok(Exit::TempFail);
         };
         let c = store.counts(slug)?;
         let next = match c.get(DeliveryState::Deferred) {
@@ -292,9 +275,9 @@ impl<'a> Runner<'a> {
         }
         Ok(
             if c.get(DeliveryState::Deferred) > 0 || c.get(DeliveryState::Pending) > 0 {
-                EXIT_TEMPFAIL
+                Exit::TempFail
             } else {
-                0
+                Exit::Ok
             },
         )
     }
@@ -468,7 +451,7 @@ fn load_issues(ctx: &Ctx) -> Result<Vec<Issue>> {
     Ok(loaded.issues)
 }
 
-fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<u8> {
+fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<Exit> {
     let store = Store::open(&ctx.config.state.db)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let subs = store.subscribers(Some(SubscriberStatus::Active))?;
@@ -486,7 +469,7 @@ fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<u8>
         subs.len(),
         dir.display()
     ));
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// `2019-01-ann_at_example.org.eml`: safe on every file system, one file per address.
@@ -502,7 +485,7 @@ fn eml_name(slug: &str, address: &str) -> PathBuf {
     PathBuf::from(format!("{slug}-{a}.eml"))
 }
 
-fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<u8> {
+fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exit> {
     let address = Address::parse(to)?;
     let m = composer.message(&Recipient {
         address: address.clone(),
@@ -526,7 +509,7 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<u8>
             ctx.info(format!(
                 "{slug}: test copy sent to {address}: {r} (nothing recorded)"
             ));
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Outcome::Fail { reply: r, .. }
         | Outcome::Defer(r)
@@ -571,22 +554,6 @@ impl SendLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_error_outranks_a_deferral_which_outranks_done() {
-        let mut c = Code::default();
-        for (add, want) in [
-            (0, 0),
-            (EXIT_TEMPFAIL, EXIT_TEMPFAIL),
-            (0, EXIT_TEMPFAIL),
-            (1, 1),
-        ] {
-            c.add(add);
-            assert_eq!(c.0, want, "after {add}");
-        }
-        c.add(EXIT_TEMPFAIL);
-        assert_eq!(c.0, 1);
-    }
 
     #[test]
     fn dry_run_files_are_named_safely_per_address() {

@@ -3,8 +3,9 @@
 use anyhow::{Context, Result};
 
 use super::Ctx;
+use crate::diag::Exit;
 
-pub fn run(ctx: &Ctx, args: crate::cli::ServeArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, args: crate::cli::ServeArgs) -> Result<Exit> {
     init_logging(ctx);
     let listen = args
         .listen
@@ -19,7 +20,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::ServeArgs) -> Result<u8> {
         let limits = crate::serve::Limits::from_config(&ctx.config);
         crate::serve::run(app, &listen, limits, !ctx.quiet).await
     })?;
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// Log lines on stderr: warnings and errors with `--quiet`, every request with `--verbose`,

@@ -5,11 +5,12 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::Ctx;
+use crate::diag::Exit;
 use crate::store::{DeliveryState, Store};
 
 /// Exit 1 for an issue never sent: a monitoring script with a typo in the slug must not read
 /// all-zero counts as a finished send.
-pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<Exit> {
     let db = &ctx.config.state.db;
     // Looking must not create the state file (nor its folder).
     if !db.exists() {
@@ -19,14 +20,14 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<u8> {
                     "no send recorded for {issue}: nothing sent yet (no state file at {})",
                     db.display()
                 );
-                1
+                Exit::Error
             }
             None => {
                 ctx.info(format!(
                     "nothing sent yet (no state file at {})",
                     db.display()
                 ));
-                0
+                Exit::Ok
             }
         });
     }
@@ -45,11 +46,11 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<u8> {
                 .collect();
             writeln!(out, "{issue} {} total {}", parts.join(" "), c.total())?;
         }
-        return Ok(0);
+        return Ok(Exit::Ok);
     };
     if !store.has_snapshot(&issue)? {
         eprintln!("no send recorded for {issue}: `techshack status` lists every issue sent so far");
-        return Ok(1);
+        return Ok(Exit::Error);
     }
     let c = store.counts(&issue)?;
     for s in DeliveryState::ALL {
@@ -77,5 +78,5 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<u8> {
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
         ctx.info(format!("wrote {} row(s) to {}", rows.len(), path.display()));
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

@@ -7,9 +7,10 @@ use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::cli::SubscribersCommand;
+use crate::diag::{Diagnostic, Exit};
 use crate::store::{AddOutcome, Address, Store, Subscriber, SubscriberStatus};
 
-pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<u8> {
+pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<Exit> {
     let mut store = Store::open(&ctx.config.state.db)?;
     match cmd {
         SubscribersCommand::Import { file, skip_invalid } => {
@@ -24,13 +25,13 @@ pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<u8> {
                     "{a} is {s} and stays so: an address that unsubscribed or bounced is never re-added"
                 )),
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         SubscribersCommand::Remove { address } => {
             let a = Address::parse(&address)?;
             if store.unsubscribe(&a)? {
                 ctx.info(format!("{a} is unsubscribed"));
-                Ok(0)
+                Ok(Exit::Ok)
             } else {
                 anyhow::bail!("{a} is not on the subscriber list")
             }
@@ -48,7 +49,7 @@ pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<u8> {
                     s.name.unwrap_or_default()
                 )?;
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         SubscribersCommand::Export => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
@@ -68,13 +69,15 @@ pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<u8> {
                 ])?;
             }
             w.flush()?;
-            Ok(0)
+            Ok(Exit::Ok)
         }
     }
 }
 
-fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Result<u8> {
+fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Result<Exit> {
     let shown = file.display().to_string();
+    // Each problem names the file as given and its line, as `check` does for issues.
+    let at = |pos, message: String| Diagnostic::error(file, pos, message);
     let bytes = std::fs::read(file).with_context(|| format!("reading {shown}"))?;
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
@@ -82,7 +85,7 @@ fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Resu
         .from_reader(bytes.as_slice());
     let headers = rdr
         .headers()
-        .with_context(|| format!("{shown}:1:1: error: cannot read the header row"))?
+        .with_context(|| at(Some((1, 1)), "cannot read the header row".into()))?
         .clone();
     let col = |want: &str| {
         headers
@@ -90,10 +93,11 @@ fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Resu
             .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(want))
     };
     let Some(email) = col("email") else {
-        anyhow::bail!(
-            "{shown}:1:1: error: no `email` column in the header row (found: {}); the first row must name the columns, e.g. `email,name`",
-            headers.iter().collect::<Vec<_>>().join(", ")
-        );
+        let found = headers.iter().collect::<Vec<_>>().join(", ");
+        anyhow::bail!(at(
+            Some((1, 1)),
+            format!("no `email` column in the header row (found: {found}); the first row must name the columns, e.g. `email,name`"),
+        ));
     };
     let name = col("name");
     let mut rows = Vec::new();
@@ -103,7 +107,7 @@ fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Resu
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map(|p| line_of(&bytes, p.byte())).unwrap_or(0);
-                errors.push(format!("{shown}:{line}:1: error: {e}"));
+                errors.push(at(Some((line, 1)), e.to_string()));
                 continue;
             }
         };
@@ -117,7 +121,7 @@ fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Resu
         let raw = rec.get(email).unwrap_or("");
         match Address::parse(raw) {
             Ok(a) => rows.push((a, name.and_then(|n| rec.get(n)).map(str::to_string))),
-            Err(e) => errors.push(format!("{shown}:{line}:1: error: {e}")),
+            Err(e) => errors.push(at(Some((line, 1)), e.to_string())),
         }
     }
     for e in &errors {
@@ -138,7 +142,7 @@ fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Resu
         r.merged,
         errors.len()
     ));
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// The 1-based line of a byte offset, counting LF (so CRLF and LF files agree).

@@ -1,0 +1,408 @@
+//! The routes of `serve`: the router with its security headers and request timeout, and one
+//! handler per page (health check, unsubscribe, sign-up, confirmation).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FormRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use crate::store::{Confirmed, SignUp, Unsubscribed};
+use super::{
+    internal_error, limit, masked, App, TokenQuery, BODY_LIMIT, CONFIRM_MAIL_GAP_SECS,
+    CONFIRM_TTL_SECS, REQUEST_TIMEOUT,
+};
+use crate::store::normalize_address;
+use crate::token::{self, Purpose};
+
+#[derive(Debug, Deserialize)]
+struct SignUpForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: Option<String>,
+    /// Hidden from people; bots that fill every field fill this one too.
+    #[serde(default)]
+    website: Option<String>,
+}
+
+/// The routes, with the body limit and the response headers every page gets.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/unsubscribe", get(unsubscribe_page).post(unsubscribe))
+        .route("/subscribe", get(subscribe_page).post(subscribe))
+        .route("/confirm", get(confirm_page).post(confirm))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(harden))
+        .with_state(app)
+}
+
+/// Security headers for every response, and a debug line per request without its query
+/// (which holds tokens).
+async fn harden(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path: String = req.uri().path().chars().take(80).collect();
+    let start = Instant::now();
+    // A client trickling its body in would otherwise hold a connection and a task for as
+    // long as it likes; the reverse proxy usually buffers bodies, but this server may face
+    // clients directly.
+    let mut res = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "The request took too long.\n",
+        )
+            .into_response(),
+    };
+    let h = res.headers_mut();
+    let fixed = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        // The page's URL holds a token: never pass it on to another site.
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    for (k, v) in fixed {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    tracing::debug!(
+        "{method} {path} {} {:.1} ms",
+        res.status().as_u16(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    res
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    let r = app
+        .db(|s| {
+            s.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            Ok(())
+        })
+        .await;
+    match r {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!("health check: {e:#}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the state file is not usable\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn not_found(State(app): State<App>) -> Response {
+    app.notice(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no page here.",
+        None,
+    )
+}
+
+async fn unsubscribe_page(
+    State(app): State<App>,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return app.bad_link("unsubscribe");
+    };
+    let Some(address) = app.unsubscribe_address(&q) else {
+        return app.bad_link("unsubscribe");
+    };
+    let action = format!("unsubscribe?token={}", q.token.as_deref().unwrap_or(""));
+    let html = app.0.pages.render(
+        "unsubscribe.html",
+        &[("address", &address), ("action", &action)],
+    );
+    app.page(StatusCode::OK, html)
+}
+
+/// RFC 8058 one-click: the token alone authorizes. The body (`List-Unsubscribe=One-Click`,
+/// urlencoded or multipart as providers differ) is read for the size limit but not required.
+async fn unsubscribe(
+    State(app): State<App>,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(e) = body {
+        return app.rejected(e.status(), "request");
+    }
+    let Ok(Query(q)) = q else {
+        return app.bad_link("unsubscribe");
+    };
+    let Some(address) = app.unsubscribe_address(&q) else {
+        tracing::info!("refused an unsubscribe request with an invalid token");
+        return app.bad_link("unsubscribe");
+    };
+    let shown = masked(&address);
+    match app.db(move |s| s.serve_unsubscribe(&address)).await {
+        Ok(outcome) => {
+            match outcome {
+                Unsubscribed::Now => tracing::info!("unsubscribed {shown}"),
+                Unsubscribed::Already => tracing::info!("{shown} was already unsubscribed"),
+                Unsubscribed::Recorded => {
+                    tracing::info!("unsubscribed {shown}, which was not on the list")
+                }
+            }
+            app.notice(
+                StatusCode::OK,
+                "You are unsubscribed",
+                &format!(
+                    "No more issues of {} will be sent to this address.",
+                    app.0.pages.site_title()
+                ),
+                Some("Changed your mind? You can subscribe again at any time."),
+            )
+        }
+        Err(e) => {
+            tracing::error!("unsubscribing {shown}: {e:#}");
+            internal_error()
+        }
+    }
+}
+
+async fn subscribe_page(State(app): State<App>) -> Response {
+    let html = app
+        .0
+        .pages
+        .render("subscribe.html", &[("action", "subscribe")]);
+    app.page(StatusCode::OK, html)
+}
+
+async fn subscribe(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<SignUpForm>, FormRejection>,
+) -> Response {
+    let ip = app.client_ip(peer, &headers);
+    if !app.0.limiter.check(ip, Instant::now()) {
+        tracing::info!("sign-up rate limit reached for a client");
+        let mut r = app.notice(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-ups",
+            "Too many sign-ups came from your network in a short time.",
+            Some("Please wait a few minutes and try again."),
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(limit::SUBSCRIBE.refill.as_secs()),
+        );
+        return r;
+    }
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return app.rejected(e.status(), "form"),
+    };
+    let done = || {
+        app.notice(
+            StatusCode::OK,
+            "Check your inbox",
+            "If this address can receive our mail, a message with a confirmation link is on its way.",
+            Some("Nothing will be sent until you confirm. The link works for two days."),
+        )
+    };
+    if form
+        .website
+        .as_deref()
+        .is_some_and(|w| !w.trim().is_empty())
+    {
+        tracing::info!("ignored a sign-up that filled the hidden field");
+        return done();
+    }
+    if form.email.len() > 254
+        || form
+            .name
+            .as_deref()
+            .is_some_and(|n| n.chars().count() > 100)
+    {
+        return app.notice(
+            StatusCode::BAD_REQUEST,
+            "Please check the form",
+            "The address or the name is too long.",
+            None,
+        );
+    }
+    let address = match normalize_address(&form.email) {
+        Ok(a) => a,
+        Err(_) => {
+            return app.notice(
+                StatusCode::BAD_REQUEST,
+                "Please check the address",
+                "That does not look like an email address, such as ann@example.com.",
+                Some("Go back and correct it."),
+            )
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let a = address.clone();
+    let name = form.name;
+    let decided = app
+        .db(move |s| {
+            let action = s.serve_sign_up(&a, name.as_deref())?;
+            let claim = match action {
+                SignUp::SendConfirmation => s.serve_claim_mail(&a, now, CONFIRM_MAIL_GAP_SECS)?,
+                SignUp::AlreadyActive | SignUp::Bounced => None,
+            };
+            Ok((action, claim))
+        })
+        .await;
+    let shown = masked(&address);
+    match decided {
+        Ok((action, claim)) => {
+            match (action, claim) {
+                (SignUp::SendConfirmation, Some(previous)) => {
+                    tracing::info!("sign-up from {shown}: mailing a confirmation link");
+                    // The answer must not wait for SMTP: a slower reply for new addresses
+                    // would tell which addresses are subscribed already.
+                    tokio::spawn(send_confirmation(app.clone(), address, now, previous));
+                }
+                (SignUp::SendConfirmation, None) => {
+                    tracing::info!("sign-up from {shown}: a confirmation link went out within the hour, none sent")
+                }
+                (SignUp::AlreadyActive, _) => {
+                    tracing::info!("sign-up from {shown}: already subscribed")
+                }
+                (SignUp::Bounced, _) => {
+                    tracing::info!("sign-up from {shown}: the address bounced before, none sent")
+                }
+            }
+            done()
+        }
+        Err(e) => {
+            tracing::error!("recording the sign-up of {shown}: {e:#}");
+            internal_error()
+        }
+    }
+}
+
+async fn send_confirmation(app: App, address: String, now: i64, previous: Option<i64>) {
+    let shown = masked(&address);
+    let r = async {
+        let expires = now + CONFIRM_TTL_SECS;
+        let t = token::sign(&app.0.secret, Purpose::Confirm { expires }, &address);
+        let link = format!("{}/confirm?token={t}&expires={expires}", app.0.public_url);
+        let until = chrono::DateTime::from_timestamp(expires, 0)
+            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        let body = app.0.pages.render(
+            "confirm_email.txt",
+            &[
+                ("address", &address),
+                ("confirm_url", &link),
+                ("expires", &until),
+            ],
+        )?;
+        let subject = format!("Confirm your subscription to {}", app.0.pages.site_title());
+        let message = app.0.mailer.message(&address, &subject, body)?;
+        app.0.mailer.send(&message).await
+    }
+    .await;
+    match r {
+        Ok(reply) => tracing::info!("confirmation link for {shown} handed over: {reply}"),
+        Err(e) => {
+            tracing::warn!("could not mail the confirmation link to {shown}: {e:#}");
+            let a = address.clone();
+            let _ = app
+                .db(move |s| {
+                    s.serve_release_mail(&a, now, previous);
+                    Ok(())
+                })
+                .await;
+        }
+    }
+}
+
+async fn confirm_page(
+    State(app): State<App>,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return app.bad_link("confirmation");
+    };
+    let (address, expires) = match app.confirm_address(&q) {
+        Ok(x) => x,
+        Err(e) => return app.refuse_confirm(e),
+    };
+    let action = format!(
+        "confirm?token={}&expires={expires}",
+        q.token.as_deref().unwrap_or("")
+    );
+    let html = app.0.pages.render(
+        "confirm.html",
+        &[("address", &address), ("action", &action)],
+    );
+    app.page(StatusCode::OK, html)
+}
+
+async fn confirm(
+    State(app): State<App>,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(e) = body {
+        return app.rejected(e.status(), "request");
+    }
+    let Ok(Query(q)) = q else {
+        return app.bad_link("confirmation");
+    };
+    let (address, expires) = match app.confirm_address(&q) {
+        Ok(x) => x,
+        Err(e) => return app.refuse_confirm(e),
+    };
+    let shown = masked(&address);
+    let minted = expires - CONFIRM_TTL_SECS;
+    match app.db(move |s| s.serve_confirm(&address, minted)).await {
+        Ok(Confirmed::Activated) | Ok(Confirmed::AlreadyActive) => {
+            tracing::info!("confirmed {shown}");
+            app.notice(
+                StatusCode::OK,
+                "You are subscribed",
+                &format!(
+                    "The next issue of {} will come to this address.",
+                    app.0.pages.site_title()
+                ),
+                Some("Every issue carries a link to unsubscribe."),
+            )
+        }
+        Ok(Confirmed::UnsubscribedSince) => {
+            tracing::info!("refused an old confirmation link of {shown}, unsubscribed since");
+            app.notice(
+                StatusCode::CONFLICT,
+                "This link is older than your unsubscribe",
+                "You unsubscribed after this link was sent, so it no longer subscribes you.",
+                Some("To subscribe again, sign up once more and use the new link."),
+            )
+        }
+        Ok(Confirmed::Bounced) => {
+            tracing::info!("refused a confirmation of {shown}, which bounced before");
+            app.notice(
+                StatusCode::CONFLICT,
+                "We cannot subscribe this address",
+                "Mail to this address was returned as undeliverable before, so it stays off the list.",
+                Some("Reply to any issue or write to the sender to be added again."),
+            )
+        }
+        Err(e) => {
+            tracing::error!("confirming {shown}: {e:#}");
+            internal_error()
+        }
+    }
+}

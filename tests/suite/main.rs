@@ -1,0 +1,23 @@
+//! Every integration test in one binary, so the crate links once: one module per topic, and
+//! `support` for the temporary sites, the test servers and the message checks they share.
+
+mod support;
+
+mod build;
+mod check_inputs;
+mod email_mime;
+mod feeds;
+mod new_cmd;
+mod parse_corpus;
+mod parse_fuzz;
+mod parse_model;
+mod preview_cli;
+mod render_build;
+mod render_chromium;
+mod send;
+mod send_tls;
+mod serve;
+mod serve_browser;
+mod serve_send;
+mod status;
+mod subscribers;
