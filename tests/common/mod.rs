@@ -43,7 +43,7 @@ pub fn issue_from_markdown(config: &Config, slug: &str, title: &str, md: &str) -
     let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
     let mut html = String::new();
     pulldown_cmark::html::push_html(&mut html, Parser::new_ext(md, opts));
-    let text = techshack::plaintext::render(Parser::new_ext(md, opts));
+    let text = techshack::render::text::render(Parser::new_ext(md, opts));
     let date = DateTime::parse_from_rfc3339("2018-12-31T09:00:00+00:00").unwrap();
     Issue {
         path: PathBuf::from(format!("{slug}.md")),
@@ -59,7 +59,9 @@ pub fn issue_from_markdown(config: &Config, slug: &str, title: &str, md: &str) -
         tags: vec![],
         number: None,
         html,
-        text,
+        page_html: None,
+        text: Some(text),
+        feed: Default::default(),
         items: vec![],
     }
 }
