@@ -365,12 +365,12 @@ mod tests {
     #[test]
     fn items_get_title_and_source_classes() {
         let c = config("");
-        let md = "---\ntitle: T\ndate: 2019-01-07\n---\n\nIntro\n\n## A\n\n[a.example](https://a.example/)\n\nnotes\n\n## B [b](https://b.example/)\n\nNot a source line.\n\n## C\n\n<p><a href=\"https://c.example/\">c</a></p>\n";
+        let md = "---\ntitle: T\ndate: 2019-01-07\n---\n\nIntro\n\n## A\n\n[a.example](https://a.example/)\n\nnotes\n\n## B [b](https://b.example/)\n\nNot a source line.\n\n## C [c](https://c.example/)\n\n<p><a href=\"https://c.example/\">c</a></p>\n";
         let (i, _) = crate::issue::parse_issue(&c, Path::new("x.md"), md.as_bytes());
         let i = i.unwrap();
         assert_eq!(
             IssueCtx::new(&i).html,
-            "<p>Intro</p>\n<h2 class=\"item-title\" id=\"a\">A</h2>\n<p class=\"source\"><a href=\"https://a.example/\">a.example</a></p>\n<p>notes</p>\n<h2 class=\"item-title\" id=\"b\">B <a href=\"https://b.example/\">b</a></h2>\n<p>Not a source line.</p>\n<h2 class=\"item-title\" id=\"c\">C</h2>\n<p class=\"source\"><a href=\"https://c.example/\" rel=\"noopener noreferrer\">c</a></p>\n"
+            "<p>Intro</p>\n<h2 class=\"item-title\" id=\"a\">A</h2>\n<p class=\"source\"><a href=\"https://a.example/\">a.example</a></p>\n<p>notes</p>\n<h2 class=\"item-title\" id=\"b-b\">B <a href=\"https://b.example/\">b</a></h2>\n<p>Not a source line.</p>\n<h2 class=\"item-title\" id=\"c-c\">C <a href=\"https://c.example/\">c</a></h2>\n<p class=\"source\"><a href=\"https://c.example/\" rel=\"noopener noreferrer\">c</a></p>\n"
         );
         let md = "---\ntitle: T\ndate: 2019-01-07\n---\n\n[One](https://one.com)\n\n---\n\n[Two](https://two.com)\n";
         let (i, _) = crate::issue::parse_issue(&c, Path::new("x.md"), md.as_bytes());

@@ -609,6 +609,6 @@ mod tests {
         let (h, _) = render("<!-- <script>x</script> -->\n\n<!--\n* [a](b)\n\n-->\n<p>after</p>\n");
         assert_eq!(h, "<p>after</p>\n");
         let (h, _) = render("<div>a<!-- x -->b<!--c--><!-- open\n");
-        assert_eq!(h, "<div>ab");
+        assert_eq!(h, "<div>ab</div>");
     }
 }
