@@ -290,20 +290,20 @@ impl<'h> Iterator for Tokens<'h> {
     }
 }
 
-/// The text of HTML: tags and comments dropped, character references decoded.
-pub fn text(h: &str) -> String {
-    let mut out = String::with_capacity(h.len());
-    for (_, t) in tokens(h) {
-        if let Token::Text(s) = t {
-            decode_entities_into(s, &mut out, |_| true);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The text of HTML: tags and comments dropped, character references decoded.
+    fn text(h: &str) -> String {
+        let mut out = String::new();
+        for (_, t) in tokens(h) {
+            if let Token::Text(s) = t {
+                decode_entities_into(s, &mut out, |_| true);
+            }
+        }
+        out
+    }
 
     #[test]
     fn text_decodes_and_drops_markup() {

@@ -6,7 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod diag;
 pub mod emit;
-pub mod html;
+pub(crate) mod html;
 pub mod issue;
 pub mod mail;
 pub(crate) mod markers;

@@ -533,6 +533,32 @@ fn render_body(doc: &Doc, found: Vec<items::Found>, opts: LoadOptions) -> Render
     }
 }
 
+/// The title, and the body without a leading H1 that repeats it, its headings given ids and
+/// its items found.
+fn shape_body<'a>(
+    d: &mut Diags,
+    config: &Config,
+    meta: &front_matter::FrontMatter,
+    slug: &str,
+    mut doc: Doc<'a>,
+) -> (Doc<'a>, String, Vec<items::Found>) {
+    let title = title_of(d, meta, &doc);
+    let (t, s, st) = (
+        comparable(&title),
+        comparable(slug),
+        comparable(&format!("{} {}", config.site.title, slug)),
+    );
+    doc.drop_leading_h1(|h| {
+        let h = comparable(h);
+        h == t || h == s || h == st
+    });
+    let mut anchors = Anchors::default();
+    doc.assign_heading_ids(&mut anchors);
+    let (found, para_ids) = items::find(&doc, &mut anchors);
+    doc.para_ids = para_ids;
+    (doc, title, found)
+}
+
 fn parse(
     config: &Config,
     statics: &StaticDir,
@@ -584,21 +610,8 @@ fn parse(
         page_url: &page_url,
         components: &config.components,
     };
-    let mut doc = Doc::parse(&text[body_offset..], &settings);
-    let title = title_of(&mut d, &meta, &doc);
-    let (t, s, st) = (
-        comparable(&title),
-        comparable(&slug),
-        comparable(&format!("{} {}", config.site.title, slug)),
-    );
-    doc.drop_leading_h1(|h| {
-        let h = comparable(h);
-        h == t || h == s || h == st
-    });
-    let mut anchors = Anchors::default();
-    doc.assign_heading_ids(&mut anchors);
-    let (found, para_ids) = items::find(&doc, &mut anchors);
-    doc.para_ids = para_ids;
+    let doc = Doc::parse(&text[body_offset..], &settings);
+    let (doc, title, found) = shape_body(&mut d, config, &meta, &slug, doc);
     out.unchecked_images = check_body(&mut d, statics, &doc, &found, body_offset);
     let id = id_of(&mut d, config, &meta, &slug);
 

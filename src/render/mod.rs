@@ -12,10 +12,10 @@
 //! cannot produce active content, so sanitizing whole documents would cost time for nothing.
 
 mod build;
-pub mod feed;
+pub(crate) mod feed;
 mod page;
 mod sanitize;
-pub mod summary;
+pub(crate) mod summary;
 pub mod text;
 mod url;
 mod wrap;
