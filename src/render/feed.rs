@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 
 use super::summary::derive_summary;
-use super::FeedFixes;
 use crate::html::{self, escape as escape_html, Token};
 use crate::markers;
 use crate::model::{FeedBody, Issue};
@@ -84,6 +83,30 @@ pub fn link_paragraph(url: &str, text: &str) -> String {
     )
 }
 
+/// What the filters left for the feeds to fix, so they look for it only where it can be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedFixes {
+    /// A link points at the page itself: its URL was empty (`href=""`), or unsafe and so
+    /// removed (`href="#"`). The page keeps the reference; the feeds make it absolute.
+    pub page_links: bool,
+    /// Raw HTML left an anchor without `href`, which the feeds unwrap.
+    pub bare_anchors: bool,
+}
+
+impl FeedFixes {
+    /// Every fix, for HTML that did not come from the filters.
+    pub const ALL: FeedFixes = FeedFixes {
+        page_links: true,
+        bare_anchors: true,
+    };
+
+    /// What a fragment the sanitizer wrote (or a component's HTML) may need.
+    pub(super) fn note_html(&mut self, h: &str) {
+        self.page_links |= h.contains(" href=\"\"") || h.contains(" href=\"#\"");
+        self.bare_anchors |= h.contains(BARE_ANCHOR) || h.contains("<a>");
+    }
+}
+
 /// Makes rendered HTML safe for every feed reader and validator, on top of `xml_clean`:
 ///
 /// - U+FFFD (text that talks about replacement characters) is written `&#xFFFD;`, which shows
@@ -122,7 +145,7 @@ pub fn html_clean<'h>(html: &'h str, page_url: &str, fixes: FeedFixes) -> Cow<'h
 }
 
 /// What the sanitizer makes of a raw `<a>` without `href`.
-pub(super) const BARE_ANCHOR: &str = "<a rel=\"noopener noreferrer\">";
+const BARE_ANCHOR: &str = "<a rel=\"noopener noreferrer\">";
 
 /// Removes every anchor start tag without attributes but `rel` (see `html_clean`) and the end
 /// tag that closes it, keeping what is between.

@@ -27,6 +27,7 @@ use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Tag, TagEnd};
 
 use crate::html::escape as escape_html;
 
+pub use feed::FeedFixes;
 pub use page::ItemMark;
 pub use url::absolutize;
 pub use wrap::{wrap_paragraph, WIDTH};
@@ -70,30 +71,6 @@ pub struct Doc<'a> {
     pub notes: Vec<Note>,
     /// Links the feeds must fix, decided while the links were filtered.
     pub fixes: FeedFixes,
-}
-
-/// What the filters left for the feeds to fix, so they look for it only where it can be.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FeedFixes {
-    /// A link points at the page itself: its URL was empty (`href=""`), or unsafe and so
-    /// removed (`href="#"`). The page keeps the reference; the feeds make it absolute.
-    pub page_links: bool,
-    /// Raw HTML left an anchor without `href`, which the feeds unwrap.
-    pub bare_anchors: bool,
-}
-
-impl FeedFixes {
-    /// Every fix, for HTML that did not come from the filters.
-    pub const ALL: FeedFixes = FeedFixes {
-        page_links: true,
-        bare_anchors: true,
-    };
-
-    /// What a fragment the sanitizer wrote (or a component's HTML) may need.
-    fn note_html(&mut self, h: &str) {
-        self.page_links |= h.contains(" href=\"\"") || h.contains(" href=\"#\"");
-        self.bare_anchors |= h.contains(feed::BARE_ANCHOR) || h.contains("<a>");
-    }
 }
 
 /// An anchor from a title: lower case letters and digits joined by `-` (`section` if none).
@@ -588,6 +565,22 @@ mod tests {
         );
         assert!(h.contains("A --&gt; B"), "{h}");
         assert!(h.ends_with("<p>after</p>\n"), "{h}");
+    }
+
+    #[test]
+    fn the_filters_say_which_links_the_feeds_fix() {
+        let comps = BTreeMap::new();
+        let s = Settings {
+            base_url: "https://example.com",
+            page_url: "https://example.com/w/1.html",
+            components: &comps,
+        };
+        let fixes = |md: &str| Doc::parse(md, &s).fixes;
+        assert_eq!(fixes("[a](/x) <b>b</b> ![i]()"), FeedFixes::default());
+        assert!(fixes("[a]()").page_links);
+        assert!(fixes("[a](javascript:x)").page_links);
+        let f = fixes("FromIterator<A> and <a href=\"\">x</a>");
+        assert!(f.bare_anchors && f.page_links, "{f:?}");
     }
 
     #[test]
