@@ -14,9 +14,9 @@
 //!   `static_dir` is set but the folder does not exist, one warning says how many images went
 //!   unchecked.
 
-pub mod date;
-pub mod front_matter;
-pub mod items;
+pub(crate) mod date;
+pub(crate) mod front_matter;
+pub(crate) mod items;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

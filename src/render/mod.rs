@@ -28,9 +28,8 @@ use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Tag, TagEnd};
 use crate::html::escape as escape_html;
 
 pub use feed::FeedFixes;
-pub use page::ItemMark;
-pub use url::absolutize;
-pub use wrap::{wrap_paragraph, WIDTH};
+pub(crate) use page::ItemMark;
+pub(crate) use wrap::wrap_paragraph;
 
 /// The Markdown extensions issues may use.
 pub fn options() -> Options {
@@ -65,16 +64,16 @@ pub enum Note {
 pub struct Doc<'a> {
     pub events: Vec<Event<'a>>,
     /// The body's byte offset each event starts at.
-    pub offsets: Vec<usize>,
+    pub(crate) offsets: Vec<usize>,
     /// Paragraphs that carry an `id` (the `Start(Paragraph)` index and the id), sorted.
-    pub para_ids: Vec<(usize, String)>,
+    pub(crate) para_ids: Vec<(usize, String)>,
     pub notes: Vec<Note>,
     /// Links the feeds must fix, decided while the links were filtered.
-    pub fixes: FeedFixes,
+    pub(crate) fixes: FeedFixes,
 }
 
 /// An anchor from a title: lower case letters and digits joined by `-` (`section` if none).
-pub fn slugify(s: &str) -> String {
+pub(crate) fn slugify(s: &str) -> String {
     slugify_events(&[Event::Text(CowStr::Borrowed(s))])
 }
 
@@ -115,10 +114,10 @@ fn slugify_events(events: &[Event]) -> String {
 
 /// Hands out anchors unique within one issue: `name`, `name-2`, `name-3`, ...
 #[derive(Debug, Default)]
-pub struct Anchors(HashSet<String>);
+pub(crate) struct Anchors(HashSet<String>);
 
 impl Anchors {
-    pub fn unique(&mut self, base: String) -> String {
+    pub(crate) fn unique(&mut self, base: String) -> String {
         if self.0.insert(base.clone()) {
             return base;
         }
@@ -135,7 +134,7 @@ impl Anchors {
 
 /// The plain text of inline events: text and code, breaks as spaces, whitespace and control
 /// characters folded to single spaces.
-pub fn inline_text<'e, 'a: 'e>(events: impl IntoIterator<Item = &'e Event<'a>>) -> String {
+pub(crate) fn inline_text<'e, 'a: 'e>(events: impl IntoIterator<Item = &'e Event<'a>>) -> String {
     let mut raw = String::new();
     for e in events {
         match e {
@@ -148,7 +147,7 @@ pub fn inline_text<'e, 'a: 'e>(events: impl IntoIterator<Item = &'e Event<'a>>) 
 }
 
 /// Folds runs of whitespace and control characters to one space and trims.
-pub fn fold_line(s: &str) -> String {
+pub(crate) fn fold_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
     for c in s.chars() {
@@ -167,14 +166,14 @@ pub fn fold_line(s: &str) -> String {
 
 /// A top-level block: its kind's first event index and the index after its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Block {
+pub(crate) struct Block {
     pub start: usize,
     pub end: usize,
 }
 
 impl<'a> Doc<'a> {
     /// The top-level blocks, in order.
-    pub fn blocks(&self) -> Vec<Block> {
+    pub(crate) fn blocks(&self) -> Vec<Block> {
         let mut out = Vec::new();
         let mut depth = 0usize;
         let mut start = 0;
@@ -206,12 +205,12 @@ impl<'a> Doc<'a> {
     }
 
     /// The plain text of the events in `range`.
-    pub fn range_text(&self, range: Range<usize>) -> String {
+    pub(crate) fn range_text(&self, range: Range<usize>) -> String {
         inline_text(&self.events[range])
     }
 
     /// The text of the first H1 anywhere in the body.
-    pub fn first_h1(&self) -> Option<String> {
+    pub(crate) fn first_h1(&self) -> Option<String> {
         let blocks = self.blocks();
         blocks.iter().find_map(|b| match &self.events[b.start] {
             Event::Start(Tag::Heading {
@@ -224,7 +223,7 @@ impl<'a> Doc<'a> {
 
     /// Drops the leading H1 (the first block that is not raw HTML) when `repeats` says its
     /// text repeats the title.
-    pub fn drop_leading_h1(&mut self, repeats: impl Fn(&str) -> bool) {
+    pub(crate) fn drop_leading_h1(&mut self, repeats: impl Fn(&str) -> bool) {
         let Some(b) = self.leading_block() else {
             return;
         };
@@ -274,7 +273,7 @@ impl<'a> Doc<'a> {
     }
 
     /// Gives every heading an `id` unique within the body.
-    pub fn assign_heading_ids(&mut self, anchors: &mut Anchors) {
+    pub(crate) fn assign_heading_ids(&mut self, anchors: &mut Anchors) {
         let mut i = 0;
         while i < self.events.len() {
             if let Event::Start(Tag::Heading { .. }) = self.events[i] {
@@ -293,7 +292,7 @@ impl<'a> Doc<'a> {
     }
 
     /// The `id` of the heading starting at `i`, if it is one.
-    pub fn heading_id(&self, i: usize) -> Option<&str> {
+    pub(crate) fn heading_id(&self, i: usize) -> Option<&str> {
         match &self.events.get(i)? {
             Event::Start(Tag::Heading { id: Some(id), .. }) => Some(id),
             _ => None,
@@ -364,13 +363,14 @@ impl<'a> Doc<'a> {
     }
 
     /// Whether the body has no content at all.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::url::absolutize;
     use super::*;
 
     fn render(md: &str) -> (String, Vec<Note>) {

@@ -9,14 +9,14 @@ use crate::html::escape;
 /// An item as the page marks it: the event index of the block carrying its anchor (a heading
 /// or a link paragraph), and the URL a source line right under a heading must link.
 #[derive(Debug, Clone, Copy)]
-pub struct ItemMark<'u> {
+pub(crate) struct ItemMark<'u> {
     pub title_at: usize,
     pub source_url: Option<&'u str>,
 }
 
 impl<'a> Doc<'a> {
     /// The HTML of the whole body with every item's title and source line marked.
-    pub fn page_html(&self, marks: &[ItemMark]) -> String {
+    pub(crate) fn page_html(&self, marks: &[ItemMark]) -> String {
         let mut overrides: Vec<(usize, Event<'a>)> = Vec::new();
         for m in marks {
             if let Some(id) = self.para_id(m.title_at) {
