@@ -693,6 +693,13 @@ mod tests {
     }
 
     #[test]
+    fn markup_cut_across_pieces_is_read_whole() {
+        // pulldown-cmark hands an HTML block over line by line.
+        let t = md("<div><img\nalt=\"a > b\" src=\"/x.png\"> <!-- one\ntwo --> after</div>\n");
+        assert_eq!(t, "[image: a > b] after\n");
+    }
+
+    #[test]
     fn images_show_alt_text() {
         let t = md("![a diagram](https://x.example/d.png)\n\n<img src=\"/y.png\" alt=\"raw pic\">");
         assert!(t.contains("[image: a diagram][1]"), "{t}");
