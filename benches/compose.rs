@@ -34,7 +34,12 @@ fn main() {
         tags: vec![],
         number: None,
         html,
-        text: techshack::plaintext::render(Parser::new_ext(body, Options::ENABLE_TABLES)),
+        page_html: None,
+        text: Some(techshack::render::text::render(Parser::new_ext(
+            body,
+            Options::ENABLE_TABLES,
+        ))),
+        feed: Default::default(),
         items: vec![],
     };
     let secret = b"benchmark secret, at least 16 bytes";

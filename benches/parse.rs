@@ -57,7 +57,7 @@ fn main() {
             let mut out = String::new();
             pulldown_cmark::html::push_html(
                 &mut out,
-                pulldown_cmark::Parser::new_ext(&s, techshack::markdown::options()),
+                pulldown_cmark::Parser::new_ext(&s, techshack::render::options()),
             );
             black_box(out);
         }
@@ -67,12 +67,12 @@ fn main() {
         for f in &files {
             let s = std::fs::read_to_string(f).expect("read");
             let page = settings_for("x");
-            let settings = techshack::markdown::Settings {
+            let settings = techshack::render::Settings {
                 base_url: &config.site.base_url,
                 page_url: &page,
                 components: &config.components,
             };
-            let d = techshack::markdown::Doc::parse(&s, &settings);
+            let d = techshack::render::Doc::parse(&s, &settings);
             black_box(&d);
         }
     });
@@ -80,12 +80,12 @@ fn main() {
         for f in &files {
             let s = std::fs::read_to_string(f).expect("read");
             let page = settings_for("x");
-            let settings = techshack::markdown::Settings {
+            let settings = techshack::render::Settings {
                 base_url: &config.site.base_url,
                 page_url: &page,
                 components: &config.components,
             };
-            let d = techshack::markdown::Doc::parse(&s, &settings);
+            let d = techshack::render::Doc::parse(&s, &settings);
             black_box(d.html(0..d.events.len()));
         }
     });
@@ -93,12 +93,12 @@ fn main() {
         for f in &files {
             let s = std::fs::read_to_string(f).expect("read");
             let page = settings_for("x");
-            let settings = techshack::markdown::Settings {
+            let settings = techshack::render::Settings {
                 base_url: &config.site.base_url,
                 page_url: &page,
                 components: &config.components,
             };
-            let d = techshack::markdown::Doc::parse(&s, &settings);
+            let d = techshack::render::Doc::parse(&s, &settings);
             let all = 0..d.events.len();
             black_box(d.html_of(std::slice::from_ref(&all)));
             black_box(d.text_of(std::slice::from_ref(&all)));

@@ -30,8 +30,15 @@ pub struct Issue {
     pub number: Option<String>,
     /// The body as HTML: sanitized, absolute URLs, no component tags, no repeated H1.
     pub html: String,
-    /// The body as plain text, wrapped at 72 columns, links as numbered references.
-    pub text: String,
+    /// The body as the email and the web page show it: `html` with each item's title marked
+    /// `class="item-title"` and its source line `class="source"`, so the design can set them
+    /// apart. `None` when there is nothing to mark (the page shows `html`).
+    pub page_html: Option<String>,
+    /// The body as plain text, wrapped at 72 columns, links as numbered references; `None`
+    /// when it was not rendered (only the email's text part reads it).
+    pub text: Option<String>,
+    /// What the feeds show of the body.
+    pub feed: FeedBody,
     /// The articles of the digest; empty for a prose issue.
     pub items: Vec<Item>,
 }
@@ -47,8 +54,23 @@ pub struct Item {
     pub links: Vec<Link>,
     /// The notes as HTML (sanitized, absolute URLs), without the heading and source line.
     pub html: String,
-    /// The notes as plain text.
-    pub text: String,
+    /// The notes as plain text; `None` when it was not rendered.
+    pub text: Option<String>,
+    /// What the feeds show of the notes.
+    pub feed: FeedBody,
+}
+
+/// What the feeds show of a body, decided when the body is rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FeedBody {
+    /// The HTML for feed readers when it differs from the body's own: links the page resolves
+    /// (an empty or a bare `#` one) pointed at the page, anchors without `href` unwrapped,
+    /// what XML forbids removed; for an empty body, a link to the page or the article.
+    /// `None` means the body's `html` as it is.
+    pub html: Option<String>,
+    /// Plain text: the start of the body's text, cut at a word. Empty for an issue with a
+    /// description, which the feeds show instead.
+    pub summary: String,
 }
 
 /// A link: its text and absolute URL.
@@ -59,6 +81,16 @@ pub struct Link {
 }
 
 impl Issue {
+    /// The body the email and the web page show.
+    pub fn page_html(&self) -> &str {
+        self.page_html.as_deref().unwrap_or(&self.html)
+    }
+
+    /// The body the feeds show.
+    pub fn feed_html(&self) -> &str {
+        self.feed.html.as_deref().unwrap_or(&self.html)
+    }
+
     /// Whether the issue appears in outputs built at `now` (drafts and future issues do not).
     pub fn is_published(&self, now: DateTime<FixedOffset>) -> bool {
         !self.draft && self.date <= now
@@ -69,5 +101,10 @@ impl Item {
     /// The URL a reader wants to open: the source article, else `None` (use the page anchor).
     pub fn main_link(&self) -> Option<&Link> {
         self.links.first()
+    }
+
+    /// The notes the feeds show.
+    pub fn feed_html(&self) -> &str {
+        self.feed.html.as_deref().unwrap_or(&self.html)
     }
 }

@@ -128,7 +128,7 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 
 /// The escape function of the Tera instances, over the one HTML escaper of the crate.
 fn escape_html(s: &str) -> String {
-    crate::markdown::escape_html(s).into_owned()
+    crate::html::escape(s).into_owned()
 }
 
 /// `site` in every template.
@@ -207,7 +207,7 @@ pub struct IssueCtx<'a> {
     pub url: &'a str,
     /// The body with each item's title marked `class="item-title"` and its source line
     /// `class="source"`, so the design can set them apart.
-    pub html: String,
+    pub html: &'a str,
     pub text: &'a str,
     pub number: Option<&'a str>,
     pub tags: &'a [String],
@@ -268,7 +268,7 @@ impl<'a> IssueCtx<'a> {
                         })
                         .collect(),
                     html: &it.html,
-                    text: &it.text,
+                    text: it.text.as_deref().unwrap_or_default(),
                 }
             })
             .collect();
@@ -278,63 +278,16 @@ impl<'a> IssueCtx<'a> {
             date: issue.date.to_rfc3339(),
             date_display: issue.date.format("%-d %B %Y").to_string(),
             description,
-            description_wrapped: description.map(|d| crate::plaintext::wrap_paragraph(d, "")),
+            description_wrapped: description.map(|d| crate::render::wrap_paragraph(d, "")),
             url: &issue.url,
-            html: mark_items(&issue.html, &issue.items),
-            text: &issue.text,
+            html: issue.page_html(),
+            text: issue.text.as_deref().unwrap_or_default(),
             number: issue.number.as_deref(),
             tags: &issue.tags,
             preheader,
             items,
         }
     }
-}
-
-/// Adds `class="item-title"` to the element carrying each item's anchor and `class="source"`
-/// to the paragraph right after it when that paragraph links the item's source. Anything not
-/// found as expected is left as it is.
-pub fn mark_items(html: &str, items: &[crate::model::Item]) -> String {
-    let mut out = html.to_string();
-    for item in items {
-        let needle = format!(" id=\"{}\"", escape_html(&item.anchor));
-        let Some(at) = out.find(&needle) else {
-            continue;
-        };
-        let Some(open) = out[..at].rfind('<') else {
-            continue;
-        };
-        let name: String = out[open + 1..at]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect();
-        if out[open + 1 + name.len()..at].contains(['<', '>'])
-            || !matches!(name.as_str(), "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "p")
-            || out[open..at].contains("class=")
-        {
-            continue;
-        }
-        out.insert_str(open + 1 + name.len(), " class=\"item-title\"");
-        if name == "p" {
-            continue;
-        }
-        let close = format!("</{name}>");
-        let Some(end) = out[open..].find(&close).map(|i| open + i + close.len()) else {
-            continue;
-        };
-        let rest = out[end..].trim_start();
-        let p_at = out.len() - rest.len();
-        let Some(first) = item.links.first() else {
-            continue;
-        };
-        if let Some(p_end) = rest.find("</p>") {
-            let para = &rest[..p_end];
-            let href = format!("href=\"{}\"", escape_html(&first.url));
-            if rest.starts_with("<p>") && para.contains(&href) {
-                out.insert_str(p_at + 2, " class=\"source\"");
-            }
-        }
-    }
-    out
 }
 
 /// The context of `email.html`, `email.txt` and `issue.html`; `recipient` is added for email.
@@ -411,31 +364,25 @@ mod tests {
 
     #[test]
     fn items_get_title_and_source_classes() {
-        use crate::model::{Item, Link};
-        let item = |anchor: &str, url: &str| Item {
-            title: "T".into(),
-            anchor: anchor.into(),
-            links: vec![Link {
-                text: "src".into(),
-                url: url.into(),
-            }],
-            html: String::new(),
-            text: String::new(),
-        };
-        let html = "<p>Intro</p>\n<h2 id=\"a\">A</h2>\n<p><a href=\"https://a.example/\">a.example</a></p>\n<p>notes</p>\n<p id=\"b\"><a href=\"https://b.example/\">B</a></p>\n<h2 id=\"c\">C</h2>\n<p>Not a source line.</p>";
-        let out = mark_items(
-            html,
-            &[
-                item("a", "https://a.example/"),
-                item("b", "https://b.example/"),
-                item("c", "https://c.example/"),
-                item("missing", "https://m.example/"),
-            ],
-        );
+        let c = config("");
+        let md = "---\ntitle: T\ndate: 2019-01-07\n---\n\nIntro\n\n## A\n\n[a.example](https://a.example/)\n\nnotes\n\n## B [b](https://b.example/)\n\nNot a source line.\n\n## C [c](https://c.example/)\n\n<p><a href=\"https://c.example/\">c</a></p>\n";
+        let (i, _) = crate::issue::parse_issue(&c, Path::new("x.md"), md.as_bytes());
+        let i = i.unwrap();
         assert_eq!(
-            out,
-            "<p>Intro</p>\n<h2 class=\"item-title\" id=\"a\">A</h2>\n<p class=\"source\"><a href=\"https://a.example/\">a.example</a></p>\n<p>notes</p>\n<p class=\"item-title\" id=\"b\"><a href=\"https://b.example/\">B</a></p>\n<h2 class=\"item-title\" id=\"c\">C</h2>\n<p>Not a source line.</p>"
+            IssueCtx::new(&i).html,
+            "<p>Intro</p>\n<h2 class=\"item-title\" id=\"a\">A</h2>\n<p class=\"source\"><a href=\"https://a.example/\">a.example</a></p>\n<p>notes</p>\n<h2 class=\"item-title\" id=\"b-b\">B <a href=\"https://b.example/\">b</a></h2>\n<p>Not a source line.</p>\n<h2 class=\"item-title\" id=\"c-c\">C <a href=\"https://c.example/\">c</a></h2>\n<p class=\"source\"><a href=\"https://c.example/\" rel=\"noopener noreferrer\">c</a></p>\n"
         );
+        let md = "---\ntitle: T\ndate: 2019-01-07\n---\n\n[One](https://one.com)\n\n---\n\n[Two](https://two.com)\n";
+        let (i, _) = crate::issue::parse_issue(&c, Path::new("x.md"), md.as_bytes());
+        let i = i.unwrap();
+        assert!(
+            IssueCtx::new(&i).html.starts_with(
+                "<p class=\"item-title\" id=\"one\"><a href=\"https://one.com\">One</a></p>"
+            ),
+            "{}",
+            i.page_html()
+        );
+        assert!(!i.html.contains("class="), "{}", i.html);
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn create(config: &Config, day: NaiveDate, title: Option<&str>) -> Result<Pa
         }
     }
     let title = match title {
-        Some(t) => crate::markdown::fold_line(t),
+        Some(t) => crate::render::fold_line(t),
         None => format!("{} {slug}", config.site.title),
     };
     if title.is_empty() {

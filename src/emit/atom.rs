@@ -110,7 +110,7 @@ fn entry(n: usize, e: &Entry<'_>, content: FeedContent) -> AtomEntry {
         summary: summary.then(|| {
             // Escaped text as HTML shows the same in every reader, and a summary that
             // mentions a tag (`</div>`) is not taken for undeclared markup.
-            let mut t = Text::html(crate::markdown::escape_html(&e.summary).into_owned());
+            let mut t = Text::html(crate::html::escape(&e.summary).into_owned());
             t.lang = e.lang.map(str::to_string);
             t
         }),

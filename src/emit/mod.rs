@@ -18,8 +18,9 @@ use chrono::{DateTime, Duration, FixedOffset};
 use rayon::prelude::*;
 
 use crate::config::{Config, FeedContent};
-use crate::markdown::{decode_entity, escape_html};
+use crate::markers;
 use crate::model::{Issue, Item};
+pub use crate::render::feed::xml_clean;
 
 pub use staging::{Committed, Staging, MANIFEST};
 
@@ -215,20 +216,16 @@ fn base_meta(config: &Config) -> FeedMeta {
 
 /// The entry of one issue.
 pub fn issue_entry<'a>(issue: &'a Issue, feed_lang: &str) -> Entry<'a> {
-    let html = match html_clean(&issue.html, &issue.url) {
-        h if h.trim().is_empty() => Cow::Owned(link_paragraph(&issue.url, &issue.title)),
-        h => h,
-    };
     let (summary, has_description) = match issue.description.as_deref() {
         Some(d) if !d.trim().is_empty() => (xml_clean(d), true),
-        _ => (Cow::Owned(derive_summary(&html)), false),
+        _ => (Cow::Borrowed(issue.feed.summary.as_str()), false),
     };
     Entry {
         id: xml_clean(&issue.id),
         title: xml_clean(&issue.title),
         link: Cow::Borrowed(&issue.url),
         related: None,
-        html,
+        html: Cow::Borrowed(issue.feed_html()),
         summary,
         has_description,
         published: issue.date.min(issue.updated),
@@ -250,17 +247,6 @@ pub fn item_entry<'a>(
     feed_lang: &str,
 ) -> Entry<'a> {
     let page_anchor = format!("{}#{}", issue.url, item.anchor);
-    // An item without notes still gets content: the link to its article, so no reader shows
-    // an empty entry.
-    let html = match html_clean(&item.html, &issue.url) {
-        h if h.trim().is_empty() => Cow::Owned(link_paragraph(
-            item.main_link()
-                .map_or(issue.url.as_str(), |l| l.url.as_str()),
-            &item.title,
-        )),
-        h => h,
-    };
-    let summary = Cow::Owned(derive_summary(&html));
     let shift = Duration::seconds(i64::try_from(index).unwrap_or(i64::MAX / 2_000));
     let (link, related) = match item.main_link() {
         Some(l) => (Cow::Borrowed(l.url.as_str()), Some(page_anchor)),
@@ -272,8 +258,8 @@ pub fn item_entry<'a>(
         title: xml_clean(&item.title),
         link,
         related,
-        html,
-        summary,
+        html: Cow::Borrowed(item.feed_html()),
+        summary: Cow::Borrowed(item.feed.summary.as_str()),
         has_description: false,
         published: (issue.date - shift).min(updated),
         updated,
@@ -465,7 +451,6 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
     let mut families = Vec::new();
     for set in &sets {
         let lang = set.meta.language.as_str();
-        // Cleaning each body and deriving its summary is the costly part: on every core.
         let issue_entries: Vec<Entry<'_>> = set
             .issues
             .par_iter()
@@ -535,76 +520,13 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
     Ok(written)
 }
 
-/// Removes what XML 1.0 forbids (C0 controls but tab, LF and CR; U+FFFE, U+FFFF), the C1
-/// controls feed readers choke on, and U+E000/U+E001 (see `body_mark`). Borrows when there
-/// is nothing to remove.
-pub fn xml_clean(s: &str) -> Cow<'_, str> {
-    if !has_forbidden(s.as_bytes()) {
-        return Cow::Borrowed(s);
-    }
-    let bad = |c: char| {
-        (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r'))
-            || ('\u{7f}'..='\u{9f}').contains(&c)
-            || matches!(c, '\u{fffe}' | '\u{ffff}' | '\u{e000}' | '\u{e001}')
-    };
-    Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
-}
-
-/// Whether UTF-8 text holds a character `xml_clean` removes; only the 64-byte blocks with a
-/// suspect byte are looked at closely.
-fn has_forbidden(b: &[u8]) -> bool {
-    let at = |j: usize| b.get(j).copied().unwrap_or(0);
-    let mut i = 0;
-    while let Some(k) = first_suspect_block(&b[i..]) {
-        let start = i + k;
-        let end = (start + 64).min(b.len());
-        for (j, &x) in b.iter().enumerate().take(end).skip(start) {
-            let bad = match x {
-                x if x < 0x20 => !matches!(x, b'\t' | b'\n' | b'\r'),
-                0x7f => true,
-                0xC2 => (0x80..=0x9f).contains(&at(j + 1)),
-                0xEE => at(j + 1) == 0x80 && matches!(at(j + 2), 0x80 | 0x81),
-                0xEF => at(j + 1) == 0xBF && matches!(at(j + 2), 0xBE | 0xBF),
-                _ => false,
-            };
-            if bad {
-                return true;
-            }
-        }
-        i = end;
-    }
-    false
-}
-
-/// Where `xml_clean` has something to look at (the start of the first 64-byte block holding
-/// it): a C0 control (but tab, LF, CR), DEL, or the lead byte of a C1 control (0xC2), of
-/// U+E000/U+E001 (0xEE) or of U+FFFE/U+FFFF (0xEF). Branch-free within a block, so the
-/// compiler vectorizes it.
-fn first_suspect_block(b: &[u8]) -> Option<usize> {
-    let flag = |x: u8| {
-        (x < 0x20) & (x != b'\t') & (x != b'\n') & (x != b'\r')
-            | (x == 0x7f)
-            | (x == 0xC2)
-            | (x == 0xEE)
-            | (x == 0xEF)
-    };
-    let mut chunks = b.chunks_exact(64);
-    for (k, c) in (&mut chunks).enumerate() {
-        if c.iter().fold(false, |acc, &x| acc | flag(x)) {
-            return Some(k * 64);
-        }
-    }
-    let tail = b.len() - chunks.remainder().len();
-    chunks.remainder().iter().any(|&x| flag(x)).then_some(tail)
-}
-
 /// Marks where an entry's HTML goes in a document the crates wrote: `U+E000 n U+E001`.
 ///
 /// The crates would copy every body into their structs and escape it character by character;
 /// instead each body is written by `splice_bodies`, straight from the issue, as CDATA. The
 /// marks cannot occur in any other text of a document: `xml_clean` removes both characters.
 pub fn body_mark(n: usize) -> String {
-    format!("\u{E000}{n}\u{E001}")
+    markers::body::mark(n)
 }
 
 /// Copies a document written with `body_mark`s to `out`, each mark replaced by
@@ -617,19 +539,11 @@ pub fn splice_bodies(
     wrap: bool,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    const OPEN: &[u8] = "\u{E000}".as_bytes();
-    const CLOSE: &[u8] = "\u{E001}".as_bytes();
+    let broken = || std::io::Error::other("a body mark without its body");
     let mut rest = doc;
-    while let Some(i) = memchr::memmem::find(rest, OPEN) {
-        let after = &rest[i + OPEN.len()..];
-        let end = memchr::memmem::find(after, CLOSE);
-        let n = end
-            .and_then(|e| std::str::from_utf8(&after[..e]).ok())
-            .and_then(|d| d.parse::<usize>().ok());
-        let (Some(end), Some(body)) = (end, n.and_then(|n| bodies.get(n))) else {
-            return Err(std::io::Error::other("a body mark without its body"));
-        };
-        out.write_all(&rest[..i])?;
+    while let Some((mark, n)) = markers::body::find(rest).map_err(|()| broken())? {
+        let body = bodies.get(n).ok_or_else(broken)?;
+        out.write_all(&rest[..mark.start])?;
         if wrap {
             out.write_all(b"<![CDATA[")?;
         }
@@ -637,7 +551,7 @@ pub fn splice_bodies(
         if wrap {
             out.write_all(b"]]>")?;
         }
-        rest = &after[end + CLOSE.len()..];
+        rest = &rest[mark.end..];
     }
     out.write_all(rest)
 }
@@ -650,185 +564,6 @@ fn write_cdata_text(mut text: &[u8], out: &mut dyn std::io::Write) -> std::io::R
         text = &text[i + 2..];
     }
     out.write_all(text)
-}
-
-/// `<p><a href="URL">TEXT</a></p>`, both escaped.
-fn link_paragraph(url: &str, text: &str) -> String {
-    format!(
-        "<p><a href=\"{}\">{}</a></p>",
-        escape_html(url),
-        escape_html(&xml_clean(text))
-    )
-}
-
-/// Makes rendered HTML safe for every feed reader and validator, on top of `xml_clean`:
-///
-/// - U+FFFD (text that talks about replacement characters) is written `&#xFFFD;`, which shows
-///   the same, where a raw one reads as a decoding error;
-/// - an empty `href` or a bare `#` (a link whose URL was empty or removed) points at the
-///   issue page, as an empty reference means, instead of staying relative;
-/// - an anchor without `href` (raw HTML like `FromIterator<A>` taken for an `<a>` tag) is
-///   unwrapped to its text, since inside a link it would nest anchors.
-///
-/// Each is rare, so the HTML is only searched for it and borrowed when clean.
-pub fn html_clean<'h>(html: &'h str, page_url: &str) -> Cow<'h, str> {
-    use memchr::memmem;
-    let mut out = xml_clean(html);
-    let b = out.as_bytes();
-    let fffd = memmem::find(b, "\u{FFFD}".as_bytes()).is_some();
-    let empty =
-        memmem::find(b, b" href=\"\"").is_some() || memmem::find(b, b" href=\"#\"").is_some();
-    let bare =
-        memmem::find(b, BARE_ANCHOR.as_bytes()).is_some() || memmem::find(b, b"<a>").is_some();
-    if fffd {
-        out = Cow::Owned(out.replace('\u{FFFD}', "&#xFFFD;"));
-    }
-    if empty {
-        let page = escape_html(page_url);
-        out = Cow::Owned(
-            out.replace(" href=\"\"", &format!(" href=\"{page}\""))
-                .replace(" href=\"#\"", &format!(" href=\"{page}#\"")),
-        );
-    }
-    if bare {
-        out = Cow::Owned(unwrap_bare_anchors(&out));
-    }
-    out
-}
-
-/// What the sanitizer makes of a raw `<a>` without `href`.
-const BARE_ANCHOR: &str = "<a rel=\"noopener noreferrer\">";
-
-/// Removes every anchor start tag without attributes but `rel` (see `html_clean`) and the end
-/// tag that closes it, keeping what is between.
-fn unwrap_bare_anchors(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    // End tags still to drop: one per open bare anchor, the next `</a>` closing the innermost.
-    let mut open_bare = 0usize;
-    loop {
-        let next_bare = [
-            rest.find(BARE_ANCHOR).map(|i| (i, BARE_ANCHOR.len())),
-            rest.find("<a>").map(|i| (i, 3)),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let next_end = if open_bare > 0 {
-            rest.find("</a>")
-        } else {
-            None
-        };
-        match (next_bare, next_end) {
-            (Some((b, len)), e) if e.map_or(true, |e| b < e) => {
-                out.push_str(&rest[..b]);
-                rest = &rest[b + len..];
-                open_bare += 1;
-            }
-            (_, Some(e)) => {
-                out.push_str(&rest[..e]);
-                rest = &rest[e + 4..];
-                open_bare -= 1;
-            }
-            _ => {
-                out.push_str(rest);
-                return out;
-            }
-        }
-    }
-}
-
-/// The longest derived summary, in characters, before it is cut at a word.
-pub const SUMMARY_CHARS: usize = 280;
-
-/// A plain-text summary of HTML: its text, whitespace collapsed, cut at a word after
-/// `SUMMARY_CHARS` characters with an ellipsis. Only the start of the HTML is read.
-pub fn derive_summary(html: &str) -> String {
-    let mut out = String::new();
-    let mut chars = 0usize;
-    let mut pending_space = false;
-    let mut rest = html;
-    let push = |out: &mut String, c: char, chars: &mut usize, pending_space: &mut bool| {
-        if c.is_whitespace() {
-            *pending_space = !out.is_empty();
-            return;
-        }
-        if *pending_space {
-            out.push(' ');
-            *chars += 1;
-            *pending_space = false;
-        }
-        out.push(c);
-        *chars += 1;
-    };
-    while !rest.is_empty() && chars < SUMMARY_CHARS + 40 {
-        let Some(c) = rest.chars().next() else { break };
-        match c {
-            '<' => {
-                // A tag separates words when it is a block (a paragraph, a list item, a break).
-                let end = rest.find('>').map_or(rest.len(), |i| i + 1);
-                let tag = &rest[..end];
-                let name: String = tag
-                    .trim_start_matches(['<', '/'])
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric())
-                    .collect::<String>()
-                    .to_ascii_lowercase();
-                if matches!(
-                    name.as_str(),
-                    "p" | "br"
-                        | "li"
-                        | "div"
-                        | "h1"
-                        | "h2"
-                        | "h3"
-                        | "h4"
-                        | "h5"
-                        | "h6"
-                        | "tr"
-                        | "td"
-                        | "th"
-                        | "pre"
-                        | "blockquote"
-                        | "hr"
-                        | "ul"
-                        | "ol"
-                        | "table"
-                ) {
-                    pending_space = !out.is_empty();
-                }
-                rest = &rest[end..];
-            }
-            '&' => {
-                let end = rest[..rest.len().min(12)].find(';');
-                let decoded = end.and_then(|e| decode_entity(&rest[1..e]));
-                match (end, decoded) {
-                    (Some(e), Some(d)) => {
-                        push(&mut out, d, &mut chars, &mut pending_space);
-                        rest = &rest[e + 1..];
-                    }
-                    _ => {
-                        push(&mut out, '&', &mut chars, &mut pending_space);
-                        rest = &rest[1..];
-                    }
-                }
-            }
-            c => {
-                push(&mut out, c, &mut chars, &mut pending_space);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-    }
-    if chars > SUMMARY_CHARS {
-        let cut = out
-            .char_indices()
-            .nth(SUMMARY_CHARS)
-            .map_or(out.len(), |(i, _)| i);
-        let cut = out[..cut].rfind(' ').filter(|&i| i > 0).unwrap_or(cut);
-        out.truncate(cut);
-        out.push('…');
-    }
-    xml_clean(&out).into_owned()
 }
 
 /// RFC 822 (RFC 2822) date with a numeric offset, as RSS wants.

@@ -86,7 +86,7 @@ fn item(n: usize, e: &Entry<'_>, full: bool) -> Item {
     Item {
         title: Some(e.title.to_string()),
         link: Some(e.link.to_string()),
-        description: Some(crate::markdown::escape_html(&e.summary).into_owned()),
+        description: Some(crate::html::escape(&e.summary).into_owned()),
         categories: e
             .tags
             .iter()

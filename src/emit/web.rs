@@ -239,13 +239,16 @@ mod tests {
             tags: vec![],
             number: None,
             html: "<h2 id=\"first-item\">First</h2><p>notes</p>".into(),
-            text: String::new(),
+            page_html: None,
+            text: None,
+            feed: Default::default(),
             items: vec![Item {
                 title: "First".into(),
                 anchor: "first-item".into(),
                 links: vec![],
                 html: "<p>notes</p>".into(),
-                text: "notes".into(),
+                text: Some("notes".into()),
+                feed: Default::default(),
             }],
         }
     }
@@ -416,10 +419,10 @@ mod tests {
         let t = Templates::builtin().unwrap();
         let site = SiteCtx::new(&c);
         let mut a = issue("2019-01", "2018-12-31T09:00:00Z", "One");
-        a.text = "The plain text of the issue.".into();
+        a.text = Some("The plain text of the issue.".into());
         let with = render_page(&t, &site, &a).unwrap();
-        a.text.clear();
-        a.items[0].text.clear();
+        a.text = None;
+        a.items[0].text = None;
         assert_eq!(with, render_page(&t, &site, &a).unwrap());
         assert!(!with.contains("The plain text"));
     }

@@ -18,17 +18,8 @@ use std::ops::Range;
 
 use pulldown_cmark::{Event, HeadingLevel, Tag, TagEnd};
 
-use crate::markdown::{slugify, Anchors, Block, Doc};
 use crate::model::Link;
-
-/// Which form an item was written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Form {
-    /// A `##` section.
-    Section,
-    /// A `[Title](url)` paragraph between `---` breaks.
-    LinkParagraph,
-}
+use crate::render::{slugify, Anchors, Block, Doc};
 
 /// An item found in a body: everything but its rendered notes.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +31,8 @@ pub struct Found {
     pub notes: Vec<Range<usize>>,
     /// Byte offset of the item's first line in the body.
     pub offset: usize,
-    pub form: Form,
+    /// The event index of the block carrying the anchor (the heading or the link paragraph).
+    pub title_at: usize,
 }
 
 fn is_heading(doc: &Doc, b: &Block, max: HeadingLevel) -> Option<HeadingLevel> {
@@ -246,7 +238,7 @@ fn sections(doc: &Doc, blocks: &[Block]) -> Option<Vec<Found>> {
             links,
             notes,
             offset: doc.offsets[h.start],
-            form: Form::Section,
+            title_at: h.start,
         });
     }
     (sourced * 2 >= starts.len()).then_some(items)
@@ -298,7 +290,7 @@ fn link_paragraphs(doc: &Doc, blocks: &[Block], anchors: &mut Anchors) -> Option
             links,
             notes,
             offset: doc.offsets[first.start],
-            form: Form::LinkParagraph,
+            title_at: first.start,
         });
     }
     (items.len() >= 2).then_some((items, ids))

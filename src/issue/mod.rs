@@ -14,9 +14,9 @@
 //!   `static_dir` is set but the folder does not exist, one warning says how many images went
 //!   unchecked.
 
-pub mod date;
-pub mod front_matter;
-pub mod items;
+pub(crate) mod date;
+pub(crate) mod front_matter;
+pub(crate) mod items;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +26,8 @@ use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::diag::{line_col, Diagnostic};
-use crate::markdown::{fold_line, Anchors, Doc, Note, Settings};
-use crate::model::{Issue, Item};
+use crate::model::{FeedBody, Issue, Item};
+use crate::render::{fold_line, Anchors, Doc, ItemMark, Note, Settings};
 
 use front_matter::{At, Field};
 
@@ -86,8 +86,8 @@ pub fn issue_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Render the plain text of each issue and item (`Issue::text`, `Item::text`). Only the
-    /// email's text part reads it; without it both are empty strings, and loading takes about
-    /// half the time and memory.
+    /// email's text part reads it; without it both are `None`, and loading takes about half
+    /// the time and memory.
     pub text: bool,
 }
 
@@ -325,67 +325,31 @@ fn one_line(s: &str) -> (String, bool) {
 /// Markdown in a description reduced to its text.
 fn plain_description(s: &str) -> Option<String> {
     let events: Vec<_> = pulldown_cmark::Parser::new(s).collect();
-    let t = crate::markdown::inline_text(&events);
+    let t = crate::render::inline_text(&events);
     (!t.is_empty()).then_some(t)
 }
 
-fn parse(
-    config: &Config,
-    statics: &StaticDir,
-    opts: LoadOptions,
-    path: &Path,
-    bytes: &[u8],
-) -> Parsed {
-    let mut out = Parsed {
-        issue: None,
-        diagnostics: Vec::new(),
-        unchecked_images: 0,
-        slug_at: None,
-        id_at: None,
-    };
+/// The text of a file: UTF-8 without a BOM, or the error that says where it is not.
+fn decode<'b>(path: &Path, bytes: &'b [u8]) -> Result<&'b str, Diagnostic> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let good = e.valid_up_to();
-            // The prefix up to the bad byte is valid, so positions can be counted in it.
-            let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
-            let (l, c) = line_col(prefix, good);
-            out.diagnostics.push(Diagnostic::error(
-                path,
-                Some((l, c)),
-                format!(
-                    "the file is not UTF-8 (byte 0x{:02X} at offset {good}): save it as UTF-8",
-                    bytes[good]
-                ),
-            ));
-            return out;
-        }
-    };
-    let mut d = Diags {
-        path,
-        text,
-        list: Vec::new(),
-    };
-    let split = front_matter::split(text);
-    let fatal = split.errors.iter().any(|e| e.fatal);
-    for e in &split.errors {
-        d.error(Some(e.at), e.message.clone());
-    }
-    if fatal {
-        out.diagnostics = d.list;
-        return out;
-    }
-    let meta = split.meta;
-    out.slug_at = meta.slug.as_ref().map(|f| line_col(text, f.offset));
-    out.id_at = meta.id.as_ref().map(|f| line_col(text, f.offset));
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_string();
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = e.valid_up_to();
+        // The prefix up to the bad byte is valid, so positions can be counted in it.
+        let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+        Diagnostic::error(
+            path,
+            Some(line_col(prefix, good)),
+            format!(
+                "the file is not UTF-8 (byte 0x{:02X} at offset {good}): save it as UTF-8",
+                bytes[good]
+            ),
+        )
+    })
+}
 
-    let slug = match &meta.slug {
+/// The slug: front matter `slug`, else the file name without extension.
+fn slug_of(d: &mut Diags, meta: &front_matter::FrontMatter, stem: &str) -> String {
+    match &meta.slug {
         Some(Field { value, offset }) => {
             let v = value.trim().to_string();
             if !valid_slug(&v) {
@@ -397,22 +361,32 @@ fn parse(
             v
         }
         None => {
-            if !valid_slug(&stem) {
+            if !valid_slug(stem) {
                 d.error(
                     None,
                     format!("the file name `{stem}` cannot be a slug (letters, digits, `-`, `_` and `.` only): rename the file or set `slug:` in the front matter"),
                 );
             }
-            stem.clone()
+            stem.to_string()
         }
-    };
+    }
+}
 
+type Date = chrono::DateTime<chrono::FixedOffset>;
+
+/// `date` (front matter, else the file name) and `updated` (else `date`).
+fn dates_of(
+    d: &mut Diags,
+    config: &Config,
+    meta: &front_matter::FrontMatter,
+    stem: &str,
+) -> (Option<Date>, Option<Date>) {
     let tz = &config.site.timezone;
     let time = config.issues.time;
     let date = match &meta.date {
-        Some(f) => parse_date_field(&mut d, f, "", time, tz),
+        Some(f) => parse_date_field(d, f, "", time, tz),
         None => {
-            let parsed = date::from_file_name(&stem, &config.issues.filename_date, time, tz);
+            let parsed = date::from_file_name(stem, &config.issues.filename_date, time, tz);
             if parsed.is_none() {
                 d.error(
                     None,
@@ -426,38 +400,25 @@ fn parse(
         }
     };
     let updated = match &meta.updated {
-        Some(f) => parse_date_field(&mut d, f, " in `updated`", time, tz),
+        Some(f) => parse_date_field(d, f, " in `updated`", time, tz),
         None => date,
     };
+    (date, updated)
+}
 
-    let body_offset = split.body_offset;
-    let body = &text[body_offset..];
-    let page_url = config.issue_url(&slug);
-    let settings = Settings {
-        base_url: &config.site.base_url,
-        page_url: &page_url,
-        components: &config.components,
-    };
-    let mut doc = Doc::parse(body, &settings);
-
-    let title = match &meta.title {
-        Some(f) => {
-            let (t, had) = one_line(&f.value);
-            if had {
-                d.warning(
-                    Some(At::Offset(f.offset)),
-                    "the title has line breaks or control characters: they were replaced by spaces",
-                );
-            }
-            if t.is_empty() {
-                None
-            } else {
-                Some(t)
-            }
+/// The title: front matter `title`, else the first H1 of the body.
+fn title_of(d: &mut Diags, meta: &front_matter::FrontMatter, doc: &Doc) -> String {
+    let title = meta.title.as_ref().and_then(|f| {
+        let (t, had) = one_line(&f.value);
+        if had {
+            d.warning(
+                Some(At::Offset(f.offset)),
+                "the title has line breaks or control characters: they were replaced by spaces",
+            );
         }
-        None => None,
-    };
-    let title = match title.or_else(|| doc.first_h1().filter(|t| !t.is_empty())) {
+        (!t.is_empty()).then_some(t)
+    });
+    match title.or_else(|| doc.first_h1().filter(|t| !t.is_empty())) {
         Some(t) => t,
         None => {
             d.error(
@@ -466,22 +427,35 @@ fn parse(
             );
             String::new()
         }
-    };
-    let (t, s, st) = (
-        comparable(&title),
-        comparable(&slug),
-        comparable(&format!("{} {}", config.site.title, slug)),
-    );
-    doc.drop_leading_h1(|h| {
-        let h = comparable(h);
-        h == t || h == s || h == st
-    });
+    }
+}
 
-    let mut anchors = Anchors::default();
-    doc.assign_heading_ids(&mut anchors);
-    let (found, para_ids) = items::find(&doc, &mut anchors);
-    doc.para_ids = para_ids;
+/// The entry id: front matter `id`, else the one the config makes of the slug.
+fn id_of(d: &mut Diags, config: &Config, meta: &front_matter::FrontMatter, slug: &str) -> String {
+    match &meta.id {
+        Some(f) => {
+            let (v, had) = one_line(&f.value);
+            if had || v.contains(' ') {
+                d.error(
+                    Some(At::Offset(f.offset)),
+                    "`id` must be one word with no spaces or line breaks (a URL or a tag: URI)",
+                );
+            }
+            v
+        }
+        None => config.issue_id(slug),
+    }
+}
 
+/// Warnings about what rendering the body found; returns the site-path images left unchecked.
+fn check_body(
+    d: &mut Diags,
+    statics: &StaticDir,
+    doc: &Doc,
+    found: &[items::Found],
+    body_offset: usize,
+) -> usize {
+    let mut unchecked = 0;
     for n in &doc.notes {
         match n {
             Note::UnknownComponent { offset, name } => d.warning(
@@ -490,7 +464,7 @@ fn parse(
             ),
             Note::SitePathImage { offset, path: site_path } => match statics {
                 StaticDir::None => {}
-                StaticDir::Missing => out.unchecked_images += 1,
+                StaticDir::Missing => unchecked += 1,
                 StaticDir::Dir(dir) => {
                     if !StaticDir::has(dir, site_path) {
                         d.warning(
@@ -508,7 +482,7 @@ fn parse(
     if doc.is_empty() {
         d.warning(None, "the issue is empty: it has front matter but no body");
     }
-    for f in &found {
+    for f in found {
         if f.links.is_empty() {
             d.warning(
                 Some(At::Offset(body_offset + f.offset)),
@@ -519,56 +493,142 @@ fn parse(
             );
         }
     }
+    unchecked
+}
 
-    let id = match &meta.id {
-        Some(f) => {
-            let (v, had) = one_line(&f.value);
-            if had || v.contains(' ') {
-                d.error(
-                    Some(At::Offset(f.offset)),
-                    "`id` must be one word with no spaces or line breaks (a URL or a tag: URI)",
-                );
-            }
-            v
-        }
-        None => config.issue_id(&slug),
+/// The body rendered: HTML (and the page's marked HTML), plain text when asked, the items.
+struct Rendered {
+    html: String,
+    page_html: Option<String>,
+    text: Option<String>,
+    items: Vec<Item>,
+}
+
+fn render_body(doc: &Doc, found: Vec<items::Found>, opts: LoadOptions) -> Rendered {
+    let whole = 0..doc.events.len();
+    let all = std::slice::from_ref(&whole);
+    let text_of = |ranges: &[std::ops::Range<usize>]| opts.text.then(|| doc.text_of(ranges));
+    let marks: Vec<ItemMark> = found
+        .iter()
+        .map(|f| ItemMark {
+            title_at: f.title_at,
+            source_url: f.links.first().map(|l| l.url.as_str()),
+        })
+        .collect();
+    Rendered {
+        html: doc.html_of(all),
+        page_html: (!marks.is_empty()).then(|| doc.page_html(&marks)),
+        text: text_of(all),
+        items: found
+            .into_iter()
+            .map(|f| Item {
+                html: doc.html_of(&f.notes),
+                text: text_of(&f.notes),
+                feed: FeedBody::default(),
+                title: f.title,
+                anchor: f.anchor,
+                links: f.links,
+            })
+            .collect(),
+    }
+}
+
+/// The title, and the body without a leading H1 that repeats it, its headings given ids and
+/// its items found.
+fn shape_body<'a>(
+    d: &mut Diags,
+    config: &Config,
+    meta: &front_matter::FrontMatter,
+    slug: &str,
+    mut doc: Doc<'a>,
+) -> (Doc<'a>, String, Vec<items::Found>) {
+    let title = title_of(d, meta, &doc);
+    let (t, s, st) = (
+        comparable(&title),
+        comparable(slug),
+        comparable(&format!("{} {}", config.site.title, slug)),
+    );
+    doc.drop_leading_h1(|h| {
+        let h = comparable(h);
+        h == t || h == s || h == st
+    });
+    let mut anchors = Anchors::default();
+    doc.assign_heading_ids(&mut anchors);
+    let (found, para_ids) = items::find(&doc, &mut anchors);
+    doc.para_ids = para_ids;
+    (doc, title, found)
+}
+
+fn parse(
+    config: &Config,
+    statics: &StaticDir,
+    opts: LoadOptions,
+    path: &Path,
+    bytes: &[u8],
+) -> Parsed {
+    let mut out = Parsed {
+        issue: None,
+        diagnostics: Vec::new(),
+        unchecked_images: 0,
+        slug_at: None,
+        id_at: None,
     };
-
-    if d.has_errors() {
+    let text = match decode(path, bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            out.diagnostics.push(e);
+            return out;
+        }
+    };
+    let mut d = Diags {
+        path,
+        text,
+        list: Vec::new(),
+    };
+    let split = front_matter::split(text);
+    for e in &split.errors {
+        d.error(Some(e.at), e.message.clone());
+    }
+    if split.errors.iter().any(|e| e.fatal) {
         out.diagnostics = d.list;
         return out;
     }
+    let meta = split.meta;
+    out.slug_at = meta.slug.as_ref().map(|f| line_col(text, f.offset));
+    out.id_at = meta.id.as_ref().map(|f| line_col(text, f.offset));
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let slug = slug_of(&mut d, &meta, stem);
+    let (date, updated) = dates_of(&mut d, config, &meta, stem);
+
+    let body_offset = split.body_offset;
+    let page_url = config.issue_url(&slug);
+    let settings = Settings {
+        base_url: &config.site.base_url,
+        page_url: &page_url,
+        components: &config.components,
+    };
+    let doc = Doc::parse(&text[body_offset..], &settings);
+    let (doc, title, found) = shape_body(&mut d, config, &meta, &slug, doc);
+    out.unchecked_images = check_body(&mut d, statics, &doc, &found, body_offset);
+    let id = id_of(&mut d, config, &meta, &slug);
+
     let (Some(date), Some(updated)) = (date, updated) else {
         out.diagnostics = d.list;
         return out;
     };
-
-    let whole = 0..doc.events.len();
-    let all = std::slice::from_ref(&whole);
-    let html = doc.html_of(all);
-    let text_of = |ranges: &[std::ops::Range<usize>]| {
-        if opts.text {
-            doc.text_of(ranges)
-        } else {
-            String::new()
-        }
-    };
-    let text_body = text_of(all);
-    let items = found
-        .into_iter()
-        .map(|f| Item {
-            html: doc.html_of(&f.notes),
-            text: text_of(&f.notes),
-            title: f.title,
-            anchor: f.anchor,
-            links: f.links,
-        })
-        .collect();
-    out.issue = Some(Issue {
+    if d.has_errors() {
+        out.diagnostics = d.list;
+        return out;
+    }
+    let body = render_body(&doc, found, opts);
+    let mut issue = Issue {
         path: path.to_path_buf(),
         slug,
         id,
-        url: page_url.clone(),
+        url: page_url,
         title,
         description: meta
             .description
@@ -584,10 +644,14 @@ fn parse(
             .filter(|l| !l.is_empty()),
         tags: meta.tags.iter().map(|t| fold_line(t)).collect(),
         number: meta.number.clone().map(|n| fold_line(&n)),
-        html,
-        text: text_body,
-        items,
-    });
+        html: body.html,
+        page_html: body.page_html,
+        text: body.text,
+        feed: FeedBody::default(),
+        items: body.items,
+    };
+    crate::render::feed::settle(&mut issue, doc.fixes);
+    out.issue = Some(issue);
     out.diagnostics = d.list;
     out
 }
@@ -734,17 +798,15 @@ mod tests {
         assert_eq!(with.diagnostics, without.diagnostics);
         let mut a = with.issues;
         assert_eq!(a.len(), 1);
-        assert!(a[0].text.contains("https://y.com"), "{}", a[0].text);
-        assert!(
-            a[0].items[0].text.contains("Notes here"),
-            "{}",
-            a[0].items[0].text
-        );
+        let text = a[0].text.as_deref().unwrap_or_default();
+        assert!(text.contains("https://y.com"), "{text}");
+        let text = a[0].items[0].text.as_deref().unwrap_or_default();
+        assert!(text.contains("Notes here"), "{text}");
         let b = without.issues;
-        assert_eq!(b[0].text, "");
-        assert_eq!(b[0].items[0].text, "");
-        a[0].text.clear();
-        a[0].items[0].text.clear();
+        assert_eq!(b[0].text, None);
+        assert_eq!(b[0].items[0].text, None);
+        a[0].text = None;
+        a[0].items[0].text = None;
         assert_eq!(a, b);
     }
 

@@ -26,7 +26,7 @@ use lettre::Message;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::markdown::escape_html;
+use crate::html::escape as escape_html;
 use crate::model::Issue;
 use crate::store::Address;
 use crate::templates::{issue_context, SiteCtx, Templates};
@@ -52,20 +52,18 @@ pub const DKIM_HEADERS: [&str; 9] = [
     "Content-Type",
 ];
 
-// Placeholders that survive Tera's escaping and css-inline's re-serialization unchanged
-// (private-use characters around ASCII letters), so they can be found in the output.
-const MARK: char = '\u{E000}';
-const PH_ADDRESS: &str = "\u{E000}techshack-recipient-address\u{E001}";
-const PH_NAME: &str = "\u{E000}techshack-recipient-name\u{E001}";
-const PH_UNSUBSCRIBE: &str = "\u{E000}techshack-recipient-unsubscribe-url\u{E001}";
-
-const MARK_END: char = '\u{E001}';
+#[cfg(test)]
+use crate::markers::slot::CLOSE as MARK_END;
+use crate::markers::slot::{
+    ADDRESS as PH_ADDRESS, NAME as PH_NAME, OPEN as MARK, PREFIX as SLOT_PREFIX,
+    UNSUBSCRIBE as PH_UNSUBSCRIBE,
+};
 
 /// Gmail shows only the first 102 KB of a message's HTML.
 pub const GMAIL_CLIP_BYTES: usize = 102 * 1024;
 
 fn has_marks(s: &str) -> bool {
-    s.contains([MARK, MARK_END])
+    crate::markers::slot::has(s)
 }
 
 /// Whether any text of the issue that a template can show holds a slot marker.
@@ -73,12 +71,12 @@ fn mentions_marks(issue: &Issue) -> bool {
     has_marks(&issue.title)
         || issue.description.as_deref().is_some_and(has_marks)
         || has_marks(&issue.html)
-        || has_marks(&issue.text)
+        || issue.text.as_deref().is_some_and(has_marks)
         || issue.tags.iter().any(|t| has_marks(t))
         || issue.items.iter().any(|it| {
             has_marks(&it.title)
                 || has_marks(&it.html)
-                || has_marks(&it.text)
+                || it.text.as_deref().is_some_and(has_marks)
                 || it
                     .links
                     .iter()
@@ -88,23 +86,20 @@ fn mentions_marks(issue: &Issue) -> bool {
 
 /// The issue with every slot marker removed from its text.
 fn without_marks(issue: &Issue) -> Issue {
-    let clean = |s: &mut String| {
-        if has_marks(s) {
-            s.retain(|c| c != MARK && c != MARK_END);
-        }
-    };
+    let clean = crate::markers::slot::strip;
     let mut i = issue.clone();
     clean(&mut i.title);
     if let Some(d) = i.description.as_mut() {
         clean(d);
     }
     clean(&mut i.html);
-    clean(&mut i.text);
+    i.page_html.iter_mut().for_each(clean);
+    i.text.iter_mut().for_each(clean);
     i.tags.iter_mut().for_each(clean);
     for it in &mut i.items {
         clean(&mut it.title);
         clean(&mut it.html);
-        clean(&mut it.text);
+        it.text.iter_mut().for_each(clean);
         for l in &mut it.links {
             clean(&mut l.text);
             clean(&mut l.url);
@@ -169,7 +164,7 @@ impl Filled {
                     i = at + ph.len();
                     lit_start = i;
                 }
-                None if rest.starts_with("\u{E000}t") => bail!(
+                None if rest.starts_with(SLOT_PREFIX) => bail!(
                     "{what}: a filter changed a `recipient` value; use recipient.address, \
                      recipient.name and recipient.unsubscribe_url as they are"
                 ),
@@ -873,7 +868,9 @@ unsubscribe_mailto = "unsubscribe@example.com"
             tags: vec![],
             number: None,
             html: "<h2 id=\"a\">A</h2><p><a href=\"https://a.example/\">a.example</a></p><p>Notes &amp; more.</p>".into(),
-            text: "A\n-\n\nNotes & more.\n".into(),
+            page_html: None,
+            text: Some("A\n-\n\nNotes & more.\n".into()),
+            feed: Default::default(),
             items: vec![Item {
                 title: "A".into(),
                 anchor: "a".into(),
@@ -882,7 +879,8 @@ unsubscribe_mailto = "unsubscribe@example.com"
                     url: "https://a.example/".into(),
                 }],
                 html: "<p>Notes &amp; more.</p>".into(),
-                text: "Notes & more.\n".into(),
+                text: Some("Notes & more.\n".into()),
+                feed: Default::default(),
             }],
         }
     }
@@ -1002,7 +1000,7 @@ unsubscribe_mailto = "unsubscribe@example.com"
             "<p>glyph \u{E000}t {PH_ADDRESS} {}</p>",
             PH_UNSUBSCRIBE.replace('\u{E001}', "")
         );
-        i.text = format!("glyph \u{E000}t {PH_NAME}");
+        i.text = Some(format!("glyph \u{E000}t {PH_NAME}"));
         i.items[0].title = "\u{E000}techshack".into();
         let c = Composer::new(&config(), &i, SECRET).expect("composes");
         let r = Recipient {

@@ -1,0 +1,304 @@
+//! The event filters an issue body goes through while it is collected: component tags
+//! replaced, URLs made absolute, raw HTML reduced to the allow-list and balanced.
+
+use std::borrow::Cow;
+
+use pulldown_cmark::{CowStr, Event, Parser, Tag, TagEnd};
+
+use super::sanitize::Sanitizer;
+use super::url::absolutize;
+use super::{options, Doc, FeedFixes, Note, Settings};
+use crate::html::{self, Tag as RawTag};
+use crate::markers;
+
+/// Elements that take no closing tag.
+const VOID: &[&str] = &[
+    "area", "br", "col", "embed", "hr", "img", "input", "source", "track", "wbr",
+];
+
+/// Inline tags without attributes that pass without asking the sanitizer.
+const PLAIN_INLINE: &[&str] = &[
+    "abbr", "b", "br", "cite", "code", "del", "dfn", "em", "i", "ins", "kbd", "mark", "q", "s",
+    "samp", "small", "span", "strike", "strong", "sub", "sup", "tt", "u", "var", "wbr",
+];
+
+/// Component tags are PascalCase (`TechshackHeader`); HTML tag names are not.
+fn is_component_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.chars().any(|c| c.is_ascii_lowercase())
+}
+
+struct Builder<'a, 's> {
+    settings: &'s Settings<'s>,
+    events: Vec<Event<'a>>,
+    offsets: Vec<usize>,
+    notes: Vec<Note>,
+    sanitizer: Option<Sanitizer>,
+    /// Inline tags opened by raw HTML and the nesting depth they were opened at.
+    open_inline: Vec<(String, usize)>,
+    depth: usize,
+    fixes: FeedFixes,
+}
+
+impl<'a, 's> Builder<'a, 's> {
+    fn sanitizer(&mut self) -> &Sanitizer {
+        self.sanitizer
+            .get_or_insert_with(|| Sanitizer::new(self.settings))
+    }
+
+    fn push(&mut self, e: Event<'a>, offset: usize) {
+        self.events.push(e);
+        self.offsets.push(offset);
+    }
+
+    fn component_html(&mut self, tag: &RawTag, offset: usize) -> Option<String> {
+        if tag.closing {
+            return Some(String::new());
+        }
+        match self.settings.components.get(tag.name) {
+            Some(h) => {
+                self.fixes.note_html(h);
+                Some(h.clone())
+            }
+            None => {
+                self.notes.push(Note::UnknownComponent {
+                    offset,
+                    name: tag.name.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    /// One HTML block, given as the text of all its lines.
+    fn html_block(&mut self, raw: &str, offset: usize) {
+        let mut replacements: Vec<String> = Vec::new();
+        let mut pre = String::with_capacity(raw.len());
+        // Comments go here as well: most raw HTML in real issues is comments, which the
+        // sanitizer would only remove.
+        for (_, token) in html::tokens(raw) {
+            match token {
+                html::Token::Comment { .. } => {}
+                html::Token::Tag(t) if is_component_name(t.name) => {
+                    if let Some(h) = self.component_html(&t, offset) {
+                        if !h.is_empty() {
+                            markers::component::push(&mut pre, replacements.len());
+                            replacements.push(h);
+                        }
+                    }
+                }
+                t => pre.push_str(t.raw()),
+            }
+        }
+        let out = if pre.trim().is_empty() {
+            String::new()
+        } else if !replacements.is_empty() && markers::component::only_marks(&pre) {
+            replacements.concat()
+        } else {
+            let cleaned = self.sanitizer().clean(&pre);
+            self.fixes.note_html(&cleaned);
+            for p in self.sanitizer().take_site_paths() {
+                self.notes.push(Note::SitePathImage { offset, path: p });
+            }
+            if replacements.is_empty() {
+                cleaned
+            } else {
+                markers::component::restore(&cleaned, &replacements)
+            }
+        };
+        if out.trim().is_empty() {
+            return;
+        }
+        self.push(Event::Start(Tag::HtmlBlock), offset);
+        self.push(Event::Html(CowStr::from(out)), offset);
+        self.push(Event::End(TagEnd::HtmlBlock), offset);
+    }
+
+    /// One inline HTML tag (pulldown-cmark hands them out one by one).
+    fn inline_html(&mut self, raw: &str, offset: usize) {
+        let t = raw.trim();
+        if t.starts_with("<!") || t.starts_with("<?") {
+            return;
+        }
+        let Some(tag) = html::tag_at(t, 0).filter(|tag| tag.raw.len() == t.len()) else {
+            return;
+        };
+        if is_component_name(tag.name) {
+            if let Some(h) = self.component_html(&tag, offset) {
+                if !h.is_empty() {
+                    self.push(Event::InlineHtml(CowStr::from(h)), offset);
+                }
+            }
+            return;
+        }
+        let name = tag.name.to_ascii_lowercase();
+        if tag.closing {
+            if let Some(pos) = self.open_inline.iter().rposition(|(n, _)| *n == name) {
+                let closers = self.close_inline_from(pos);
+                self.push(Event::InlineHtml(CowStr::from(closers)), offset);
+            }
+            return;
+        }
+        let simple = PLAIN_INLINE.contains(&name.as_str())
+            && t[1 + tag.name.len()..]
+                .trim_start_matches('/')
+                .trim()
+                .trim_end_matches('/')
+                .trim()
+                == ">";
+        let open = if simple {
+            format!("<{name}>")
+        } else {
+            let cleaned = self.sanitizer().clean(t);
+            self.fixes.note_html(&cleaned);
+            for p in self.sanitizer().take_site_paths() {
+                self.notes.push(Note::SitePathImage { offset, path: p });
+            }
+            let prefix = format!("<{name}");
+            if !cleaned.starts_with(&prefix) {
+                return;
+            }
+            match html::tag_end(&cleaned, 0) {
+                Some(end) => cleaned[..end].to_string(),
+                None => return,
+            }
+        };
+        // Browsers read `<span/>` as an open tag, so it is closed like one.
+        if !VOID.contains(&name.as_str()) {
+            self.open_inline.push((name, self.depth));
+        }
+        self.push(Event::InlineHtml(CowStr::from(open)), offset);
+    }
+
+    /// Closing tags for the open inline tags from `pos` up, innermost first.
+    fn close_inline_from(&mut self, pos: usize) -> String {
+        let mut s = String::new();
+        for (n, _) in self.open_inline.drain(pos..).rev() {
+            s.push_str("</");
+            s.push_str(&n);
+            s.push('>');
+        }
+        s
+    }
+
+    fn link_url(&mut self, url: CowStr<'a>, image: bool, offset: usize) -> CowStr<'a> {
+        let u: &str = &url;
+        if image && u.starts_with('/') && !u.starts_with("//") {
+            self.notes.push(Note::SitePathImage {
+                offset,
+                path: u.to_string(),
+            });
+        }
+        let abs = absolutize(u, self.settings.base_url, self.settings.page_url);
+        if !image && abs.as_deref().map_or(true, str::is_empty) {
+            self.fixes.page_links = true;
+        }
+        let abs = match abs {
+            Some(Cow::Borrowed(b)) if b.len() == u.len() => return url,
+            Some(c) => c.into_owned(),
+            // The one place a removed URL is decided: the link stays, pointing at the page.
+            None => "#".to_string(),
+        };
+        CowStr::from(abs)
+    }
+
+    fn event(&mut self, e: Event<'a>, offset: usize) {
+        match e {
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => {
+                let dest_url = self.link_url(dest_url, false, offset);
+                self.depth += 1;
+                self.push(
+                    Event::Start(Tag::Link {
+                        link_type,
+                        dest_url,
+                        title,
+                        id,
+                    }),
+                    offset,
+                );
+            }
+            Event::Start(Tag::Image {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => {
+                let dest_url = self.link_url(dest_url, true, offset);
+                self.depth += 1;
+                self.push(
+                    Event::Start(Tag::Image {
+                        link_type,
+                        dest_url,
+                        title,
+                        id,
+                    }),
+                    offset,
+                );
+            }
+            Event::Start(t) => {
+                self.depth += 1;
+                self.push(Event::Start(t), offset);
+            }
+            Event::End(t) => {
+                self.depth = self.depth.saturating_sub(1);
+                if let Some(pos) = self.open_inline.iter().position(|(_, d)| *d > self.depth) {
+                    let closers = self.close_inline_from(pos);
+                    self.push(Event::InlineHtml(CowStr::from(closers)), offset);
+                }
+                self.push(Event::End(t), offset);
+            }
+            Event::InlineHtml(h) => self.inline_html(&h, offset),
+            e => self.push(e, offset),
+        }
+    }
+}
+
+impl<'a> Doc<'a> {
+    /// Parses and filters a body.
+    pub fn parse(body: &'a str, settings: &Settings) -> Doc<'a> {
+        let mut b = Builder {
+            settings,
+            events: Vec::with_capacity(body.len() / 16),
+            offsets: Vec::with_capacity(body.len() / 16),
+            notes: Vec::new(),
+            sanitizer: None,
+            open_inline: Vec::new(),
+            depth: 0,
+            fixes: FeedFixes::default(),
+        };
+        let mut block: Option<(String, usize)> = None;
+        for (e, range) in Parser::new_ext(body, options()).into_offset_iter() {
+            match e {
+                Event::Start(Tag::HtmlBlock) => block = Some((String::new(), range.start)),
+                Event::Html(h) if block.is_some() => {
+                    if let Some((s, _)) = block.as_mut() {
+                        s.push_str(&h);
+                    }
+                }
+                Event::End(TagEnd::HtmlBlock) => {
+                    if let Some((s, off)) = block.take() {
+                        b.html_block(&s, off);
+                    }
+                }
+                Event::Html(h) => b.html_block(&h, range.start),
+                e => b.event(e, range.start),
+            }
+        }
+        if !b.open_inline.is_empty() {
+            let closers = b.close_inline_from(0);
+            b.push(Event::InlineHtml(CowStr::from(closers)), body.len());
+        }
+        Doc {
+            events: b.events,
+            offsets: b.offsets,
+            para_ids: Vec::new(),
+            notes: b.notes,
+            fixes: b.fixes,
+        }
+    }
+}
