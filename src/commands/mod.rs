@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
+use crate::secrets::{Clock, Secrets};
 
 pub mod build;
 pub mod check;
@@ -16,10 +17,13 @@ pub mod serve;
 pub mod status;
 pub mod subscribers;
 
-/// What every command gets: the loaded config and the global flags.
+/// What every command gets: the loaded config, the secrets and clock of the environment,
+/// and the global flags.
 pub struct Ctx {
     pub config: Config,
     pub config_path: PathBuf,
+    pub secrets: Secrets,
+    pub clock: Clock,
     pub quiet: bool,
     pub verbose: bool,
 }
@@ -34,6 +38,8 @@ impl Ctx {
         Ok(Ctx {
             config,
             config_path,
+            secrets: Secrets::from_env(),
+            clock: Clock::from_env(),
             quiet: cli.quiet,
             verbose: cli.verbose,
         })
@@ -75,9 +81,4 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
-}
-
-/// The error of a command whose implementation has not landed yet.
-pub fn not_yet(name: &str) -> Result<u8> {
-    anyhow::bail!("`techshack {name}` is not available in this version yet")
 }

@@ -21,7 +21,7 @@ pub const DEFAULT_TEMPLATE: &str = include_str!("../../templates/issue.md");
 pub fn run(ctx: &Ctx, args: crate::cli::NewArgs) -> Result<u8> {
     let day = match &args.date {
         Some(s) => parse_day(s)?,
-        None => ctx.config.site.timezone.now().date_naive(),
+        None => ctx.clock.now(&ctx.config.site.timezone)?.date_naive(),
     };
     let path = create(&ctx.config, day, args.title.as_deref())?;
     println!("{}", path.display());
@@ -87,8 +87,12 @@ pub fn create(config: &Config, day: NaiveDate, title: Option<&str>) -> Result<Pa
     cx.insert("date_line", &!name_holds_day);
     cx.insert("slug", &slug);
     cx.insert("site_title", &config.site.title);
-    let text = tera::Tera::one_off(&template(config)?, &cx, false)
-        .map_err(|e| anyhow::anyhow!("rendering the issue.md template: {}", tera_chain(&e)))?;
+    let text = tera::Tera::one_off(&template(config)?, &cx, false).map_err(|e| {
+        anyhow::anyhow!(
+            "rendering the issue.md template: {}",
+            crate::templates::chain(&e)
+        )
+    })?;
 
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the issues folder {}", dir.display()))?;
@@ -112,15 +116,4 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", path.display()))
-}
-
-fn tera_chain(e: &tera::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }

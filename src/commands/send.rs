@@ -37,8 +37,8 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<u8> {
             return Ok(0);
         };
         let slug = issue.slug.clone();
-        let secret = crate::token::secret_from_env()?;
-        let composer = Composer::new(config, issue, &secret)
+        let secret = ctx.secrets.signing_key()?;
+        let composer = Composer::new(config, issue, secret)
             .with_context(|| format!("composing the email of {slug}"))?;
         if let Some(w) = composer.size_warning() {
             eprintln!("warning: {slug}: {w}");
@@ -240,8 +240,8 @@ impl<'a> Runner<'a> {
                 return Ok(0);
             }
         }
-        let secret = crate::token::secret_from_env()?;
-        let composer = Composer::new(config, issue, &secret)
+        let secret = ctx.secrets.signing_key()?;
+        let composer = Composer::new(config, issue, secret)
             .with_context(|| format!("composing the email of {slug}"))?;
         let unix_now = chrono::Utc::now().timestamp();
         if snapshotted {
@@ -262,8 +262,10 @@ impl<'a> Runner<'a> {
             }
         }
 
-        let password = std::env::var("TECHSHACK_SMTP_PASSWORD").ok();
-        let target = Arc::new(Target::from_config(&config.smtp, password)?);
+        let target = Arc::new(Target::new(
+            config.smtp_endpoint()?,
+            ctx.secrets.smtp_password(),
+        )?);
         let settings = Settings::from_config(&config.smtp);
         let composer = Arc::new(composer);
         let build: Arc<Build> = {
@@ -468,18 +470,10 @@ fn pick_latest(
     issues: &[Issue],
     now: chrono::DateTime<chrono::FixedOffset>,
 ) -> Result<Option<Issue>> {
-    let mut b = globset::GlobSetBuilder::new();
-    for x in &config.feeds.extra {
-        b.add(globset::Glob::new(&x.pattern)?);
-    }
-    let extra = b.build()?;
     Ok(issues
         .iter()
         .filter(|i| i.is_published(now))
-        .filter(|i| {
-            let name = i.path.file_name().map(|n| n.to_string_lossy().into_owned());
-            !name.is_some_and(|n| extra.is_match(n))
-        })
+        .filter(|i| config.feeds.in_main(&i.path))
         .max_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)))
         .cloned())
 }
@@ -524,8 +518,7 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<u8>
         address: address.clone(),
         name: None,
     })?;
-    let password = std::env::var("TECHSHACK_SMTP_PASSWORD").ok();
-    let target = Target::from_config(&ctx.config.smtp, password)?;
+    let target = Target::new(ctx.config.smtp_endpoint()?, ctx.secrets.smtp_password())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

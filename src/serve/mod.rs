@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FormRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Query, Request, State};
@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tower_service::Service as _;
 
 use crate::config::Config;
+use crate::secrets::Secrets;
 use crate::store::{normalize_address, Store};
 use crate::token::{self, Purpose};
 
@@ -69,10 +70,11 @@ pub struct App(Arc<Inner>);
 impl App {
     /// Opens the state file and loads templates, SMTP settings and the secret; every
     /// configuration problem is reported here, before the server listens.
-    pub fn new(config: &Config, secret: Vec<u8>) -> Result<App> {
+    pub fn new(config: &Config, secrets: &Secrets) -> Result<App> {
+        let secret = secrets.signing_key()?.to_vec();
         let public_url = public_url(config)?;
         let pages = Pages::load(config)?;
-        let mailer = Mailer::from_config(config)?;
+        let mailer = Mailer::from_config(config, secrets.smtp_password())?;
         let store = Store::open(&config.state.db)?;
         store.serve_prepare()?;
         Ok(App(Arc::new(Inner {
@@ -211,18 +213,7 @@ fn internal_error() -> Response {
 }
 
 fn public_url(config: &Config) -> Result<String> {
-    let Some(raw) = config.serve.public_url.as_deref() else {
-        bail!("serve.public_url is not set: set it to where the reverse proxy exposes this server (for example https://example.com), so confirmation mails can link to it");
-    };
-    let u = url::Url::parse(raw)
-        .with_context(|| format!("serve.public_url `{raw}` is not an absolute URL"))?;
-    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-        bail!("serve.public_url `{raw}` must be an absolute http(s) URL");
-    }
-    if u.query().is_some() || u.fragment().is_some() {
-        bail!("serve.public_url `{raw}` must not have a query or a fragment");
-    }
-    Ok(raw.trim_end_matches('/').to_string())
+    crate::config::mail::get(&config.serve.public_url).cloned()
 }
 
 /// The address the nearest proxy saw: the last `X-Forwarded-For` entry. Earlier entries are
