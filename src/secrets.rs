@@ -44,15 +44,6 @@ impl Secrets {
         }
     }
 
-    /// Given values, for tests.
-    pub fn new(secret: Option<&str>, smtp_password: Option<&str>) -> Secrets {
-        Secrets {
-            secret_set: secret.is_some(),
-            secret: secret.map(str::to_string),
-            smtp_password: smtp_password.map(str::to_string),
-        }
-    }
-
     /// Whether `$TECHSHACK_SECRET` is set (preview signs with a fixed secret otherwise).
     pub fn has_secret(&self) -> bool {
         self.secret_set
@@ -108,5 +99,46 @@ impl Clock {
                 format!("${NOW_ENV} `{v}` is not an RFC 3339 time such as 2019-04-15T09:00:00Z")
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_is_checked_when_a_command_signs() {
+        let s = |v: Option<&str>| Secrets {
+            secret_set: v.is_some(),
+            secret: v.map(str::to_string),
+            smtp_password: Some("hunter2".into()),
+        };
+        assert_eq!(
+            s(Some("0123456789abcdef")).signing_key().unwrap(),
+            b"0123456789abcdef"
+        );
+        let e = s(Some("short")).signing_key().unwrap_err().to_string();
+        assert!(e.contains("shorter than 16 bytes"), "{e}");
+        let e = s(None).signing_key().unwrap_err().to_string();
+        assert!(e.starts_with("$TECHSHACK_SECRET is not set"), "{e}");
+        assert!(!format!("{:?}", s(Some("0123456789abcdef"))).contains("hunter2"));
+    }
+
+    #[test]
+    fn a_fixed_clock_ignores_the_zone_and_a_bad_one_says_why() {
+        let at = DateTime::parse_from_rfc3339("2019-04-15T09:00:00+08:00").unwrap();
+        let tz: Timezone = "Europe/Berlin".parse().unwrap();
+        assert_eq!(Clock::fixed(at).now(&tz).unwrap(), at);
+        let bad = Clock {
+            fixed: Some(Err((
+                "next tuesday".into(),
+                "input contains invalid characters".into(),
+            ))),
+        };
+        let e = format!("{:#}", bad.now(&tz).unwrap_err());
+        assert!(
+            e.starts_with("$TECHSHACK_NOW `next tuesday` is not an RFC 3339 time"),
+            "{e}"
+        );
     }
 }

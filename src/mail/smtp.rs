@@ -18,8 +18,8 @@ use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use crate::config::Endpoint;
 pub use crate::config::{is_loopback, Security};
-use crate::config::{Endpoint, SmtpConfig};
 
 /// Where and how to connect, from `[smtp]` and `$TECHSHACK_SMTP_PASSWORD`.
 #[derive(Clone)]
@@ -50,12 +50,6 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// Reads `[smtp]` and takes the password. Refuses, before any connection, a plaintext
-    /// session to a host that is not loopback.
-    pub fn from_config(c: &SmtpConfig, password: Option<String>) -> Result<Target> {
-        Target::new(&Endpoint::parse(c)?, password.as_deref())
-    }
-
     /// The target of a parsed endpoint; `password` is `$TECHSHACK_SMTP_PASSWORD`, needed
     /// once `smtp.username` is set.
     pub fn new(e: &Endpoint, password: Option<&str>) -> Result<Target> {
@@ -652,6 +646,12 @@ impl<'a> Iterator for Parts<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SmtpConfig;
+
+    /// The target of `[smtp]` as the config parses it.
+    fn target(c: &SmtpConfig, password: Option<&str>) -> Result<Target> {
+        Target::new(&Endpoint::parse(c)?, password)
+    }
 
     fn cfg(url: &str) -> SmtpConfig {
         SmtpConfig {
@@ -686,28 +686,28 @@ mod tests {
 
     #[test]
     fn plaintext_to_another_host_is_refused_before_connecting() {
-        let e = Target::from_config(&cfg("smtp://mail.example.org:25?tls=none"), None)
+        let e = target(&cfg("smtp://mail.example.org:25?tls=none"), None)
             .err()
             .unwrap();
         assert!(e.to_string().contains("refusing"), "{e}");
-        let t = Target::from_config(&cfg("smtp://mail.example.org"), None).unwrap();
+        let t = target(&cfg("smtp://mail.example.org"), None).unwrap();
         assert_eq!((t.security, t.port), (Security::StartTlsRequired, 25));
-        let t = Target::from_config(&cfg("smtp://127.0.0.1:2525"), None).unwrap();
+        let t = target(&cfg("smtp://127.0.0.1:2525"), None).unwrap();
         assert_eq!((t.security, t.port), (Security::StartTlsIfOffered, 2525));
-        let t = Target::from_config(&cfg("smtp://[::1]:2525?tls=none"), None).unwrap();
+        let t = target(&cfg("smtp://[::1]:2525?tls=none"), None).unwrap();
         assert_eq!(t.security, Security::None);
-        let t = Target::from_config(&cfg("smtps://mail.example.org"), None).unwrap();
+        let t = target(&cfg("smtps://mail.example.org"), None).unwrap();
         assert_eq!((t.security, t.port), (Security::Implicit, 465));
-        assert!(Target::from_config(&cfg("http://x.org"), None).is_err());
+        assert!(target(&cfg("http://x.org"), None).is_err());
     }
 
     #[test]
     fn username_needs_the_password_and_debug_hides_it() {
         let mut c = cfg("smtp://mail.example.org");
         c.username = "bob".into();
-        let e = Target::from_config(&c, None).err().unwrap();
+        let e = target(&c, None).err().unwrap();
         assert!(e.to_string().contains("TECHSHACK_SMTP_PASSWORD"));
-        let t = Target::from_config(&c, Some("hunter2-secret".into())).unwrap();
+        let t = target(&c, Some("hunter2-secret")).unwrap();
         assert!(!format!("{t:?}").contains("hunter2"));
     }
 }
