@@ -37,7 +37,7 @@ pub struct Layout<'a> {
 }
 
 impl<'a> Layout<'a> {
-    pub fn new(config: &'a Config) -> Layout<'a> {
+    pub(crate) fn new(config: &'a Config) -> Layout<'a> {
         Layout {
             base_url: &config.site.base_url,
             issue_path: &config.site.issue_path,

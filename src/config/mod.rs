@@ -22,9 +22,9 @@ use crate::layout::Layout;
 pub use feeds::{ExtraFeed, Feeds};
 pub use mail::{Checked, Email, Newsletter, Problem, DKIM_HEADERS};
 use raw::RawConfig;
+use raw::ServeConfig;
 pub use raw::{
-    Author, DkimConfig, EmailConfig, ExtraFeedConfig, FeedContent, FeedsConfig, IssuesConfig,
-    ServeConfig, SiteConfig, SmtpConfig, StateConfig, TemplatesConfig,
+    Author, FeedContent, IssuesConfig, SiteConfig, SmtpConfig, StateConfig, TemplatesConfig,
 };
 pub use smtp::{is_loopback, Endpoint, Security};
 pub use timezone::Timezone;
@@ -49,7 +49,8 @@ pub struct Config {
     pub email: Email,
     /// The delivery settings as written; [`Config::smtp_endpoint`] is where to connect.
     pub smtp: SmtpConfig,
-    pub endpoint: Checked<Endpoint>,
+    /// `smtp.url`, `smtp.ca_file` and `smtp.username` parsed, or why they could not be.
+    endpoint: Checked<Endpoint>,
     pub state: StateConfig,
     pub serve: Serve,
     /// The folder of the config file; relative paths were resolved against it.

@@ -123,7 +123,7 @@ pub struct Written {
 /// Splits the published issues (oldest first) into the main feeds and every
 /// `[[feeds.extra]]` subset, by the rule of [`crate::config::Feeds::extras_of`]: an issue
 /// matched by an extra feed leaves the main feeds, and is in every extra feed it matches.
-pub fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Vec<FeedSet<'a>> {
+pub(crate) fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Vec<FeedSet<'a>> {
     let base = base_meta(config);
     let mut main = FeedSet {
         name: String::new(),
@@ -282,7 +282,7 @@ pub fn unique_updated(entries: &mut [Entry<'_>]) {
 /// `entries` are oldest first. Archive page `N` holds entries `(N-1)*limit .. N*limit`
 /// counted from the oldest; only full pages are written, so a written page never changes.
 /// `fallback_updated` dates an empty feed.
-pub fn plan<'d, 'a>(
+pub(crate) fn plan<'d, 'a>(
     config: &Config,
     meta: &'d FeedMeta,
     feed_id: &'d str,
