@@ -94,6 +94,23 @@ impl Templates {
     }
 }
 
+/// The built-in template of `techshack new`, used when `templates.dir` has no `issue.md`.
+pub const ISSUE_MD: &str = include_str!("../templates/issue.md");
+
+/// The text of `issue.md`, by the same override rule as the other templates: the user's in
+/// `templates.dir`, else the built-in one. It renders once into a new issue file, so it is
+/// not part of the set [`Templates`] holds.
+pub fn issue_md(config: &Config) -> Result<String> {
+    if let Some(dir) = &config.templates.dir {
+        let p = dir.join("issue.md");
+        if p.is_file() {
+            return std::fs::read_to_string(&p)
+                .with_context(|| format!("reading the template {}", p.display()));
+        }
+    }
+    Ok(ISSUE_MD.to_string())
+}
+
 fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
     if !dir.is_dir() {
         bail!(
