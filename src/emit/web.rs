@@ -204,6 +204,22 @@ mod tests {
         }
     }
 
+    /// Every file `write` writes: its path under `out` and its text.
+    fn written(c: &Config, t: &Templates, issues: &[&Issue]) -> Vec<(String, String)> {
+        let files = Mutex::new(Vec::new());
+        let n = write(c, t, issues, |rel, bytes| {
+            files
+                .lock()
+                .unwrap()
+                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        let files = files.into_inner().unwrap();
+        assert_eq!(n, files.len());
+        files
+    }
+
     #[test]
     fn an_issue_never_replaces_the_site_home_page() {
         let mut c = config();
@@ -259,17 +275,8 @@ mod tests {
         let t = Templates::builtin().unwrap();
         let a = issue("2019-01", "2018-12-31T09:00:00Z", "One <script>");
         let b = issue("2019-02", "2019-01-07T09:00:00Z", "Two");
-        let files = Mutex::new(Vec::new());
-        let n = write(&c, &t, &[&a, &b], |rel, bytes| {
-            files
-                .lock()
-                .unwrap()
-                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(n, 3);
-        let mut files = files.into_inner().unwrap();
+        let mut files = written(&c, &t, &[&a, &b]);
+        assert_eq!(files.len(), 3);
         files.sort();
         let names: Vec<_> = files.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(
@@ -307,16 +314,7 @@ mod tests {
         let mut cn = issue("2019-01-CN", "2018-12-31T09:00:00Z", "一");
         cn.path = PathBuf::from("issues/2019-01-CN.md");
         let en = issue("2019-01", "2018-12-31T09:00:00Z", "One");
-        let files = Mutex::new(Vec::new());
-        write(&c, &t, &[&cn, &en], |rel, bytes| {
-            files
-                .lock()
-                .unwrap()
-                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
-            Ok(())
-        })
-        .unwrap();
-        let files = files.into_inner().unwrap();
+        let files = written(&c, &t, &[&cn, &en]);
         let page = |n: &str| &files.iter().find(|f| f.0 == n).unwrap().1;
         let zh = page("weekly/2019-01-CN.html");
         assert!(zh.contains("href=\"https://example.com/zh.atom.xml\""));
@@ -349,16 +347,7 @@ mod tests {
         assert_eq!(slugs(1), ["2019-01-CN"]);
         assert_eq!(slugs(2), ["2019-01-CN"]);
         let t = Templates::builtin().unwrap();
-        let files = Mutex::new(Vec::new());
-        write(&c, &t, &[&cn, &en], |rel, bytes| {
-            files
-                .lock()
-                .unwrap()
-                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
-            Ok(())
-        })
-        .unwrap();
-        let files = files.into_inner().unwrap();
+        let files = written(&c, &t, &[&cn, &en]);
         let page = &files
             .iter()
             .find(|f| f.0 == "weekly/2019-01-CN.html")
