@@ -63,7 +63,7 @@ pub(crate) fn checked<T>(r: Result<T>) -> Checked<T> {
 }
 
 /// The value of a checked setting, or its error.
-pub fn get<T>(c: &Checked<T>) -> Result<&T> {
+pub(crate) fn get<T>(c: &Checked<T>) -> Result<&T> {
     c.as_ref().map_err(Problem::error)
 }
 
@@ -83,11 +83,12 @@ impl fmt::Debug for Dkim {
     }
 }
 
-/// `[email]`: `None` where the key is not set.
+/// `[email]`, read through [`Email::newsletter`] and [`Email::confirmation_sender`], which
+/// raise the first problem; `None` where a key is not set.
 #[derive(Debug, Clone)]
 pub struct Email {
-    pub from: Option<Checked<Mailbox>>,
-    pub reply_to: Option<Checked<Mailbox>>,
+    from: Option<Checked<Mailbox>>,
+    reply_to: Option<Checked<Mailbox>>,
     /// With its `{token}`, https; an error when not set, since every mail needs it.
     pub unsubscribe_url: Checked<String>,
     /// The address, `mailto:` removed.

@@ -20,7 +20,8 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::layout::Layout;
 
 pub use feeds::{ExtraFeed, Feeds};
-pub use mail::{Checked, Email, Newsletter, Problem, DKIM_HEADERS};
+use mail::Checked;
+pub use mail::{Email, Newsletter, DKIM_HEADERS};
 use raw::RawConfig;
 use raw::ServeConfig;
 pub use raw::{
@@ -62,7 +63,7 @@ pub struct Config {
 pub struct Serve {
     pub listen: String,
     /// Without a trailing slash; an error when not set, since `serve` cannot link without it.
-    pub public_url: Checked<String>,
+    public_url: Checked<String>,
     /// Take the client's address from the last `X-Forwarded-For` entry (for the per-address
     /// limit on sign-ups); only behind a reverse proxy that sets that header.
     pub trust_forwarded_for: bool,
@@ -74,6 +75,11 @@ pub struct Serve {
 }
 
 impl Serve {
+    /// `serve.public_url` without its trailing slash, or why it is not usable.
+    pub fn public_url(&self) -> Result<&str> {
+        mail::get(&self.public_url).map(String::as_str)
+    }
+
     fn new(raw: ServeConfig) -> Serve {
         Serve {
             public_url: mail::checked(public_url(raw.public_url.as_deref())),
@@ -520,7 +526,7 @@ mod tests {
         assert!(e.contains("confirmation mails of `serve`"), "{e}");
         let e = c.email.newsletter().unwrap_err().to_string();
         assert!(e.starts_with("email.from is not set: add e.g."), "{e}");
-        let e = mail::get(&c.serve.public_url).unwrap_err().to_string();
+        let e = c.serve.public_url().unwrap_err().to_string();
         assert!(e.starts_with("serve.public_url is not set"), "{e}");
     }
 }

@@ -213,7 +213,7 @@ fn internal_error() -> Response {
 }
 
 fn public_url(config: &Config) -> Result<String> {
-    crate::config::mail::get(&config.serve.public_url).cloned()
+    config.serve.public_url().map(str::to_string)
 }
 
 /// The address the nearest proxy saw: the last `X-Forwarded-For` entry. Earlier entries are
