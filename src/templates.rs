@@ -1,4 +1,5 @@
-//! The Tera templates of the email and the web archive, and the context they are rendered with.
+//! The Tera templates of the email, the web archive and `serve`'s pages, and the `site` context
+//! they are all rendered with.
 //!
 //! The binary embeds the default templates; a file of the same name in `[templates] dir`
 //! replaces one, and any other `*.html` or `*.txt` file there is available to `{% include %}`.
@@ -15,16 +16,35 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 use tera::{Context, Tera};
 
-use crate::config::Config;
+use crate::config::{Config, ExtraFeed};
+pub use crate::layout::FeedLinks;
 use crate::model::Issue;
 
-/// The built-in templates, by file name.
-pub const BUILTIN: [(&str, &str); 5] = [
+/// The built-in templates, by file name: the site's and the email's, then `serve`'s.
+pub const BUILTIN: [(&str, &str); 11] = [
     ("base.html", include_str!("../templates/base.html")),
     ("email.html", include_str!("../templates/email.html")),
     ("issue.html", include_str!("../templates/issue.html")),
     ("email.txt", include_str!("../templates/email.txt")),
     ("index.html", include_str!("../templates/index.html")),
+    (
+        "serve_layout.html",
+        include_str!("../templates/serve_layout.html"),
+    ),
+    (
+        "unsubscribe.html",
+        include_str!("../templates/unsubscribe.html"),
+    ),
+    (
+        "subscribe.html",
+        include_str!("../templates/subscribe.html"),
+    ),
+    ("confirm.html", include_str!("../templates/confirm.html")),
+    ("notice.html", include_str!("../templates/notice.html")),
+    (
+        "confirm_email.txt",
+        include_str!("../templates/confirm_email.txt"),
+    ),
 ];
 
 /// The loaded set of templates, built-ins overridden by the user's.
@@ -74,6 +94,23 @@ impl Templates {
     }
 }
 
+/// The built-in template of `techshack new`, used when `templates.dir` has no `issue.md`.
+pub const ISSUE_MD: &str = include_str!("../templates/issue.md");
+
+/// The text of `issue.md`, by the same override rule as the other templates: the user's in
+/// `templates.dir`, else the built-in one. It renders once into a new issue file, so it is
+/// not part of the set [`Templates`] holds.
+pub fn issue_md(config: &Config) -> Result<String> {
+    if let Some(dir) = &config.templates.dir {
+        let p = dir.join("issue.md");
+        if p.is_file() {
+            return std::fs::read_to_string(&p)
+                .with_context(|| format!("reading the template {}", p.display()));
+        }
+    }
+    Ok(ISSUE_MD.to_string())
+}
+
 fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
     if !dir.is_dir() {
         bail!(
@@ -103,7 +140,7 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
 
 /// A Tera instance over `sources` (name, text), escaping HTML with the crate's escaper;
 /// `what` names the set in a parse error.
-pub(crate) fn new_tera(sources: Vec<(String, String)>, what: &str) -> Result<Tera> {
+fn new_tera(sources: Vec<(String, String)>, what: &str) -> Result<Tera> {
     let mut tera = Tera::default();
     tera.autoescape_on(vec![".html", ".htm", ".xml"]);
     // Tera's own escaper also rewrites `/`, which turns every URL in an attribute into
@@ -142,53 +179,36 @@ pub struct SiteCtx {
     pub home_url: String,
     /// The archive index written beside the issue pages (its folder's URL).
     pub index_url: String,
+    /// The feeds the page belongs to: the main ones, or an extra feed's.
     pub feeds: FeedLinks,
-}
-
-/// Absolute URLs of the main feeds, for autodiscovery and footers.
-#[derive(Debug, Clone, Serialize)]
-pub struct FeedLinks {
-    pub atom: String,
-    pub rss: String,
-    pub json: String,
 }
 
 impl SiteCtx {
     pub fn new(config: &Config) -> SiteCtx {
-        let feed = |f: &str| config.url(&format!("{}{f}", config.feeds.path));
+        let layout = config.layout();
         SiteCtx {
             title: config.site.title.clone(),
             description: config.site.description.clone(),
             base_url: config.site.base_url.clone(),
             language: config.site.language.clone(),
-            home_url: format!("{}/", config.site.base_url),
-            index_url: config.url(
-                index_site_path(config)
-                    .strip_suffix("index.html")
-                    .unwrap_or_default(),
-            ),
-            feeds: FeedLinks {
-                atom: feed("atom.xml"),
-                rss: feed("rss.xml"),
-                json: feed("feed.json"),
-            },
+            home_url: layout.home_url(),
+            index_url: layout.index_url(),
+            feeds: layout.feed_links(""),
         }
     }
-}
 
-/// The site path of the archive index: `index.html` in the folder of the issue pages, or
-/// `archive/index.html` there when that folder is the site's root (its home page is not ours).
-pub fn index_site_path(config: &Config) -> String {
-    let path = &config.site.issue_path;
-    let before_slug = path.split("{slug}").next().unwrap_or("/");
-    let folder = match before_slug.rfind('/') {
-        Some(i) => &before_slug[..=i],
-        None => "/",
-    };
-    if folder == "/" {
-        "/archive/index.html".to_string()
-    } else {
-        format!("{folder}index.html")
+    /// The site as the pages of an extra feed's issues show it: that feed's links, and its
+    /// title and language when it has its own.
+    pub fn for_extra(&self, config: &Config, feed: &ExtraFeed) -> SiteCtx {
+        let mut s = self.clone();
+        s.feeds = config.layout().feed_links(&feed.name);
+        if let Some(t) = &feed.title {
+            s.title = t.clone();
+        }
+        if let Some(l) = &feed.language {
+            s.language = l.clone();
+        }
+        s
     }
 }
 
@@ -349,17 +369,6 @@ mod tests {
         c.templates.dir = Some("/nonexistent/templates".into());
         let e = Templates::load(&c).err().unwrap().to_string();
         assert!(e.contains("is not a folder"), "{e}");
-    }
-
-    #[test]
-    fn index_beside_pages_never_at_site_root() {
-        let c = config("issue_path = \"/techshack.weekly/{slug}.html\"\n");
-        // `issue_path` belongs to [site]: the line above lands there.
-        assert_eq!(index_site_path(&c), "/techshack.weekly/index.html");
-        let c = config("");
-        assert_eq!(index_site_path(&c), "/archive/index.html");
-        let c = config("issue_path = \"/news/{slug}/index.html\"\n");
-        assert_eq!(index_site_path(&c), "/news/index.html");
     }
 
     #[test]

@@ -36,15 +36,6 @@ impl Purpose {
     }
 }
 
-/// The secret from `$TECHSHACK_SECRET`, or an error saying how to set it.
-pub fn secret_from_env() -> anyhow::Result<Vec<u8>> {
-    match std::env::var("TECHSHACK_SECRET") {
-        Ok(s) if s.len() >= 16 => Ok(s.into_bytes()),
-        Ok(_) => anyhow::bail!("$TECHSHACK_SECRET is shorter than 16 bytes: use a long random value (openssl rand -hex 32)"),
-        Err(_) => anyhow::bail!("$TECHSHACK_SECRET is not set: it signs unsubscribe links; set it to a long random value (openssl rand -hex 32)"),
-    }
-}
-
 fn mac(secret: &[u8], purpose: Purpose, address: &str) -> [u8; 32] {
     let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
     m.update(&purpose.message(address));

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 
 use super::Ctx;
@@ -11,9 +11,8 @@ use crate::diag::{Diagnostics, Exit};
 use crate::emit::{self, Staging};
 use crate::model::Issue;
 
-/// A hidden clock for tests and reproducible builds: an RFC 3339 time that stands for "now"
-/// when deciding which issues are in the future.
-pub const NOW_ENV: &str = "TECHSHACK_NOW";
+/// A hidden clock for tests and reproducible builds (see [`crate::secrets::Clock`]).
+pub use crate::secrets::NOW_ENV;
 
 pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<Exit> {
     let mut config = ctx.config.clone();
@@ -22,7 +21,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<Exit> {
         config.set_base_url(u)?;
     }
     let out = args.out.clone().unwrap_or_else(|| config.feeds.out.clone());
-    let now = now(&config)?;
+    let now = ctx.clock.now(&config.site.timezone)?;
 
     // The plain text is for email; the pages skip it unless a user template reads it.
     let opts = crate::issue::LoadOptions {
@@ -134,13 +133,4 @@ pub fn select(issues: &[Issue], now: DateTime<FixedOffset>, drafts: bool) -> Vec
         .iter()
         .filter(|i| drafts || i.is_published(now))
         .collect()
-}
-
-fn now(config: &Config) -> Result<DateTime<FixedOffset>> {
-    match std::env::var(NOW_ENV) {
-        Ok(v) if !v.is_empty() => DateTime::parse_from_rfc3339(&v).with_context(|| {
-            format!("${NOW_ENV} `{v}` is not an RFC 3339 time such as 2019-04-15T09:00:00Z")
-        }),
-        _ => Ok(config.site.timezone.now()),
-    }
 }

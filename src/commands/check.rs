@@ -2,11 +2,11 @@
 
 use anyhow::Result;
 
+use super::preview::PREVIEW_SECRET;
 use super::Ctx;
 use crate::diag::{plural, Diagnostic, Exit};
 use crate::issue;
 use crate::mail::compose::Composer;
-use crate::mail::smtp::Target;
 use crate::model::Issue;
 use crate::templates::Templates;
 
@@ -49,26 +49,31 @@ pub fn run(ctx: &Ctx) -> Result<Exit> {
 }
 
 /// What would stop `build`, `preview` or `send` later, found now: templates that do not parse
-/// and, once `email.from` is set (the newsletter is mailed), an email that cannot be composed
-/// from the newest issue (or one so large that Gmail clips it) or an SMTP setting that cannot
-/// work.
+/// and, once `email.from` is set (the newsletter is mailed), mail settings the config could not
+/// parse, an email that cannot be rendered from the newest issue (or one so large that Gmail
+/// clips it) and an SMTP endpoint that cannot work.
 fn setting_problems(ctx: &Ctx, issues: &[Issue]) -> Vec<Diagnostic> {
+    let config = &ctx.config;
     let at = |e: anyhow::Error| Diagnostic::error(&ctx.config_path, None, format!("{e:#}"));
     let mut out = Vec::new();
-    let templates = match Templates::load(&ctx.config) {
+    let templates = match Templates::load(config) {
         Ok(t) => t,
         Err(e) => {
             out.push(at(e));
             return out;
         }
     };
-    if ctx.config.email.from.is_none() {
+    if !config.email.is_mailed() {
         return out;
     }
     if let Some(newest) = issues.iter().max_by_key(|i| (i.date, &i.slug)) {
-        // Any secret does to render; tokens are not checked here.
-        let secret = [0u8; 32];
-        match Composer::with_templates(&ctx.config, &templates, newest, &secret) {
+        // The settings come parsed from the config; rendering the newest issue finds what its
+        // templates make of it. Tokens are not checked here, so the preview's secret signs.
+        let composed = config
+            .email
+            .newsletter()
+            .and_then(|_| Composer::with_templates(config, &templates, newest, PREVIEW_SECRET));
+        match composed {
             Ok(c) => {
                 if let Some(w) = c.size_warning() {
                     out.push(Diagnostic::warning(&newest.path, None, w));
@@ -80,8 +85,10 @@ fn setting_problems(ctx: &Ctx, issues: &[Issue]) -> Vec<Diagnostic> {
         }
     }
     // The password comes from the environment of the send, not of `check`.
-    let password = Some("(not checked)".to_string());
-    if let Err(e) = Target::from_config(&ctx.config.smtp, password) {
+    if let Err(e) = config
+        .smtp_endpoint()
+        .and_then(|e| e.refuse_plaintext_password())
+    {
         out.push(at(e));
     }
     out

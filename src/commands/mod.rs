@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::diag::Exit;
+use crate::secrets::{Clock, Secrets};
 
 pub mod build;
 pub mod check;
@@ -17,10 +18,13 @@ pub mod serve;
 pub mod status;
 pub mod subscribers;
 
-/// What every command gets: the loaded config and the global flags.
+/// What every command gets: the loaded config, the secrets and clock of the environment,
+/// and the global flags.
 pub struct Ctx {
     pub config: Config,
     pub config_path: PathBuf,
+    pub secrets: Secrets,
+    pub clock: Clock,
     pub quiet: bool,
     pub verbose: bool,
 }
@@ -35,6 +39,8 @@ impl Ctx {
         Ok(Ctx {
             config,
             config_path,
+            secrets: Secrets::from_env(),
+            clock: Clock::from_env(),
             quiet: cli.quiet,
             verbose: cli.verbose,
         })

@@ -15,14 +15,11 @@ use crate::config::Config;
 use crate::diag::Exit;
 use crate::issue::date;
 
-/// The built-in template, used when `templates.dir` has no `issue.md`.
-pub const DEFAULT_TEMPLATE: &str = include_str!("../../templates/issue.md");
-
 /// Writes the issue file; prints its path on stdout.
 pub fn run(ctx: &Ctx, args: crate::cli::NewArgs) -> Result<Exit> {
     let day = match &args.date {
         Some(s) => parse_day(s)?,
-        None => ctx.config.site.timezone.now().date_naive(),
+        None => ctx.clock.now(&ctx.config.site.timezone)?.date_naive(),
     };
     let path = create(&ctx.config, day, args.title.as_deref())?;
     println!("{}", path.display());
@@ -37,18 +34,6 @@ pub fn run(ctx: &Ctx, args: crate::cli::NewArgs) -> Result<Exit> {
 pub fn parse_day(s: &str) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
         .with_context(|| format!("--date `{s}` is not a date: write it as YYYY-MM-DD"))
-}
-
-/// The template text: the user's `issue.md` in `templates.dir`, else the built-in one.
-fn template(config: &Config) -> Result<String> {
-    if let Some(dir) = &config.templates.dir {
-        let p = dir.join("issue.md");
-        if p.is_file() {
-            return std::fs::read_to_string(&p)
-                .with_context(|| format!("reading the template {}", p.display()));
-        }
-    }
-    Ok(DEFAULT_TEMPLATE.to_string())
 }
 
 /// Renders the new issue for `day` and writes it, refusing to replace any file.
@@ -88,8 +73,13 @@ pub fn create(config: &Config, day: NaiveDate, title: Option<&str>) -> Result<Pa
     cx.insert("date_line", &!name_holds_day);
     cx.insert("slug", &slug);
     cx.insert("site_title", &config.site.title);
-    let text = tera::Tera::one_off(&template(config)?, &cx, false)
-        .map_err(|e| anyhow::anyhow!("rendering the issue.md template: {}", tera_chain(&e)))?;
+    let text =
+        tera::Tera::one_off(&crate::templates::issue_md(config)?, &cx, false).map_err(|e| {
+            anyhow::anyhow!(
+                "rendering the issue.md template: {}",
+                crate::templates::chain(&e)
+            )
+        })?;
 
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the issues folder {}", dir.display()))?;
@@ -113,15 +103,4 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", path.display()))
-}
-
-fn tera_chain(e: &tera::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }

@@ -42,8 +42,8 @@ pub fn run(ctx: &Ctx, args: crate::cli::PreviewArgs) -> Result<Exit> {
                 loaded.issues.len()
             )
         })?;
-    let secret = if std::env::var_os("TECHSHACK_SECRET").is_some() {
-        crate::token::secret_from_env()?
+    let secret = if ctx.secrets.has_secret() {
+        ctx.secrets.signing_key()?.to_vec()
     } else {
         ctx.info(
             "preview: $TECHSHACK_SECRET is not set; the unsubscribe link is signed with a fixed preview secret and will not work",

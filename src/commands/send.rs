@@ -63,8 +63,8 @@ fn test_send(ctx: &Ctx, args: &SendArgs, issue: Option<&Issue>) -> Result<Exit> 
         return Ok(Exit::Ok);
     };
     let slug = &issue.slug;
-    let secret = crate::token::secret_from_env()?;
-    let composer = Composer::new(&ctx.config, issue, &secret)
+    let secret = ctx.secrets.signing_key()?;
+    let composer = Composer::new(&ctx.config, issue, secret)
         .with_context(|| format!("composing the email of {slug}"))?;
     if let Some(w) = composer.size_warning() {
         eprintln!("warning: {slug}: {w}");
@@ -237,8 +237,8 @@ impl<'a> Runner<'a> {
                 return Ok(Exit::Ok);
             }
         }
-        let secret = crate::token::secret_from_env()?;
-        let composer = Composer::new(config, issue, &secret)
+        let secret = ctx.secrets.signing_key()?;
+        let composer = Composer::new(config, issue, secret)
             .with_context(|| format!("composing the email of {slug}"))?;
         let unix_now = chrono::Utc::now().timestamp();
         if snapshotted {
@@ -293,8 +293,10 @@ impl<'a> Runner<'a> {
     ) -> Result<Option<Delivered>> {
         let ctx = self.ctx;
         let config = &ctx.config;
-        let password = std::env::var("TECHSHACK_SMTP_PASSWORD").ok();
-        let target = Arc::new(Target::from_config(&config.smtp, password)?);
+        let target = Arc::new(Target::new(
+            config.smtp_endpoint()?,
+            ctx.secrets.smtp_password(),
+        )?);
         let settings = Settings::from_config(&config.smtp);
         let composer = Arc::new(composer);
         let build: Arc<Build> = Arc::new(move |r: &Recipient| {
@@ -491,8 +493,7 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exi
         address: address.clone(),
         name: None,
     })?;
-    let password = std::env::var("TECHSHACK_SMTP_PASSWORD").ok();
-    let target = Target::from_config(&ctx.config.smtp, password)?;
+    let target = Target::new(ctx.config.smtp_endpoint()?, ctx.secrets.smtp_password())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

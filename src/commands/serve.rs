@@ -10,13 +10,12 @@ pub fn run(ctx: &Ctx, args: crate::cli::ServeArgs) -> Result<Exit> {
     let listen = args
         .listen
         .unwrap_or_else(|| ctx.config.serve.listen.clone());
-    let secret = crate::token::secret_from_env()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let app = crate::serve::App::new(&ctx.config, secret)?;
+        let app = crate::serve::App::new(&ctx.config, &ctx.secrets)?;
         let limits = crate::serve::Limits::from_config(&ctx.config);
         crate::serve::run(app, &listen, limits, !ctx.quiet).await
     })?;

@@ -92,12 +92,7 @@ pub struct Document<'d, 'a> {
 }
 
 /// The format of a document, and so the writer it goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Atom,
-    Rss,
-    Json,
-}
+pub use crate::layout::FeedFormat as Format;
 
 /// A document to write and the path under `--out` it goes to.
 #[derive(Debug)]
@@ -127,21 +122,9 @@ pub struct Written {
 }
 
 /// Splits the published issues (oldest first) into the main feeds and every
-/// `[[feeds.extra]]` subset, by a glob on each issue's file name. An issue matched by an
-/// extra feed leaves the main feeds (and may appear in several extra feeds).
-pub fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Result<Vec<FeedSet<'a>>> {
-    let mut matchers = Vec::new();
-    for x in &config.feeds.extra {
-        let glob = globset::Glob::new(&x.pattern)
-            .with_context(|| format!("feeds.extra `{}`: invalid glob `{}`", x.name, x.pattern))?;
-        matchers.push(glob.compile_matcher());
-    }
-    let file_name = |i: &Issue| {
-        i.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| i.slug.clone())
-    };
+/// `[[feeds.extra]]` subset, by the rule of [`crate::config::Feeds::extras_of`]: an issue
+/// matched by an extra feed leaves the main feeds, and is in every extra feed it matches.
+pub(crate) fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Vec<FeedSet<'a>> {
     let base = base_meta(config);
     let mut main = FeedSet {
         name: String::new(),
@@ -170,10 +153,9 @@ pub fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Result<Vec<Fee
         })
         .collect();
     for &issue in published {
-        let name = file_name(issue);
         let mut matched = false;
-        for (m, set) in matchers.iter().zip(extras.iter_mut()) {
-            if m.is_match(&name) {
+        for (x, set) in config.feeds.extra.iter().zip(extras.iter_mut()) {
+            if x.matches(&issue.path) {
                 set.issues.push(issue);
                 matched = true;
             }
@@ -184,7 +166,7 @@ pub fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Result<Vec<Fee
     }
     let mut sets = vec![main];
     sets.append(&mut extras);
-    Ok(sets)
+    sets
 }
 
 fn base_meta(config: &Config) -> FeedMeta {
@@ -199,11 +181,7 @@ fn base_meta(config: &Config) -> FeedMeta {
         description: xml_clean(&description).into_owned(),
         language: site.language.clone(),
         // The archive index that `build` writes, which exists whatever the rest of the site has.
-        home_url: config.url(
-            crate::templates::index_site_path(config)
-                .strip_suffix("index.html")
-                .unwrap_or("/"),
-        ),
+        home_url: config.layout().index_url(),
         author_name: site
             .author
             .as_ref()
@@ -284,30 +262,13 @@ pub fn unique_updated(entries: &mut [Entry<'_>]) {
     }
 }
 
-/// The file name of a subscription document: `atom.xml`, `items.rss.xml`, `zh.atom.xml`.
-fn xml_file(name: &str, items: bool, format: Format) -> String {
-    let kind = match format {
-        Format::Atom => "atom",
-        Format::Rss => "rss",
-        Format::Json => "json",
-    };
-    match (name.is_empty(), items, format) {
-        (true, false, Format::Json) => "feed.json".to_string(),
-        (true, true, Format::Json) => "items.json".to_string(),
-        (false, _, Format::Json) => format!("{name}.json"),
-        (true, false, _) => format!("{kind}.xml"),
-        (true, true, _) => format!("items.{kind}.xml"),
-        (false, _, _) => format!("{name}.{kind}.xml"),
-    }
-}
-
 /// Plans every document of one family: the subscription documents (Atom, RSS, JSON) and the
 /// RFC 5005 archives of the Atom and RSS ones.
 ///
 /// `entries` are oldest first. Archive page `N` holds entries `(N-1)*limit .. N*limit`
 /// counted from the oldest; only full pages are written, so a written page never changes.
 /// `fallback_updated` dates an empty feed.
-pub fn plan<'d, 'a>(
+pub(crate) fn plan<'d, 'a>(
     config: &Config,
     meta: &'d FeedMeta,
     feed_id: &'d str,
@@ -316,24 +277,25 @@ pub fn plan<'d, 'a>(
     entries: &[Entry<'a>],
     fallback_updated: DateTime<FixedOffset>,
 ) -> Vec<Job<'d, 'a>> {
+    let layout = config.layout();
+    let feed_url = |file: &str| layout.feed_url(file);
     let limit = config.feeds.limit.max(1);
     let n = entries.len();
     let pages = n / limit;
     let mut jobs = Vec::new();
     for format in [Format::Atom, Format::Rss] {
-        let file = xml_file(stem_name, items, format);
-        let stem = file.trim_end_matches(".xml");
-        let current = feed_url(config, &file);
-        let archive_path = |p: usize| format!("archive/{stem}-{p}.xml");
+        let file = layout.feed_file(stem_name, items, format);
+        let current = feed_url(&file);
+        let archive_path = |p: usize| layout.archive_file(&file, p);
         for page in 1..=pages {
             let slice = &entries[(page - 1) * limit..page * limit];
             let history = History {
                 archive: true,
                 current: Some(current.clone()),
-                prev_archive: (page > 1).then(|| feed_url(config, &archive_path(page - 1))),
+                prev_archive: (page > 1).then(|| feed_url(&archive_path(page - 1))),
                 // The oldest page has no earlier one; pointing at the next page's fixed name
                 // keeps it part of the chain without ever rewriting it.
-                next_archive: (page == 1).then(|| feed_url(config, &archive_path(2))),
+                next_archive: (page == 1).then(|| feed_url(&archive_path(2))),
             };
             jobs.push(Job {
                 path: archive_path(page),
@@ -341,7 +303,7 @@ pub fn plan<'d, 'a>(
                 doc: document(
                     meta,
                     feed_id,
-                    feed_url(config, &archive_path(page)),
+                    feed_url(&archive_path(page)),
                     slice,
                     history,
                     fallback_updated,
@@ -352,7 +314,7 @@ pub fn plan<'d, 'a>(
         let history = History {
             archive: false,
             current: None,
-            prev_archive: (pages > 0).then(|| feed_url(config, &archive_path(pages))),
+            prev_archive: (pages > 0).then(|| feed_url(&archive_path(pages))),
             next_archive: None,
         };
         jobs.push(Job {
@@ -368,7 +330,7 @@ pub fn plan<'d, 'a>(
             ),
         });
     }
-    let file = xml_file(stem_name, items, Format::Json);
+    let file = layout.feed_file(stem_name, items, Format::Json);
     let newest = &entries[n.saturating_sub(limit)..];
     jobs.push(Job {
         path: file.clone(),
@@ -376,7 +338,7 @@ pub fn plan<'d, 'a>(
         doc: document(
             meta,
             feed_id,
-            feed_url(config, &file),
+            feed_url(&file),
             newest,
             History::default(),
             fallback_updated,
@@ -410,19 +372,6 @@ fn document<'d, 'a>(
     }
 }
 
-/// The absolute URL of a file written under `--out`.
-pub fn feed_url(config: &Config, file: &str) -> String {
-    config.url(&format!("{}{}", config.feeds.path, file))
-}
-
-/// The id of a feed: under `site.id_prefix` when set, else its subscription document's URL.
-fn feed_id(config: &Config, file: &str) -> String {
-    match &config.site.id_prefix {
-        Some(p) => format!("{}/{}", p.trim_end_matches('/'), file),
-        None => feed_url(config, file),
-    }
-}
-
 /// Writes one document in its format.
 pub fn write_job(job: &Job<'_, '_>, out: &mut dyn std::io::Write) -> Result<()> {
     match job.format {
@@ -440,7 +389,8 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
     let Some(newest) = published.iter().map(|i| i.updated).max() else {
         return Ok(Written::default());
     };
-    let sets = feed_sets(config, published)?;
+    let sets = feed_sets(config, published);
+    let layout = config.layout();
     // Entries and ids first, so every job below can borrow them.
     struct Family<'s, 'a> {
         set: &'s FeedSet<'a>,
@@ -459,7 +409,7 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
         families.push(Family {
             set,
             items: false,
-            id: feed_id(config, &xml_file(&set.name, false, Format::Atom)),
+            id: layout.feed_id(&layout.feed_file(&set.name, false, Format::Atom)),
             entries: issue_entries,
         });
         if set.name.is_empty() {
@@ -479,7 +429,7 @@ pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> 
             families.push(Family {
                 set,
                 items: true,
-                id: feed_id(config, &xml_file("", true, Format::Atom)),
+                id: layout.feed_id(&layout.feed_file("", true, Format::Atom)),
                 entries: item_entries,
             });
         }

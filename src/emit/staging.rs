@@ -100,11 +100,6 @@ impl Staging {
         Ok(staging)
     }
 
-    /// The output folder.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Writes one output, `rel` being its path relative to the output folder (`/`-separated,
     /// no `..`). `write` gets a writer on the output's bytes. Two outputs at one path are an
     /// error.

@@ -1,7 +1,7 @@
 //! The web archive: one page per issue in the email's design, and the index of all issues.
 //!
 //! An issue's page goes to `out` + (`site.issue_path` less `feeds.path`); the index is
-//! `index.html` in the folder of the pages (see [`crate::templates::index_site_path`]).
+//! `index.html` in the folder of the pages (see [`crate::layout::Layout`]).
 
 use anyhow::{bail, Result};
 use rayon::prelude::*;
@@ -10,7 +10,7 @@ use tera::Context;
 
 use crate::config::Config;
 use crate::model::Issue;
-use crate::templates::{index_site_path, issue_context, SiteCtx, Templates};
+use crate::templates::{issue_context, SiteCtx, Templates};
 
 /// The page templates, built in, that a build renders (`issue.html` extends `base.html`).
 const PAGE_TEMPLATES: [&str; 3] = ["issue.html", "index.html", "base.html"];
@@ -81,56 +81,6 @@ fn tags_mention_text(source: &str) -> bool {
     false
 }
 
-/// The path under `out` of a site path, which must lie under `feeds.path`.
-pub fn out_path(config: &Config, site_path: &str) -> Result<String> {
-    let Some(rel) = site_path.strip_prefix(config.feeds.path.as_str()) else {
-        bail!(
-            "`{site_path}` is not under feeds.path `{}`: the page could not be written under the output folder",
-            config.feeds.path
-        );
-    };
-    let mut rel = rel.to_string();
-    if rel.is_empty() || rel.ends_with('/') {
-        rel.push_str("index.html");
-    }
-    if rel
-        .split('/')
-        .any(|p| p.is_empty() || p == "." || p == "..")
-    {
-        bail!("`{site_path}` does not make a usable file path under the output folder");
-    }
-    Ok(rel)
-}
-
-/// For each `[[feeds.extra]]`, its glob and the site context whose feed links point at its
-/// feeds: an issue of a subset advertises the feeds it appears in.
-fn extra_sites(config: &Config, site: &SiteCtx) -> Result<Vec<(globset::GlobMatcher, SiteCtx)>> {
-    config
-        .feeds
-        .extra
-        .iter()
-        .map(|x| {
-            let glob = globset::Glob::new(&x.pattern)
-                .map_err(|e| anyhow::anyhow!("feeds.extra `{}`: {e}", x.name))?
-                .compile_matcher();
-            let feed = |f: &str| config.url(&format!("{}{}.{f}", config.feeds.path, x.name));
-            let mut s = site.clone();
-            s.feeds = crate::templates::FeedLinks {
-                atom: feed("atom.xml"),
-                rss: feed("rss.xml"),
-                json: feed("json"),
-            };
-            if let Some(t) = &x.title {
-                s.title = t.clone();
-            }
-            if let Some(l) = &x.language {
-                s.language = l.clone();
-            }
-            Ok((glob, s))
-        })
-        .collect()
-}
-
 /// The web page of one issue.
 pub fn render_page(templates: &Templates, site: &SiteCtx, issue: &Issue) -> Result<String> {
     let ctx = issue_context(site, issue);
@@ -173,11 +123,11 @@ pub fn write<F>(config: &Config, templates: &Templates, issues: &[&Issue], sink:
 where
     F: Fn(&str, &[u8]) -> Result<()> + Sync,
 {
+    let layout = config.layout();
     let site = SiteCtx::new(config);
-    let extra = extra_sites(config, &site)?;
-    let index_rel = out_path(config, &index_site_path(config))?;
+    let index_rel = layout.out_path(&layout.index_site_path())?;
     issues.par_iter().try_for_each(|issue| -> Result<()> {
-        let rel = out_path(config, &config.issue_site_path(&issue.slug))?;
+        let rel = layout.out_path(&layout.issue_site_path(&issue.slug))?;
         let clash = if rel == "index.html" {
             Some("the site's home page")
         } else if rel == index_rel {
@@ -192,11 +142,15 @@ where
                 issue.slug
             );
         }
-        let name = issue.path.file_name().unwrap_or_default();
-        let site = extra
-            .iter()
-            .find(|(glob, _)| glob.is_match(name))
-            .map_or(&site, |(_, s)| s);
+        // An issue of an extra feed advertises that feed: the first one it belongs to.
+        let own;
+        let site = match config.feeds.extras_of(&issue.path).next() {
+            Some(x) => {
+                own = site.for_extra(config, x);
+                &own
+            }
+            None => &site,
+        };
         let page = render_page(templates, site, issue)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", issue.path.display()))?;
         sink(&rel, page.as_bytes())
@@ -251,6 +205,22 @@ mod tests {
                 feed: Default::default(),
             }],
         }
+    }
+
+    /// Every file `write` writes: its path under `out` and its text.
+    fn written(c: &Config, t: &Templates, issues: &[&Issue]) -> Vec<(String, String)> {
+        let files = Mutex::new(Vec::new());
+        let n = write(c, t, issues, |rel, bytes| {
+            files
+                .lock()
+                .unwrap()
+                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        let files = files.into_inner().unwrap();
+        assert_eq!(n, files.len());
+        files
     }
 
     #[test]
@@ -308,17 +278,8 @@ mod tests {
         let t = Templates::builtin().unwrap();
         let a = issue("2019-01", "2018-12-31T09:00:00Z", "One <script>");
         let b = issue("2019-02", "2019-01-07T09:00:00Z", "Two");
-        let files = Mutex::new(Vec::new());
-        let n = write(&c, &t, &[&a, &b], |rel, bytes| {
-            files
-                .lock()
-                .unwrap()
-                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(n, 3);
-        let mut files = files.into_inner().unwrap();
+        let mut files = written(&c, &t, &[&a, &b]);
+        assert_eq!(files.len(), 3);
         files.sort();
         let names: Vec<_> = files.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(
@@ -356,16 +317,7 @@ mod tests {
         let mut cn = issue("2019-01-CN", "2018-12-31T09:00:00Z", "一");
         cn.path = PathBuf::from("issues/2019-01-CN.md");
         let en = issue("2019-01", "2018-12-31T09:00:00Z", "One");
-        let files = Mutex::new(Vec::new());
-        write(&c, &t, &[&cn, &en], |rel, bytes| {
-            files
-                .lock()
-                .unwrap()
-                .push((rel.to_string(), String::from_utf8(bytes.to_vec()).unwrap()));
-            Ok(())
-        })
-        .unwrap();
-        let files = files.into_inner().unwrap();
+        let files = written(&c, &t, &[&cn, &en]);
         let page = |n: &str| &files.iter().find(|f| f.0 == n).unwrap().1;
         let zh = page("weekly/2019-01-CN.html");
         assert!(zh.contains("href=\"https://example.com/zh.atom.xml\""));
@@ -373,6 +325,43 @@ mod tests {
         assert!(zh.contains("<html lang=\"zh\">"));
         let main = page("weekly/2019-01.html");
         assert!(main.contains("href=\"https://example.com/atom.xml\""));
+    }
+
+    #[test]
+    fn an_issue_in_two_extra_feeds_is_in_both_and_its_page_advertises_the_first() {
+        let c = Config::parse(
+            "[site]\ntitle = \"W\"\nbase_url = \"https://example.com\"\nissue_path = \"/weekly/{slug}.html\"\n\
+             [[feeds.extra]]\nname = \"zh\"\nmatch = \"*-CN.*\"\nlanguage = \"zh\"\n\
+             [[feeds.extra]]\nname = \"jan\"\nmatch = \"2019-01*\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let mut cn = issue("2019-01-CN", "2018-12-31T09:00:00Z", "一");
+        cn.path = PathBuf::from("issues/2019-01-CN.md");
+        let en = issue("2019-02", "2019-01-07T09:00:00Z", "Two");
+        let sets = crate::emit::feed_sets(&c, &[&cn, &en]);
+        let slugs =
+            |k: usize| -> Vec<&str> { sets[k].issues.iter().map(|i| i.slug.as_str()).collect() };
+        assert_eq!(
+            (sets[1].name.as_str(), sets[2].name.as_str()),
+            ("zh", "jan")
+        );
+        assert_eq!(slugs(0), ["2019-02"], "the main feeds lose it");
+        assert_eq!(slugs(1), ["2019-01-CN"]);
+        assert_eq!(slugs(2), ["2019-01-CN"]);
+        let t = Templates::builtin().unwrap();
+        let files = written(&c, &t, &[&cn, &en]);
+        let page = &files
+            .iter()
+            .find(|f| f.0 == "weekly/2019-01-CN.html")
+            .unwrap()
+            .1;
+        assert!(
+            page.contains("href=\"https://example.com/zh.atom.xml\""),
+            "{page}"
+        );
+        assert!(!page.contains("jan.atom.xml"), "{page}");
+        assert!(page.contains("<html lang=\"zh\">"));
     }
 
     #[test]
@@ -430,6 +419,7 @@ mod tests {
     #[test]
     fn out_path_strips_feeds_path_and_refuses_escapes() {
         let mut c = config();
+        let out_path = |c: &Config, p: &str| c.layout().out_path(p);
         assert_eq!(out_path(&c, "/weekly/a.html").unwrap(), "weekly/a.html");
         assert_eq!(out_path(&c, "/weekly/a/").unwrap(), "weekly/a/index.html");
         assert!(out_path(&c, "/weekly/../x.html").is_err());

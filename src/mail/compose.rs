@@ -14,10 +14,6 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, FixedOffset};
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
 use lettre::message::header::{
     ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue, MIME_VERSION_1_0,
 };
@@ -25,8 +21,10 @@ use lettre::message::{Body, Mailbox};
 use lettre::Message;
 use sha2::{Digest, Sha256};
 
+use crate::config::mail::{one_line, Dkim};
 use crate::config::Config;
 use crate::html::escape as escape_html;
+pub use crate::config::DKIM_HEADERS;
 use crate::model::Issue;
 use crate::store::Address;
 use crate::templates::{issue_context, SiteCtx, Templates};
@@ -38,19 +36,6 @@ pub struct Recipient {
     pub address: Address,
     pub name: Option<String>,
 }
-
-/// The headers DKIM signs (SPEC "Email").
-pub const DKIM_HEADERS: [&str; 9] = [
-    "From",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-    "MIME-Version",
-    "Content-Type",
-];
 
 #[cfg(test)]
 use crate::markers::slot::CLOSE as MARK_END;
@@ -332,7 +317,7 @@ pub struct Composer {
     date: SystemTime,
     html: Bodies,
     text: Bodies,
-    dkim: Option<DkimConfig>,
+    dkim: Option<Dkim>,
 }
 
 impl Composer {
@@ -349,40 +334,7 @@ impl Composer {
         issue: &Issue,
         secret: &[u8],
     ) -> Result<Composer> {
-        let email = &config.email;
-        let from_raw = email.from.as_deref().context(
-            "email.from is not set: add e.g. from = \"Name <news@example.com>\" under [email]",
-        )?;
-        let from: Mailbox = from_raw
-            .parse()
-            .with_context(|| format!("email.from `{from_raw}` is not a valid mailbox"))?;
-        let reply_to = match email.reply_to.as_deref() {
-            Some(r) => Some(
-                r.parse::<Mailbox>()
-                    .with_context(|| format!("email.reply_to `{r}` is not a valid mailbox"))?,
-            ),
-            None => None,
-        };
-        let unsubscribe_url = check_unsubscribe_url(email.unsubscribe_url.as_deref())?;
-        let unsubscribe_mailto = match email.unsubscribe_mailto.as_deref() {
-            Some(m) => {
-                let m = m.strip_prefix("mailto:").unwrap_or(m);
-                m.parse::<lettre::Address>().with_context(|| {
-                    format!("email.unsubscribe_mailto `{m}` is not an email address")
-                })?;
-                Some(m.to_string())
-            }
-            None => None,
-        };
-        let list_id = match email.list_id.as_deref() {
-            Some(id) => Some(list_id_value(&config.site.title, id)?),
-            None => None,
-        };
-        let dkim = match &email.dkim {
-            Some(d) => Some(load_dkim(d)?),
-            None => None,
-        };
-
+        let email = config.email.newsletter()?;
         // The slot markers are private-use characters; an issue that holds them (an icon-font
         // glyph pasted from a web page) loses them here, so no text of an issue can pass for
         // a recipient slot.
@@ -393,59 +345,15 @@ impl Composer {
         } else {
             issue
         };
-        let site = SiteCtx::new(config);
-        let mut ctx = issue_context(&site, issue);
-        let mut render = |name: Option<&str>| -> Result<(Filled, Filled)> {
-            ctx.insert(
-                "recipient",
-                &serde_json::json!({
-                    "address": PH_ADDRESS,
-                    "name": name,
-                    "unsubscribe_url": PH_UNSUBSCRIBE,
-                }),
-            );
-            let html = templates.render("email.html", &ctx)?;
-            let html = inline_css(&html)?;
-            let text = templates.render("email.txt", &ctx)?;
-            Ok((
-                Filled::parse(html, "email.html")?,
-                Filled::parse(normalize_text(&text), "email.txt")?,
-            ))
-        };
-        let (html_named, text_named) = render(Some(PH_NAME))?;
-        let (html, text) = if html_named.has(Slot::Name) || text_named.has(Slot::Name) {
-            let (h, t) = render(None)?;
-            (
-                Bodies {
-                    named: html_named,
-                    unnamed: Some(h),
-                },
-                Bodies {
-                    named: text_named,
-                    unnamed: Some(t),
-                },
-            )
-        } else {
-            (
-                Bodies {
-                    named: html_named,
-                    unnamed: None,
-                },
-                Bodies {
-                    named: text_named,
-                    unnamed: None,
-                },
-            )
-        };
-
+        let (html, text) = render_bodies(config, templates, issue)?;
         Ok(Composer {
-            domain: from.email.domain().to_string(),
-            from,
-            reply_to,
+            domain: email.from.email.domain().to_string(),
+            from: email.from.clone(),
+            reply_to: email.reply_to.cloned(),
             subject: one_line(&issue.title),
-            list_id,
-            unsubscribe_url,
-            unsubscribe_mailto,
+            list_id: email.list_id.map(str::to_string),
+            unsubscribe_url: email.unsubscribe_url.to_string(),
+            unsubscribe_mailto: email.unsubscribe_mailto.map(str::to_string),
             secret: secret.to_vec(),
             msgid_left: msgid_part(&issue.slug),
             issue_id: issue.id.clone(),
@@ -455,7 +363,7 @@ impl Composer {
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             html,
             text,
-            dkim,
+            dkim: email.dkim.cloned(),
         })
     }
 
@@ -468,14 +376,6 @@ impl Composer {
             SystemTime::UNIX_EPOCH
         };
         self
-    }
-
-    /// The HTTPS one-click unsubscribe URL of `address`.
-    pub fn unsubscribe_url(&self, address: &str) -> String {
-        self.unsubscribe_url.replace(
-            "{token}",
-            &sign(&self.secret, Purpose::Unsubscribe, address),
-        )
     }
 
     /// The deterministic `Message-ID` of this issue for `address`, with angle brackets.
@@ -604,7 +504,7 @@ impl Composer {
             ))
             .context("building the message")?;
         if let Some(d) = &self.dkim {
-            msg.sign(d);
+            msg.sign(d.signer());
         }
         Ok(msg)
     }
@@ -613,6 +513,51 @@ impl Composer {
     pub fn message_bytes(&self, r: &Recipient) -> Result<Vec<u8>> {
         Ok(self.message(r)?.formatted())
     }
+}
+
+/// The HTML and text bodies of the issue, rendered with placeholder recipient values: once
+/// with a name and, when a template shows the name, once more without one.
+fn render_bodies(
+    config: &Config,
+    templates: &Templates,
+    issue: &Issue,
+) -> Result<(Bodies, Bodies)> {
+    let site = SiteCtx::new(config);
+    let mut ctx = issue_context(&site, issue);
+    let mut render = |name: Option<&str>| -> Result<(Filled, Filled)> {
+        ctx.insert(
+            "recipient",
+            &serde_json::json!({
+                "address": PH_ADDRESS,
+                "name": name,
+                "unsubscribe_url": PH_UNSUBSCRIBE,
+            }),
+        );
+        let html = templates.render("email.html", &ctx)?;
+        let html = inline_css(&html)?;
+        let text = templates.render("email.txt", &ctx)?;
+        Ok((
+            Filled::parse(html, "email.html")?,
+            Filled::parse(normalize_text(&text), "email.txt")?,
+        ))
+    };
+    let (html_named, text_named) = render(Some(PH_NAME))?;
+    let (html_unnamed, text_unnamed) = if html_named.has(Slot::Name) || text_named.has(Slot::Name) {
+        let (h, t) = render(None)?;
+        (Some(h), Some(t))
+    } else {
+        (None, None)
+    };
+    Ok((
+        Bodies {
+            named: html_named,
+            unnamed: html_unnamed,
+        },
+        Bodies {
+            named: text_named,
+            unnamed: text_unnamed,
+        },
+    ))
 }
 
 /// CSS inlining of the rendered email: no network, no `<link>` stylesheets, `@media` rules
@@ -659,19 +604,6 @@ fn crlf(s: &str) -> String {
     out
 }
 
-/// Control characters (CR, LF, tabs...) become spaces; runs of spaces collapse.
-fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
-            continue;
-        }
-        out.push(c);
-    }
-    out.trim_end().to_string()
-}
-
 fn clean_name(name: Option<&str>) -> Option<String> {
     name.map(one_line).filter(|n| !n.is_empty())
 }
@@ -694,87 +626,6 @@ fn msgid_part(slug: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-fn check_unsubscribe_url(raw: Option<&str>) -> Result<String> {
-    let raw = raw.context(
-        "email.unsubscribe_url is not set: mail needs a one-click unsubscribe link, e.g. \
-         unsubscribe_url = \"https://example.com/unsubscribe?token={token}\" under [email]",
-    )?;
-    if !raw.contains("{token}") {
-        bail!(
-            "email.unsubscribe_url `{raw}` has no `{{token}}`: add it where the signed token goes"
-        );
-    }
-    let probe = raw.replace("{token}", "t");
-    let u = url::Url::parse(&probe)
-        .with_context(|| format!("email.unsubscribe_url `{raw}` is not an absolute URL"))?;
-    if u.scheme() != "https" {
-        bail!("email.unsubscribe_url `{raw}` must be an https URL (one-click unsubscribe requires it)");
-    }
-    if raw
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
-    {
-        bail!("email.unsubscribe_url `{raw}` contains spaces or angle brackets");
-    }
-    Ok(raw.to_string())
-}
-
-/// `List-Id: Site Title <list.id>` (RFC 2919); the phrase keeps letters, digits and spaces.
-fn list_id_value(title: &str, id: &str) -> Result<String> {
-    let ok = !id.is_empty()
-        && id.contains('.')
-        && id
-            .split('.')
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    if !ok {
-        bail!("email.list_id `{id}` must be a dotted name such as `news.example.com`");
-    }
-    let phrase: String = title
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect();
-    let phrase = one_line(&phrase);
-    Ok(if phrase.is_empty() {
-        format!("<{id}>")
-    } else {
-        format!("{phrase} <{id}>")
-    })
-}
-
-fn load_dkim(d: &crate::config::DkimConfig) -> Result<DkimConfig> {
-    let key = std::fs::read_to_string(&d.key_file).with_context(|| {
-        format!(
-            "reading the DKIM key {} (email.dkim.key_file)",
-            d.key_file.display()
-        )
-    })?;
-    let signing = if key.contains("-----BEGIN RSA PRIVATE KEY-----") {
-        DkimSigningKey::new(&key, DkimSigningAlgorithm::Rsa)
-    } else if key.contains("-----BEGIN") {
-        bail!(
-            "DKIM key {}: only PKCS#1 RSA keys (BEGIN RSA PRIVATE KEY) or a base64 Ed25519 seed \
-             are read; convert with `openssl rsa -in KEY -traditional -out KEY.pem`",
-            d.key_file.display()
-        );
-    } else {
-        DkimSigningKey::new(key.trim(), DkimSigningAlgorithm::Ed25519)
-    }
-    .map_err(|e| anyhow::anyhow!("DKIM key {}: {e}", d.key_file.display()))?;
-    Ok(DkimConfig::new(
-        d.selector.clone(),
-        d.domain.clone(),
-        signing,
-        DKIM_HEADERS
-            .iter()
-            .map(|h| HeaderName::new_from_ascii_str(h))
-            .collect(),
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    ))
 }
 
 /// `List-Unsubscribe` (RFC 2369): the https URL, then the mailto.
@@ -834,9 +685,7 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    fn config() -> Config {
-        Config::parse(
-            r#"[site]
+    const CONFIG: &str = r#"[site]
 title = "Example Weekly"
 base_url = "https://example.com"
 issue_path = "/weekly/{slug}.html"
@@ -846,10 +695,10 @@ reply_to = "hello@example.com"
 list_id = "weekly.example.com"
 unsubscribe_url = "https://example.com/unsubscribe?token={token}"
 unsubscribe_mailto = "unsubscribe@example.com"
-"#,
-            Path::new("t.toml"),
-        )
-        .unwrap()
+"#;
+
+    fn config() -> Config {
+        Config::parse(CONFIG, Path::new("t.toml")).unwrap()
     }
 
     fn issue(title: &str) -> Issue {
@@ -945,14 +794,19 @@ unsubscribe_mailto = "unsubscribe@example.com"
 
     #[test]
     fn missing_unsubscribe_url_is_a_clear_error() {
-        let mut cfg = config();
-        cfg.email.unsubscribe_url = None;
-        let e = Composer::new(&cfg, &issue("T"), SECRET)
+        let with = |line: &str| {
+            let text = CONFIG.replace(
+                "unsubscribe_url = \"https://example.com/unsubscribe?token={token}\"\n",
+                line,
+            );
+            Config::parse(&text, Path::new("t.toml")).unwrap()
+        };
+        let e = Composer::new(&with(""), &issue("T"), SECRET)
             .err()
             .unwrap()
             .to_string();
         assert!(e.contains("email.unsubscribe_url is not set"), "{e}");
-        cfg.email.unsubscribe_url = Some("http://example.com/u?t={token}".into());
+        let cfg = with("unsubscribe_url = \"http://example.com/u?t={token}\"\n");
         let e = Composer::new(&cfg, &issue("T"), SECRET)
             .err()
             .unwrap()

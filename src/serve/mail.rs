@@ -20,31 +20,17 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    /// Reads `email.from`, `email.reply_to` and `[smtp]`; the password comes from
-    /// `$TECHSHACK_SMTP_PASSWORD`.
-    pub fn from_config(config: &Config) -> Result<Mailer> {
-        let from_raw = config.email.from.as_deref().context(
-            "email.from is not set: the confirmation mails of `serve` need a sender address",
-        )?;
-        let from: Mailbox = from_raw
-            .parse()
-            .with_context(|| format!("email.from `{from_raw}` is not a mailbox"))?;
-        let reply_to = match config.email.reply_to.as_deref() {
-            Some(r) => Some(
-                r.parse()
-                    .with_context(|| format!("email.reply_to `{r}` is not a mailbox"))?,
-            ),
-            None => None,
-        };
-        let domain = from.email.domain().to_string();
-        let password = std::env::var("TECHSHACK_SMTP_PASSWORD").ok();
-        let target = Target::from_config(&config.smtp, password)?;
+    /// The sender of `email.from` and `email.reply_to`, over the `[smtp]` endpoint;
+    /// `password` is `$TECHSHACK_SMTP_PASSWORD`.
+    pub fn from_config(config: &Config, password: Option<&str>) -> Result<Mailer> {
+        let (from, reply_to) = config.email.confirmation_sender()?;
+        let target = Target::new(config.smtp_endpoint()?, password)?;
         Ok(Mailer {
             step: target.timeout,
             target,
-            from,
-            reply_to,
-            domain,
+            domain: from.email.domain().to_string(),
+            from: from.clone(),
+            reply_to: reply_to.cloned(),
         })
     }
 

@@ -9,12 +9,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::secrets::Secrets;
 use crate::store::Store;
 use crate::token::{self, Purpose};
 
@@ -59,10 +60,11 @@ pub struct App(Arc<Inner>);
 impl App {
     /// Opens the state file and loads templates, SMTP settings and the secret; every
     /// configuration problem is reported here, before the server listens.
-    pub fn new(config: &Config, secret: Vec<u8>) -> Result<App> {
+    pub fn new(config: &Config, secrets: &Secrets) -> Result<App> {
+        let secret = secrets.signing_key()?.to_vec();
         let public_url = public_url(config)?;
         let pages = Pages::load(config)?;
-        let mailer = Mailer::from_config(config)?;
+        let mailer = Mailer::from_config(config, secrets.smtp_password())?;
         let store = Store::open(&config.state.db)?;
         Ok(App(Arc::new(Inner {
             secret,
@@ -200,18 +202,7 @@ fn internal_error() -> Response {
 }
 
 fn public_url(config: &Config) -> Result<String> {
-    let Some(raw) = config.serve.public_url.as_deref() else {
-        bail!("serve.public_url is not set: set it to where the reverse proxy exposes this server (for example https://example.com), so confirmation mails can link to it");
-    };
-    let u = url::Url::parse(raw)
-        .with_context(|| format!("serve.public_url `{raw}` is not an absolute URL"))?;
-    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-        bail!("serve.public_url `{raw}` must be an absolute http(s) URL");
-    }
-    if u.query().is_some() || u.fragment().is_some() {
-        bail!("serve.public_url `{raw}` must not have a query or a fragment");
-    }
-    Ok(raw.trim_end_matches('/').to_string())
+    config.serve.public_url().map(str::to_string)
 }
 
 /// The address the nearest proxy saw: the last `X-Forwarded-For` entry. Earlier entries are

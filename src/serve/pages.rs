@@ -1,76 +1,34 @@
-//! The pages and the confirmation mail of `serve`: Tera templates built into the binary, each
-//! replaceable by a file of the same name in `[templates] dir`.
+//! The pages and the confirmation mail of `serve`, rendered from the crate's one set of
+//! templates (see [`crate::templates`]) with the same `site` as the web archive.
 
-use std::path::Path;
-
-use anyhow::{Context as _, Result};
-use serde::Serialize;
-use tera::{Context, Tera};
+use anyhow::Result;
+use tera::Context;
 
 use crate::config::Config;
-use crate::templates::{chain, new_tera};
+use crate::templates::{SiteCtx, Templates};
 
-/// The built-in templates, by file name.
-pub const BUILTIN: [(&str, &str); 6] = [
-    (
-        "serve_layout.html",
-        include_str!("../../templates/serve_layout.html"),
-    ),
-    (
-        "unsubscribe.html",
-        include_str!("../../templates/unsubscribe.html"),
-    ),
-    (
-        "subscribe.html",
-        include_str!("../../templates/subscribe.html"),
-    ),
-    ("confirm.html", include_str!("../../templates/confirm.html")),
-    ("notice.html", include_str!("../../templates/notice.html")),
-    (
-        "confirm_email.txt",
-        include_str!("../../templates/confirm_email.txt"),
-    ),
+/// The templates `serve` renders, each checked when the server starts (`serve_layout.html`
+/// is only extended).
+const SERVE_PAGES: [&str; 5] = [
+    "unsubscribe.html",
+    "subscribe.html",
+    "confirm.html",
+    "notice.html",
+    "confirm_email.txt",
 ];
-
-/// `site` in every page.
-#[derive(Debug, Clone, Serialize)]
-pub struct SiteCtx {
-    pub title: String,
-    pub description: String,
-    pub base_url: String,
-    pub language: String,
-}
 
 /// The loaded templates and the site they speak for.
 pub struct Pages {
-    tera: Tera,
+    templates: Templates,
     site: SiteCtx,
 }
 
 impl Pages {
-    /// The built-in templates, each overridden by a same-named file in `templates.dir`.
+    /// The templates of the config (built-ins overridden by `templates.dir`), checked.
     pub fn load(config: &Config) -> Result<Pages> {
-        let mut sources: Vec<(String, String)> = BUILTIN
-            .iter()
-            .map(|(n, s)| (n.to_string(), s.to_string()))
-            .collect();
-        if let Some(dir) = &config.templates.dir {
-            for (name, text) in sources.iter_mut() {
-                let p = dir.join(&*name);
-                if p.is_file() {
-                    *text = read(&p)?;
-                }
-            }
-        }
-        let tera = new_tera(sources, "serve templates")?;
         let pages = Pages {
-            tera,
-            site: SiteCtx {
-                title: config.site.title.clone(),
-                description: config.site.description.clone(),
-                base_url: config.site.base_url.clone(),
-                language: config.site.language.clone(),
-            },
+            templates: Templates::load(config)?,
+            site: SiteCtx::new(config),
         };
         pages.self_check()?;
         Ok(pages)
@@ -83,9 +41,7 @@ impl Pages {
         for (k, v) in values {
             ctx.insert(*k, v);
         }
-        self.tera
-            .render(name, &ctx)
-            .map_err(|e| anyhow::anyhow!("rendering template {name}: {}", chain(&e)))
+        self.templates.render(name, &ctx)
     }
 
     /// A page with a heading, a message and an optional hint.
@@ -113,10 +69,7 @@ impl Pages {
             ("confirm_url", "https://example.com/confirm"),
             ("expires", "2000-01-01 00:00 UTC"),
         ];
-        for (name, _) in BUILTIN {
-            if name == "serve_layout.html" {
-                continue;
-            }
+        for name in SERVE_PAGES {
             if name == "notice.html" {
                 self.notice("Heading", "Message", Some("Hint"))?;
                 continue;
@@ -127,13 +80,10 @@ impl Pages {
     }
 }
 
-fn read(p: &Path) -> Result<String> {
-    std::fs::read_to_string(p).with_context(|| format!("reading template {}", p.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn config(extra: &str) -> Config {
         Config::parse(

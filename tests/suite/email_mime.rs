@@ -15,6 +15,17 @@ fn seed_issue(config: &techshack::config::Config) -> techshack::model::Issue {
     issue_from_markdown(config, "2019-01", "EnqueueZero Techshack 2019-01", &body)
 }
 
+/// The repository's config with `[email.dkim]` signing with the key at `key_file`.
+fn config_with_dkim(key_file: &std::path::Path) -> techshack::config::Config {
+    let path = repo().join("config/techshack.toml");
+    let text = format!(
+        "{}\n[email.dkim]\ndomain = \"enqueuezero.com\"\nselector = \"mail\"\nkey_file = {:?}\n",
+        read(&path),
+        key_file
+    );
+    techshack::config::Config::parse(&text, &path).expect("config with DKIM")
+}
+
 fn reader() -> Recipient {
     Recipient {
         address: "reader@example.org".parse().unwrap(),
@@ -182,12 +193,7 @@ fn dkim_signature_verifies() {
     let seed_b64 = base64::engine::general_purpose::STANDARD.encode(seed);
     let key = dir.path().join("dkim.key");
     std::fs::write(&key, &seed_b64).unwrap();
-    let mut c = repo_config();
-    c.email.dkim = Some(techshack::config::DkimConfig {
-        domain: "enqueuezero.com".into(),
-        selector: "mail".into(),
-        key_file: key,
-    });
+    let c = config_with_dkim(&key);
     let comp = Composer::new(&c, &seed_issue(&c), SECRET.as_bytes()).unwrap();
     let raw = comp.message_bytes(&reader()).unwrap();
     check_message(&raw, &Expect::repo("reader@example.org", SECRET.as_bytes()));
@@ -237,14 +243,7 @@ fn dkim_signature_verifies() {
 
 #[test]
 fn unreadable_dkim_key_is_a_clear_error() {
-    let mut c = repo_config();
-    c.email.dkim = Some(techshack::config::DkimConfig {
-        domain: "enqueuezero.com".into(),
-        selector: "mail".into(),
-        key_file: "/nonexistent/dkim.pem".into(),
-    });
-    let e = Composer::new(&c, &seed_issue(&c), SECRET.as_bytes())
-        .err()
-        .unwrap();
+    let c = config_with_dkim(std::path::Path::new("/nonexistent/dkim.pem"));
+    let e = Composer::new(&c, &seed_issue(&c), SECRET.as_bytes()).err().unwrap();
     assert!(format!("{e:#}").contains("email.dkim.key_file"), "{e:#}");
 }

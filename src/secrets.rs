@@ -1,0 +1,144 @@
+//! What a command reads from its environment besides the config: the signing secret
+//! (`$TECHSHACK_SECRET`), the SMTP password (`$TECHSHACK_SMTP_PASSWORD`) and the clock
+//! (`$TECHSHACK_NOW`, for tests). Each is read here once and carried by the command context.
+
+use anyhow::{bail, Context as _, Result};
+use chrono::{DateTime, FixedOffset};
+
+use crate::config::Timezone;
+
+/// The environment variable of the signing secret.
+pub const SECRET_ENV: &str = "TECHSHACK_SECRET";
+/// The environment variable of the SMTP password.
+pub const SMTP_PASSWORD_ENV: &str = "TECHSHACK_SMTP_PASSWORD";
+/// A hidden clock for tests and reproducible builds: an RFC 3339 time that stands for "now"
+/// (which issues are in the future, the date of a new issue). Not meant for users.
+pub const NOW_ENV: &str = "TECHSHACK_NOW";
+
+/// The secrets of the environment, unchecked until a command needs them.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// Whether `$TECHSHACK_SECRET` is set at all, even to something unusable.
+    secret_set: bool,
+    secret: Option<String>,
+    smtp_password: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values, not even in debug output.
+        f.debug_struct("Secrets")
+            .field("secret_set", &self.secret_set)
+            .field("smtp_password_set", &self.smtp_password.is_some())
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Reads both variables of the process environment.
+    pub fn from_env() -> Secrets {
+        Secrets {
+            secret_set: std::env::var_os(SECRET_ENV).is_some(),
+            secret: std::env::var(SECRET_ENV).ok(),
+            smtp_password: std::env::var(SMTP_PASSWORD_ENV).ok(),
+        }
+    }
+
+    /// Whether `$TECHSHACK_SECRET` is set (preview signs with a fixed secret otherwise).
+    pub fn has_secret(&self) -> bool {
+        self.secret_set
+    }
+
+    /// The key that signs unsubscribe and confirm links, or an error saying how to set it.
+    pub fn signing_key(&self) -> Result<&[u8]> {
+        match &self.secret {
+            Some(s) if s.len() >= 16 => Ok(s.as_bytes()),
+            Some(_) => bail!("$TECHSHACK_SECRET is shorter than 16 bytes: use a long random value (openssl rand -hex 32)"),
+            None => bail!("$TECHSHACK_SECRET is not set: it signs unsubscribe links; set it to a long random value (openssl rand -hex 32)"),
+        }
+    }
+
+    /// `$TECHSHACK_SMTP_PASSWORD`, when set.
+    pub fn smtp_password(&self) -> Option<&str> {
+        self.smtp_password.as_deref()
+    }
+}
+
+/// The time commands take as "now": the system clock, or a fixed time for tests.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    /// `Some(Err)` for an unreadable `$TECHSHACK_NOW`, reported by the first command that
+    /// asks the time.
+    fixed: Option<std::result::Result<DateTime<FixedOffset>, (String, String)>>,
+}
+
+impl Clock {
+    /// The system clock unless `$TECHSHACK_NOW` is set (and not empty).
+    pub fn from_env() -> Clock {
+        match std::env::var(NOW_ENV) {
+            Ok(v) if !v.is_empty() => Clock {
+                fixed: Some(DateTime::parse_from_rfc3339(&v).map_err(|e| (v, e.to_string()))),
+            },
+            _ => Clock::default(),
+        }
+    }
+
+    /// Always `at`.
+    pub fn fixed(at: DateTime<FixedOffset>) -> Clock {
+        Clock {
+            fixed: Some(Ok(at)),
+        }
+    }
+
+    /// Now: in `tz` from the system clock, or the fixed time as it was given.
+    pub fn now(&self, tz: &Timezone) -> Result<DateTime<FixedOffset>> {
+        match &self.fixed {
+            None => Ok(tz.now()),
+            Some(Ok(t)) => Ok(*t),
+            Some(Err((v, why))) => Err(anyhow::anyhow!("{why}")).with_context(|| {
+                format!("${NOW_ENV} `{v}` is not an RFC 3339 time such as 2019-04-15T09:00:00Z")
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_is_checked_when_a_command_signs() {
+        let s = |v: Option<&str>| Secrets {
+            secret_set: v.is_some(),
+            secret: v.map(str::to_string),
+            smtp_password: Some("hunter2".into()),
+        };
+        assert_eq!(
+            s(Some("0123456789abcdef")).signing_key().unwrap(),
+            b"0123456789abcdef"
+        );
+        let e = s(Some("short")).signing_key().unwrap_err().to_string();
+        assert!(e.contains("shorter than 16 bytes"), "{e}");
+        let e = s(None).signing_key().unwrap_err().to_string();
+        assert!(e.starts_with("$TECHSHACK_SECRET is not set"), "{e}");
+        assert!(!format!("{:?}", s(Some("0123456789abcdef"))).contains("hunter2"));
+    }
+
+    #[test]
+    fn a_fixed_clock_ignores_the_zone_and_a_bad_one_says_why() {
+        let at = DateTime::parse_from_rfc3339("2019-04-15T09:00:00+08:00").unwrap();
+        let tz: Timezone = "Europe/Berlin".parse().unwrap();
+        assert_eq!(Clock::fixed(at).now(&tz).unwrap(), at);
+        let bad = Clock {
+            fixed: Some(Err((
+                "next tuesday".into(),
+                "input contains invalid characters".into(),
+            ))),
+        };
+        let e = format!("{:#}", bad.now(&tz).unwrap_err());
+        assert!(
+            e.starts_with("$TECHSHACK_NOW `next tuesday` is not an RFC 3339 time"),
+            "{e}"
+        );
+    }
+}
