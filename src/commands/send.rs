@@ -12,8 +12,8 @@ use fs4::fs_std::FileExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
-use crate::diag::Exit;
 use crate::cli::SendArgs;
+use crate::diag::Exit;
 use crate::mail::compose::{Composer, Recipient};
 use crate::mail::deliver::{self, Build};
 use crate::mail::plan::{self, Resume, Unfinished};

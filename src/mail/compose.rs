@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::mail::{one_line, Dkim};
 use crate::config::Config;
-use crate::html::escape as escape_html;
 pub use crate::config::DKIM_HEADERS;
+use crate::html::escape as escape_html;
 use crate::model::Issue;
 use crate::store::Address;
 use crate::templates::{issue_context, SiteCtx, Templates};

@@ -14,12 +14,12 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use crate::store::{Confirmed, SignUp, Unsubscribed};
 use super::{
     internal_error, limit, masked, App, TokenQuery, BODY_LIMIT, CONFIRM_MAIL_GAP_SECS,
     CONFIRM_TTL_SECS, REQUEST_TIMEOUT,
 };
 use crate::store::normalize_address;
+use crate::store::{Confirmed, SignUp, Unsubscribed};
 use crate::token::{self, Purpose};
 
 #[derive(Debug, Deserialize)]

@@ -244,6 +244,8 @@ fn dkim_signature_verifies() {
 #[test]
 fn unreadable_dkim_key_is_a_clear_error() {
     let c = config_with_dkim(std::path::Path::new("/nonexistent/dkim.pem"));
-    let e = Composer::new(&c, &seed_issue(&c), SECRET.as_bytes()).err().unwrap();
+    let e = Composer::new(&c, &seed_issue(&c), SECRET.as_bytes())
+        .err()
+        .unwrap();
     assert!(format!("{e:#}").contains("email.dkim.key_file"), "{e:#}");
 }

@@ -278,7 +278,7 @@ fn no_corpus_issue_is_in_two_extra_feeds() {
         ("config/techshack.toml", "techshack"),
         ("examples/twir/techshack.toml", "twir"),
     ] {
-        let c = Config::load(&repo(config)).expect("config loads");
+        let c = Config::load(&repo().join(config)).expect("config loads");
         let loaded = load(config, &dir.join(corpus));
         assert!(!loaded.issues.is_empty(), "{corpus}");
         for issue in &loaded.issues {
