@@ -4,7 +4,6 @@
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::config::Config;
 
 /// The format of a feed document, which names its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +26,8 @@ pub struct FeedLinks {
     pub json: String,
 }
 
-/// A view of the config that answers where things go; cheap to make, so made on demand.
+/// A view of the config that answers where things go; cheap to make, so made on demand
+/// (`Config::layout`). It holds only the settings it needs, so it depends on nothing else.
 #[derive(Debug, Clone, Copy)]
 pub struct Layout<'a> {
     base_url: &'a str,
@@ -37,12 +37,19 @@ pub struct Layout<'a> {
 }
 
 impl<'a> Layout<'a> {
-    pub(crate) fn new(config: &'a Config) -> Layout<'a> {
+    /// `base_url` without its trailing slash, `site.issue_path` with `{slug}`, `feeds.path`, and
+    /// `site.id_prefix`.
+    pub(crate) fn new(
+        base_url: &'a str,
+        issue_path: &'a str,
+        feeds_path: &'a str,
+        id_prefix: Option<&'a str>,
+    ) -> Layout<'a> {
         Layout {
-            base_url: &config.site.base_url,
-            issue_path: &config.site.issue_path,
-            feeds_path: &config.feeds.path,
-            id_prefix: config.site.id_prefix.as_deref(),
+            base_url,
+            issue_path,
+            feeds_path,
+            id_prefix,
         }
     }
 
@@ -170,8 +177,8 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn config(extra: &str) -> Config {
-        Config::parse(
+    fn config(extra: &str) -> crate::config::Config {
+        crate::config::Config::parse(
             &format!("[site]\ntitle = \"T\"\nbase_url = \"https://example.com\"\n{extra}"),
             Path::new("t.toml"),
         )

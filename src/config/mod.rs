@@ -171,7 +171,12 @@ impl Config {
 
     /// Where every output and its URL go.
     pub fn layout(&self) -> Layout<'_> {
-        Layout::new(self)
+        Layout::new(
+            &self.site.base_url,
+            &self.site.issue_path,
+            &self.feeds.path,
+            self.site.id_prefix.as_deref(),
+        )
     }
 
     /// Where to connect for mail, or why `[smtp]` does not say.
