@@ -127,11 +127,34 @@ async fn unsubscribe_page(
         return app.bad_link("unsubscribe");
     };
     let action = format!("unsubscribe?token={}", q.token.as_deref().unwrap_or(""));
-    let html = app.0.pages.render(
-        "unsubscribe.html",
-        &[("address", &address), ("action", &action)],
-    );
+    button_page(&app, "unsubscribe.html", &address, &action)
+}
+
+/// A page whose one button POSTs `action` for `address`: opening it changes nothing, since
+/// mail scanners follow links.
+fn button_page(app: &App, template: &str, address: &str, action: &str) -> Response {
+    let html = app
+        .0
+        .pages
+        .render(template, &[("address", address), ("action", action)]);
     app.page(StatusCode::OK, html)
+}
+
+/// The query of a POST whose body is read only for the size limit, or the answer that
+/// refuses it: a body over the limit, or a query that does not parse.
+fn post_query(
+    app: &App,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<TokenQuery, Response> {
+    if let Err(e) = body {
+        return Err(app.rejected(e.status(), "request"));
+    }
+    match q {
+        Ok(Query(q)) => Ok(q),
+        Err(_) => Err(app.bad_link(what)),
+    }
 }
 
 /// RFC 8058 one-click: the token alone authorizes. The body (`List-Unsubscribe=One-Click`,
@@ -141,11 +164,9 @@ async fn unsubscribe(
     q: Result<Query<TokenQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = body {
-        return app.rejected(e.status(), "request");
-    }
-    let Ok(Query(q)) = q else {
-        return app.bad_link("unsubscribe");
+    let q = match post_query(&app, q, body, "unsubscribe") {
+        Ok(q) => q,
+        Err(refused) => return refused,
     };
     let Some(address) = app.unsubscribe_address(&q) else {
         tracing::info!("refused an unsubscribe request with an invalid token");
@@ -345,11 +366,7 @@ async fn confirm_page(
         "confirm?token={}&expires={expires}",
         q.token.as_deref().unwrap_or("")
     );
-    let html = app.0.pages.render(
-        "confirm.html",
-        &[("address", &address), ("action", &action)],
-    );
-    app.page(StatusCode::OK, html)
+    button_page(&app, "confirm.html", &address, &action)
 }
 
 async fn confirm(
@@ -357,11 +374,9 @@ async fn confirm(
     q: Result<Query<TokenQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = body {
-        return app.rejected(e.status(), "request");
-    }
-    let Ok(Query(q)) = q else {
-        return app.bad_link("confirmation");
+    let q = match post_query(&app, q, body, "confirmation") {
+        Ok(q) => q,
+        Err(refused) => return refused,
     };
     let (address, expires) = match app.confirm_address(&q) {
         Ok(x) => x,
