@@ -4,7 +4,6 @@
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-
 /// The format of a feed document, which names its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeedFormat {

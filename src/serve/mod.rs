@@ -25,7 +25,7 @@ pub mod mail;
 pub mod pages;
 mod routes;
 
-pub use conn::{run, Limits, SHUTDOWN_GRACE};
+pub use conn::{run, Limits};
 use limit::RateLimiter;
 use mail::Mailer;
 use pages::Pages;

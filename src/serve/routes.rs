@@ -147,13 +147,13 @@ fn post_query(
     q: Result<Query<TokenQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
     what: &str,
-) -> Result<TokenQuery, Response> {
+) -> Result<TokenQuery, Box<Response>> {
     if let Err(e) = body {
-        return Err(app.rejected(e.status(), "request"));
+        return Err(Box::new(app.rejected(e.status(), "request")));
     }
     match q {
         Ok(Query(q)) => Ok(q),
-        Err(_) => Err(app.bad_link(what)),
+        Err(_) => Err(Box::new(app.bad_link(what))),
     }
 }
 
@@ -166,7 +166,7 @@ async fn unsubscribe(
 ) -> Response {
     let q = match post_query(&app, q, body, "unsubscribe") {
         Ok(q) => q,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(address) = app.unsubscribe_address(&q) else {
         tracing::info!("refused an unsubscribe request with an invalid token");
@@ -376,7 +376,7 @@ async fn confirm(
 ) -> Response {
     let q = match post_query(&app, q, body, "confirmation") {
         Ok(q) => q,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (address, expires) = match app.confirm_address(&q) {
         Ok(x) => x,
