@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::Ctx;
 use crate::config::Config;
-use crate::diag::{Diagnostics, Exit};
+use crate::diag::{self, Diagnostics, Exit};
 use crate::emit::{self, Staging};
 use crate::model::Issue;
 
@@ -63,7 +63,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<Exit> {
         built.feeds.items
     ));
     if let Some(why) = &built.manifest_unreadable {
-        eprintln!("warning: {why}");
+        diag::warning(why);
     }
     if ctx.verbose && !ctx.quiet {
         for rel in &built.removed {

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use super::Ctx;
-use crate::diag::{Diagnostics, Exit};
+use crate::diag::{self, Diagnostics, Exit};
 use crate::mail::compose::{Composer, Recipient};
 
 /// Who the preview is addressed to.
@@ -52,7 +52,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::PreviewArgs) -> Result<Exit> {
     };
     let composer = Composer::new(&ctx.config, issue, &secret)?.with_date(issue.date);
     if let Some(w) = composer.size_warning() {
-        eprintln!("warning: {}: {w}", issue.slug);
+        diag::warning(format_args!("{}: {w}", issue.slug));
     }
     let r = Recipient {
         address: crate::store::Address::parse(SAMPLE_ADDRESS)?,

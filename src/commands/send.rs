@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
 use crate::cli::SendArgs;
-use crate::diag::Exit;
+use crate::diag::{self, Exit};
 use crate::mail::compose::{Composer, Recipient};
 use crate::mail::deliver::{self, Build};
 use crate::mail::plan::{self, Resume, Unfinished};
@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
         (Some(slug), _) => {
             let (issue, warning) = plan::pick_slug(config, &issues, slug, now, testing)?;
             if let Some(w) = warning {
-                eprintln!("warning: {w}");
+                diag::warning(w);
             }
             Some(issue)
         }
@@ -67,7 +67,7 @@ fn test_send(ctx: &Ctx, args: &SendArgs, issue: Option<&Issue>) -> Result<Exit> 
     let composer = Composer::new(&ctx.config, issue, secret)
         .with_context(|| format!("composing the email of {slug}"))?;
     if let Some(w) = composer.size_warning() {
-        eprintln!("warning: {slug}: {w}");
+        diag::warning(format_args!("{slug}: {w}"));
     }
     if let Some(dir) = &args.dry_run {
         return dry_run(ctx, &composer, slug, dir);
@@ -119,18 +119,18 @@ fn send_latest(
                 older.push(issue);
                 continue;
             }
-            Unfinished::Missing => eprintln!(
-                "warning: {slug}: its send is unfinished ({c}) but {} has no issue `{slug}` any more: restore the file, then run `techshack send {slug}`",
+            Unfinished::Missing => diag::warning(format_args!(
+                "{slug}: its send is unfinished ({c}) but {} has no issue `{slug}` any more: restore the file, then run `techshack send {slug}`",
                 config.issues.dir.display()
-            ),
-            Unfinished::NotPublished(issue) => eprintln!(
-                "warning: {slug}: its send is unfinished ({c}) but {} is now a draft or dated in the future: publish it again, then run `techshack send {slug}`",
+            )),
+            Unfinished::NotPublished(issue) => diag::warning(format_args!(
+                "{slug}: its send is unfinished ({c}) but {} is now a draft or dated in the future: publish it again, then run `techshack send {slug}`",
                 issue.path.display()
-            ),
-            Unfinished::TooOld { days, .. } => eprintln!(
-                "warning: {slug}: its send is unfinished ({c}) and the issue is {days} days old, older than --max-age {}: not sending it; finish it with `techshack send {slug}`",
+            )),
+            Unfinished::TooOld { days, .. } => diag::warning(format_args!(
+                "{slug}: its send is unfinished ({c}) and the issue is {days} days old, older than --max-age {}: not sending it; finish it with `techshack send {slug}`",
                 args.max_age
-            ),
+            )),
         }
         code.add(Exit::TempFail);
     }
@@ -145,7 +145,7 @@ fn send_latest(
         match run.issue(store, issue, retry_unknown, max_age) {
             Ok(c) => code.add(c),
             Err(e) => {
-                eprintln!("error: {}: {e:#}", issue.slug);
+                diag::error(format_args!("{}: {e:#}", issue.slug));
                 code.add(Exit::Error);
             }
         }
@@ -155,17 +155,17 @@ fn send_latest(
 
 fn warn_recovered(slug: &str, recovered: usize) {
     if recovered > 0 {
-        eprintln!(
-            "warning: {recovered} delivery(ies) of {slug} were in flight when an earlier send stopped: marked unknown (see `techshack status {slug} --csv`; `send --retry-unknown` resends them)"
-        );
+        diag::warning(format_args!(
+            "{recovered} delivery(ies) of {slug} were in flight when an earlier send stopped: marked unknown (see `techshack status {slug} --csv`; `send --retry-unknown` resends them)"
+        ));
     }
 }
 
 fn warn_expired(slug: &str, expired: usize, hours: i64) {
     if expired > 0 {
-        eprintln!(
-            "warning: {expired} deferred delivery(ies) of {slug} failed: first attempted more than {hours} h ago (smtp.max_age_hours); see `techshack status {slug} --csv`"
-        );
+        diag::warning(format_args!(
+            "{expired} deferred delivery(ies) of {slug} failed: first attempted more than {hours} h ago (smtp.max_age_hours); see `techshack status {slug} --csv`"
+        ));
     }
 }
 
