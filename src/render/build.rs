@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use pulldown_cmark::{CowStr, Event, Parser, Tag, TagEnd};
+use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag, TagEnd};
 
 use super::sanitize::Sanitizer;
 use super::url::absolutize;
@@ -210,6 +210,15 @@ impl<'a, 's> Builder<'a, 's> {
                 title,
                 id,
             }) => {
+                // An email autolink (`<a@b.c>`) holds the bare address; the HTML writer would
+                // add `mailto:` after the address was made a site URL. The scheme goes on here,
+                // so the link is absolute and never joined to the site.
+                let (link_type, dest_url) = if link_type == LinkType::Email {
+                    let bare = dest_url.strip_prefix("mailto:").unwrap_or(&dest_url);
+                    (LinkType::Autolink, CowStr::from(format!("mailto:{bare}")))
+                } else {
+                    (link_type, dest_url)
+                };
                 let dest_url = self.link_url(dest_url, false, offset);
                 self.depth += 1;
                 self.push(

@@ -1,0 +1,71 @@
+//! What `build`, `preview` and `check` write for inputs a real site or a hostile contributor
+//! gives them: links, raw HTML fallbacks, deep nesting, odd files in the issues folder.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::{read, TestSite};
+
+const NOW: &str = "2019-06-01T00:00:00+08:00";
+
+const CONFIG: &str = r#"
+[site]
+title = "Outputs Weekly"
+description = "A digest written for the tests"
+base_url = "https://out.example"
+issue_path = "/weekly/{slug}.html"
+language = "en"
+timezone = "+08:00"
+author = { name = "Editors", email = "editors@out.example" }
+
+[issues]
+dir = "issues"
+filename_date = "%G-%V"
+time = "09:00"
+
+[feeds]
+path = "/"
+"#;
+
+/// A site with the test configuration and one issue `2019-20.md` holding `body`.
+fn site(body: &str) -> TestSite {
+    TestSite::new()
+        .config(CONFIG)
+        .issue("2019-20.md", format!("---\ntitle: Week 20\n---\n\n{body}\n"))
+}
+
+/// Runs `build --out public` and returns its stderr; panics unless it succeeds.
+fn build(site: &TestSite) -> String {
+    let o = site
+        .cmd()
+        .env("TECHSHACK_NOW", NOW)
+        .args(["build", "--out", "public"])
+        .output()
+        .expect("run build");
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "build failed:\n{stderr}");
+    stderr
+}
+
+fn page(site: &TestSite) -> String {
+    read(&site.path("public/weekly/2019-20.html"))
+}
+
+fn feed(site: &TestSite) -> String {
+    read(&site.path("public/atom.xml"))
+}
+
+#[test]
+fn an_email_autolink_is_a_mailto_link_everywhere() {
+    let s = site("Write to <corey+blog@octayn.net> or [us](mailto:editors@out.example).");
+    build(&s);
+    let (page, feed) = (page(&s), feed(&s));
+    assert!(
+        page.contains(r#"href="mailto:corey+blog@octayn.net""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"href="mailto:editors@out.example""#), "{page}");
+    assert!(!page.contains("mailto:https"), "{page}");
+    assert!(feed.contains("mailto:corey+blog@octayn.net"), "{feed}");
+    assert!(!feed.contains("mailto:https"), "{feed}");
+}
