@@ -2,6 +2,7 @@
 //! replaced, URLs made absolute, raw HTML reduced to the allow-list and balanced.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag, TagEnd};
 
@@ -38,6 +39,9 @@ struct Builder<'a, 's> {
     open_inline: Vec<(String, usize)>,
     depth: usize,
     fixes: FeedFixes,
+    /// Component names the body closes somewhere (`</Name>`): an unknown `<Name>` without one
+    /// is a word in angle brackets (`Result<Option>`), kept as text.
+    closed_names: HashSet<&'a str>,
 }
 
 impl<'a, 's> Builder<'a, 's> {
@@ -124,6 +128,12 @@ impl<'a, 's> Builder<'a, 's> {
             return;
         };
         if is_component_name(tag.name) {
+            let self_closing = t.trim_end_matches('>').trim_end().ends_with('/');
+            let known = self.settings.components.contains_key(tag.name);
+            if !known && !self_closing && !self.closed_names.contains(tag.name) {
+                self.push(Event::Text(CowStr::from(t.to_string())), offset);
+                return;
+            }
             if let Some(h) = self.component_html(&tag, offset) {
                 if !h.is_empty() {
                     self.push(Event::InlineHtml(CowStr::from(h)), offset);
@@ -267,6 +277,22 @@ impl<'a, 's> Builder<'a, 's> {
     }
 }
 
+/// Every component name that `body` has a closing tag of (`</Name>`).
+fn closed_component_names(body: &str) -> HashSet<&str> {
+    let mut names = HashSet::new();
+    for (i, _) in body.match_indices("</") {
+        let rest = &body[i + 2..];
+        let len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        let name = &rest[..len];
+        if is_component_name(name) {
+            names.insert(name);
+        }
+    }
+    names
+}
+
 impl<'a> Doc<'a> {
     /// Parses and filters a body.
     pub fn parse(body: &'a str, settings: &Settings) -> Doc<'a> {
@@ -279,6 +305,7 @@ impl<'a> Doc<'a> {
             open_inline: Vec::new(),
             depth: 0,
             fixes: FeedFixes::default(),
+            closed_names: closed_component_names(body),
         };
         let mut block: Option<(String, usize)> = None;
         for (e, range) in Parser::new_ext(body, options()).into_offset_iter() {

@@ -1,9 +1,6 @@
 //! What `build`, `preview` and `check` write for inputs a real site or a hostile contributor
 //! gives them: links, raw HTML fallbacks, deep nesting, odd files in the issues folder.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
 use crate::support::{read, TestSite};
 
 const NOW: &str = "2019-06-01T00:00:00+08:00";
@@ -25,13 +22,19 @@ time = "09:00"
 
 [feeds]
 path = "/"
+
+[email]
+from = "Outputs Weekly <news@out.example>"
+list_id = "weekly.out.example"
+unsubscribe_url = "https://out.example/unsubscribe?token={token}"
 "#;
 
 /// A site with the test configuration and one issue `2019-20.md` holding `body`.
 fn site(body: &str) -> TestSite {
-    TestSite::new()
-        .config(CONFIG)
-        .issue("2019-20.md", format!("---\ntitle: Week 20\n---\n\n{body}\n"))
+    TestSite::new().config(CONFIG).issue(
+        "2019-20.md",
+        format!("---\ntitle: Week 20\n---\n\n{body}\n"),
+    )
 }
 
 /// Runs `build --out public` and returns its stderr; panics unless it succeeds.
@@ -64,8 +67,54 @@ fn an_email_autolink_is_a_mailto_link_everywhere() {
         page.contains(r#"href="mailto:corey+blog@octayn.net""#),
         "{page}"
     );
-    assert!(page.contains(r#"href="mailto:editors@out.example""#), "{page}");
+    assert!(
+        page.contains(r#"href="mailto:editors@out.example""#),
+        "{page}"
+    );
     assert!(!page.contains("mailto:https"), "{page}");
     assert!(feed.contains("mailto:corey+blog@octayn.net"), "{feed}");
     assert!(!feed.contains("mailto:https"), "{feed}");
+}
+
+#[test]
+fn bare_generics_in_link_text_stay_as_text() {
+    let s = site(
+        "[Tracking Issue for Result<Option> and Option<Result> Conversion](https://x.example/1)\n\n\
+         A `Vec<T>` in prose.\n\n<Unknown />\n\n<Wrapped>inside</Wrapped>\n",
+    );
+    let stderr = build(&s);
+    let page = page(&s);
+    assert!(
+        page.contains(
+            "Tracking Issue for Result&lt;Option&gt; and Option&lt;Result&gt; Conversion"
+        ),
+        "{page}"
+    );
+    // A self-closing or paired unknown component is still a component: warned about, dropped.
+    assert!(
+        !page.contains("Unknown") && !page.contains("Wrapped"),
+        "{page}"
+    );
+    assert!(page.contains("inside"), "{page}");
+    assert!(
+        stderr.contains("Unknown") && stderr.contains("Wrapped"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Option") && !stderr.contains("Result"),
+        "{stderr}"
+    );
+    let text = s
+        .cmd()
+        .env("TECHSHACK_NOW", NOW)
+        .args(["preview", "2019-20", "--text", "m.txt"])
+        .output()
+        .expect("preview");
+    assert!(
+        text.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    let text = read(&s.path("m.txt"));
+    assert!(text.contains("Result<Option> and Option<Result>"), "{text}");
 }
