@@ -23,6 +23,19 @@ const PLAIN_INLINE: &[&str] = &[
     "samp", "small", "span", "strike", "strong", "sub", "sup", "tt", "u", "var", "wbr",
 ];
 
+/// Elements whose content an HTML parser with scripting on reads as text (or never shows):
+/// their fallback is what a feed reader or mail client, which runs no script, should show, so
+/// the tags go and their content is sanitized as markup like any other.
+const FALLBACK_WRAPPERS: &[&str] = &[
+    "noscript", "noembed", "noframes", "xmp", "textarea", "title",
+];
+
+fn is_fallback_wrapper(name: &str) -> bool {
+    FALLBACK_WRAPPERS
+        .iter()
+        .any(|w| w.eq_ignore_ascii_case(name))
+}
+
 /// Component tags are PascalCase (`TechshackHeader`); HTML tag names are not.
 fn is_component_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_uppercase())
@@ -83,6 +96,7 @@ impl<'a, 's> Builder<'a, 's> {
         for (_, token) in html::tokens(raw) {
             match token {
                 html::Token::Comment { .. } => {}
+                html::Token::Tag(t) if is_fallback_wrapper(t.name) => {}
                 html::Token::Tag(t) if is_component_name(t.name) => {
                     if let Some(h) = self.component_html(&t, offset) {
                         if !h.is_empty() {

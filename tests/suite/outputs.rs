@@ -207,3 +207,195 @@ fn links_out_of_the_issues_folder_and_fifos_are_refused_with_their_place() {
     build(&s);
     assert!(read(&s.path("public/weekly/2019-22.html")).contains("Linked to from inside."));
 }
+
+#[test]
+fn noscript_and_other_fallbacks_come_out_as_markup_in_page_feed_and_email() {
+    let s = site(
+        "A chart:\n\n<noscript>\n<img src=\"/static/chart.png\" alt=\"chart\" />\n\
+         <p>(static chart)</p>\n</noscript>\n\n<div>\n<noembed><p>(no embed)</p></noembed>\
+         <noframes><p><b>no frames</b></p></noframes><xmp><em>xmp</em></xmp>\
+         <textarea><strong>area</strong></textarea><title><i>t</i></title>\n</div>\n\n\
+         <div><noscript><script>alert(1)</script><p onclick=\"x()\">safe</p></noscript></div>\n",
+    );
+    build(&s);
+    let (ok, err) = run_bounded(
+        &s,
+        &["preview", "2019-20", "--html", "m.html", "--text", "m.txt"],
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    // The email's elements carry inlined styles; the markup is what is checked.
+    let email = without_styles(&read(&s.path("m.html")));
+    let feed = feed(&s);
+    let page = page(&s);
+    for (what, html) in [("page", &page), ("email", &email)] {
+        assert!(
+            html.contains(r#"<img src="https://out.example/static/chart.png" alt="chart""#),
+            "{what}: {html}"
+        );
+        for frag in [
+            "<p>(static chart)</p>",
+            "<p>(no embed)</p>",
+            "<b>no frames</b>",
+            "<em>xmp</em>",
+            "<strong>area</strong>",
+            "<i>t</i>",
+            "<p>safe</p>",
+        ] {
+            assert!(html.contains(frag), "{what} lacks {frag}: {html}");
+        }
+        assert!(!html.contains("&lt;"), "{what} has escaped markup: {html}");
+        for gone in [
+            "<noscript",
+            "<textarea",
+            "<title><i>",
+            "<xmp",
+            "alert(1)",
+            "onclick",
+        ] {
+            assert!(!html.contains(gone), "{what} has {gone}: {html}");
+        }
+    }
+    // The feed carries the same markup (in CDATA), never escaped markup.
+    assert!(feed.contains("<p>(static chart)</p>"), "{feed}");
+    assert!(feed.contains("<b>no frames</b>"), "{feed}");
+    assert!(
+        !feed.contains("&lt;p&gt;") && !feed.contains("&amp;lt;"),
+        "{feed}"
+    );
+    let text = read(&s.path("m.txt"));
+    assert!(
+        text.contains("(static chart)") && !text.contains("<p>"),
+        "{text}"
+    );
+}
+
+/// `html` without its ` style="…"` attributes.
+fn without_styles(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(i) = rest.find(" style=\"") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 8..];
+        rest = after.find('"').map_or("", |e| &after[e + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `&lt;` before an HTML element's name, outside `<code>` and `<pre>`: markup shown as text.
+fn escaped_markup(html: &str) -> Vec<String> {
+    const ELEMENTS: &[&str] = &[
+        "a",
+        "abbr",
+        "audio",
+        "b",
+        "blockquote",
+        "br",
+        "div",
+        "em",
+        "figure",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "hr",
+        "i",
+        "iframe",
+        "img",
+        "li",
+        "noscript",
+        "ol",
+        "p",
+        "picture",
+        "script",
+        "source",
+        "span",
+        "strong",
+        "table",
+        "td",
+        "tr",
+        "ul",
+        "video",
+    ];
+    let mut found = Vec::new();
+    let mut depth = 0usize;
+    let mut rest = html;
+    while let Some(i) = rest.find('<') {
+        let (text, tail) = rest.split_at(i);
+        if depth == 0 {
+            for (j, _) in text.match_indices("&lt;") {
+                let after = text[j + 4..].trim_start_matches('/');
+                let name: String = after
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                let next = after[name.len()..].chars().next();
+                let tag_like = matches!(next, Some(' ' | '/') | None)
+                    || after[name.len()..].starts_with("&gt;");
+                if tag_like && ELEMENTS.contains(&name.to_ascii_lowercase().as_str()) {
+                    found.push(text[j..].chars().take(60).collect());
+                }
+            }
+        }
+        let end = tail.find('>').map_or(tail.len(), |e| e + 1);
+        let tag = &tail[..end];
+        let lower = tag.to_ascii_lowercase();
+        if lower.starts_with("<code") || lower.starts_with("<pre") {
+            depth += 1;
+        } else if lower.starts_with("</code") || lower.starts_with("</pre") {
+            depth = depth.saturating_sub(1);
+        }
+        rest = &tail[end..];
+    }
+    found
+}
+
+#[test]
+fn escaped_markup_is_found_only_outside_code() {
+    assert_eq!(
+        escaped_markup("<p>&lt;img src=x&gt; and &lt;p&gt;</p><code>&lt;div&gt;</code><pre><span>&lt;b&gt;</span></pre> Vec&lt;T&gt;"),
+        ["&lt;img src=x&gt; and &lt;p&gt;", "&lt;p&gt;"]
+    );
+}
+
+#[test]
+#[ignore]
+fn no_built_corpus_page_shows_escaped_markup() {
+    let dir = crate::support::corpora();
+    for (config, corpus) in [
+        ("config/techshack.toml", "techshack"),
+        ("examples/twir/techshack.toml", "twir"),
+    ] {
+        let out = tempfile::tempdir().expect("temporary folder");
+        crate::support::techshack()
+            .arg("-q")
+            .arg("-c")
+            .arg(crate::support::repo().join(config))
+            .arg("--issues")
+            .arg(dir.join(corpus))
+            .arg("build")
+            .arg("--out")
+            .arg(out.path())
+            .assert()
+            .success();
+        let mut pages = 0;
+        let mut bad = Vec::new();
+        let mut stack = vec![out.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("folder") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "html") {
+                    pages += 1;
+                    for f in escaped_markup(&read(&p)) {
+                        bad.push(format!("{}: {f}", p.display()));
+                    }
+                }
+            }
+        }
+        assert!(pages > 20, "{corpus}: only {pages} pages");
+        assert!(bad.is_empty(), "{corpus}:\n{}", bad.join("\n"));
+    }
+}
