@@ -66,6 +66,9 @@ type Listed = BTreeMap<PathBuf, Option<Stamp>>;
 pub struct Committed {
     /// Outputs of the build, the unchanged ones included and the manifest not.
     pub count: usize,
+    /// Outputs that replaced a file of other bytes at their path, sorted: what a cache in
+    /// front of the folder must drop. New paths and unchanged files are not listed.
+    pub updated: Vec<PathBuf>,
     /// Files an earlier build wrote (listed in its manifest) that this one no longer writes,
     /// now removed, sorted.
     pub removed: Vec<PathBuf>,
@@ -113,6 +116,8 @@ struct State {
     created_dirs: Vec<PathBuf>,
     /// The stamp of each output's bytes, written or unchanged.
     stamps: BTreeMap<PathBuf, Stamp>,
+    /// Outputs staged over a file that holds other bytes.
+    updated: BTreeSet<PathBuf>,
     done: bool,
 }
 
@@ -180,6 +185,9 @@ impl Staging {
         self.lock().stamps.insert(rel.to_path_buf(), stamp);
         if holds(dest, bytes) {
             return Ok(());
+        }
+        if fs::symlink_metadata(dest).is_ok() {
+            self.lock().updated.insert(rel.to_path_buf());
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = dest
@@ -251,12 +259,16 @@ impl Staging {
         self.lock().done = true;
         let outputs = std::mem::take(&mut self.lock().paths);
         let stamps = std::mem::take(&mut self.lock().stamps);
+        let updated: Vec<PathBuf> = std::mem::take(&mut self.lock().updated)
+            .into_iter()
+            .collect();
         let old = match old {
             Ok(old) => old,
             Err(e) => {
                 // Overwriting it would lose the old list for good: keep it, remove nothing.
                 return Ok(Committed {
                     count,
+                    updated,
                     manifest_unreadable: Some(format!(
                         "could not read {}: {e}; no stale output was removed and the file was \
                          left as it is (fix or remove it)",
@@ -278,6 +290,7 @@ impl Staging {
             self.write_manifest(&current)?;
             return Ok(Committed {
                 count,
+                updated,
                 ..Committed::default()
             });
         }
@@ -306,6 +319,7 @@ impl Staging {
         }
         Ok(Committed {
             count,
+            updated,
             removed: pruned.removed,
             changed: pruned.changed,
             unrecorded: pruned.unrecorded,

@@ -4,7 +4,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{read, TestSite};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::support::{fixture, read, TestSite};
 
 const NOW: &str = "2019-06-01T00:00:00+08:00";
 
@@ -398,4 +401,109 @@ fn no_built_corpus_page_shows_escaped_markup() {
         assert!(pages > 20, "{corpus}: only {pages} pages");
         assert!(bad.is_empty(), "{corpus}:\n{}", bad.join("\n"));
     }
+}
+
+/// Every file under `dir` (relative, `/`-separated) with its bytes.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("folder") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(dir)
+                    .expect("under")
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::read(&p).expect("file"));
+            }
+        }
+    }
+    out
+}
+
+/// The `updated …` lines of `build -v`, as paths relative to `out`.
+fn updated_lines(stderr: &str, out: &Path) -> BTreeSet<String> {
+    let prefix = format!("updated {}/", out.display());
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_back_dated_issue_rewrites_only_the_archive_pages_from_its_date_on_and_build_names_them() {
+    let issues = tempfile::tempdir().expect("folder");
+    for e in std::fs::read_dir(fixture("feeds").join("issues")).expect("fixture") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, issues.path().join(p.file_name().expect("name"))).expect("copy");
+    }
+    let out = tempfile::tempdir().expect("folder");
+    let build = || {
+        let o = crate::support::techshack()
+            .env("TECHSHACK_NOW", NOW)
+            .arg("-v")
+            .arg("-c")
+            .arg(fixture("feeds").join("techshack.toml"))
+            .arg("--issues")
+            .arg(issues.path())
+            .arg("build")
+            .arg("--out")
+            .arg(out.path())
+            .output()
+            .expect("run build");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    build();
+    let before = tree(out.path());
+    // A rebuild of the same issues changes nothing and names nothing.
+    let err = build();
+    assert!(updated_lines(&err, out.path()).is_empty(), "{err}");
+    assert_eq!(before, tree(out.path()));
+    // Published late: an issue dated between 2019-03 and 2019-04.
+    std::fs::write(
+        issues.path().join("late.md"),
+        "---\ntitle: Late week\ndate: 2019-01-16\n---\n\n## Late story\n\n\
+         [late.example](https://late.example/post)\n\nNotes.\n",
+    )
+    .expect("issue");
+    let err = build();
+    let after = tree(out.path());
+    let changed: BTreeSet<String> = before
+        .iter()
+        .filter(|(p, b)| after.get(*p).is_some_and(|a| a != *b))
+        .map(|(p, _)| p.clone())
+        .filter(|p| p != ".techshack-outputs")
+        .collect();
+    assert_eq!(updated_lines(&err, out.path()), changed, "{err}");
+    // In each archive series, the changed pages are the newest ones from some page on; the
+    // older pages keep their bytes.
+    let mut kept_somewhere = false;
+    for stem in ["atom", "rss", "items.atom", "items.rss"] {
+        let pages: Vec<String> = (1..)
+            .map(|n| format!("archive/{stem}-{n}.xml"))
+            .take_while(|p| before.contains_key(p))
+            .collect();
+        assert!(pages.len() >= 2, "{stem}: {pages:?}");
+        let first = pages.iter().position(|p| changed.contains(p));
+        let first = first.unwrap_or(pages.len());
+        for (i, p) in pages.iter().enumerate() {
+            assert_eq!(
+                changed.contains(p),
+                i >= first,
+                "{stem}: {p} in {changed:?}"
+            );
+        }
+        kept_somewhere |= first > 0;
+    }
+    assert!(
+        kept_somewhere,
+        "no archive page kept its bytes: {changed:?}"
+    );
 }
