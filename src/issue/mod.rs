@@ -527,6 +527,13 @@ fn check_body(
                 Some(At::Offset(body_offset + offset)),
                 format!("unknown component `<{name}>` was stripped: map it in [components] (`{name} = \"\"` to strip it quietly)"),
             ),
+            Note::TooDeep { offset } => d.warning(
+                Some(At::Offset(body_offset + offset)),
+                format!(
+                    "nesting deeper than {} levels (quotes, lists, emphasis, HTML elements) was flattened from here on: the deeper levels keep their text but lose their markup",
+                    crate::render::MAX_DEPTH
+                ),
+            ),
             Note::SitePathImage { offset, path: site_path } => match statics {
                 StaticDir::None => {}
                 StaticDir::Missing => unchecked += 1,

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag, TagEnd};
 
+use super::depth::{Flattener, MAX_DEPTH};
 use super::sanitize::Sanitizer;
 use super::url::absolutize;
 use super::{options, Doc, FeedFixes, Note, Settings};
@@ -55,12 +56,23 @@ struct Builder<'a, 's> {
     /// Component names the body closes somewhere (`</Name>`): an unknown `<Name>` without one
     /// is a word in angle brackets (`Result<Option>`), kept as text.
     closed_names: HashSet<&'a str>,
+    /// For each open Markdown container, whether its start event was kept (not flattened).
+    kept: Vec<bool>,
+    /// Whether nesting was flattened somewhere (noted once, at the first place).
+    too_deep: bool,
 }
 
 impl<'a, 's> Builder<'a, 's> {
     fn sanitizer(&mut self) -> &Sanitizer {
         self.sanitizer
             .get_or_insert_with(|| Sanitizer::new(self.settings))
+    }
+
+    fn note_too_deep(&mut self, offset: usize) {
+        if !self.too_deep {
+            self.too_deep = true;
+            self.notes.push(Note::TooDeep { offset });
+        }
     }
 
     fn push(&mut self, e: Event<'a>, offset: usize) {
@@ -91,12 +103,15 @@ impl<'a, 's> Builder<'a, 's> {
     fn html_block(&mut self, raw: &str, offset: usize) {
         let mut replacements: Vec<String> = Vec::new();
         let mut pre = String::with_capacity(raw.len());
+        let room = MAX_DEPTH.saturating_sub(self.depth + self.open_inline.len());
+        let mut flat = Flattener::new(room.max(1));
         // Comments go here as well: most raw HTML in real issues is comments, which the
         // sanitizer would only remove.
         for (_, token) in html::tokens(raw) {
             match token {
                 html::Token::Comment { .. } => {}
                 html::Token::Tag(t) if is_fallback_wrapper(t.name) => {}
+                html::Token::Tag(t) if !flat.keep(&t) => {}
                 html::Token::Tag(t) if is_component_name(t.name) => {
                     if let Some(h) = self.component_html(&t, offset) {
                         if !h.is_empty() {
@@ -107,6 +122,9 @@ impl<'a, 's> Builder<'a, 's> {
                 }
                 t => pre.push_str(t.raw()),
             }
+        }
+        if flat.flattened {
+            self.note_too_deep(offset);
         }
         let out = if pre.trim().is_empty() {
             String::new()
@@ -189,6 +207,10 @@ impl<'a, 's> Builder<'a, 's> {
         };
         // Browsers read `<span/>` as an open tag, so it is closed like one.
         if !VOID.contains(&name.as_str()) {
+            if self.depth + self.open_inline.len() >= MAX_DEPTH {
+                self.note_too_deep(offset);
+                return;
+            }
             self.open_inline.push((name, self.depth));
         }
         self.push(Event::InlineHtml(CowStr::from(open)), offset);
@@ -227,6 +249,16 @@ impl<'a, 's> Builder<'a, 's> {
     }
 
     fn event(&mut self, e: Event<'a>, offset: usize) {
+        match &e {
+            Event::Start(_) if self.depth + self.open_inline.len() >= MAX_DEPTH => {
+                self.kept.push(false);
+                self.note_too_deep(offset);
+                return;
+            }
+            Event::Start(_) => self.kept.push(true),
+            Event::End(_) if self.kept.pop() == Some(false) => return,
+            _ => {}
+        }
         match e {
             Event::Start(Tag::Link {
                 link_type,
@@ -320,6 +352,8 @@ impl<'a> Doc<'a> {
             depth: 0,
             fixes: FeedFixes::default(),
             closed_names: closed_component_names(body),
+            kept: Vec::new(),
+            too_deep: false,
         };
         let mut block: Option<(String, usize)> = None;
         for (e, range) in Parser::new_ext(body, options()).into_offset_iter() {

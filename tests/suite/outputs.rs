@@ -29,6 +29,9 @@ time = "09:00"
 [feeds]
 path = "/"
 
+[state]
+db = "state/techshack.sqlite3"
+
 [email]
 from = "Outputs Weekly <news@out.example>"
 list_id = "weekly.out.example"
@@ -506,4 +509,71 @@ fn a_back_dated_issue_rewrites_only_the_archive_pages_from_its_date_on_and_build
         kept_somewhere,
         "no archive page kept its bytes: {changed:?}"
     );
+}
+
+#[test]
+fn deep_nesting_is_flattened_with_a_warning_and_crashes_no_command() {
+    let inputs = [
+        ("quotes", ">".repeat(12_000) + " deep quote\n"),
+        (
+            "inline tags",
+            format!(
+                "x {}deep inline{} y\n",
+                "<span>".repeat(100_000),
+                "</span>".repeat(100_000)
+            ),
+        ),
+        ("stars", "*".repeat(200_000) + "\n"),
+        (
+            "divs",
+            format!(
+                "{}deep div\n{}",
+                "<div>\n".repeat(100_000),
+                "</div>\n".repeat(100_000)
+            ),
+        ),
+        ("lists", "- ".repeat(5_000) + "deep item\n"),
+    ];
+    let bound = Duration::from_secs(300);
+    for (what, body) in inputs {
+        let s = site(&body);
+        let (ok, err) = run_bounded(&s, &["subscribers", "add", "reader@example.net"], bound);
+        assert!(ok, "{err}");
+        for args in [
+            &["check"][..],
+            &["build", "--out", "public"],
+            &["preview", "2019-20", "--html", "m.html", "--text", "m.txt"],
+            &["send", "2019-20", "--dry-run", "dry"],
+        ] {
+            let (ok, err) = run_bounded(&s, args, bound);
+            assert!(ok, "{what}: {args:?} failed:\n{err}");
+        }
+        let (_, err) = run_bounded(&s, &["check"], bound);
+        if what != "stars" {
+            assert!(
+                err.contains("issues/2019-20.md:") && err.contains("was flattened"),
+                "{what}: {err}"
+            );
+        }
+        let words = what.split(' ').next().unwrap_or(what);
+        let page = page(&s);
+        let text = read(&s.path("m.txt"));
+        if what != "stars" {
+            let word = match words {
+                "quotes" => "deep quote",
+                "inline" => "deep inline",
+                "divs" => "deep div",
+                _ => "deep item",
+            };
+            assert!(page.contains(word), "{what}: the text is kept");
+            assert!(text.contains(word), "{what}: the text part keeps it");
+        }
+        assert!(
+            std::fs::read_dir(s.path("dry"))
+                .expect("dry-run folder")
+                .count()
+                == 1,
+            "{what}: one message"
+        );
+    }
 }
