@@ -66,6 +66,9 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<Exit> {
         diag::warning(why);
     }
     if ctx.verbose && !ctx.quiet {
+        for rel in &built.updated {
+            eprintln!("updated {}", out.join(rel).display());
+        }
         for rel in &built.removed {
             eprintln!("removed {}", out.join(rel).display());
         }
@@ -93,6 +96,8 @@ pub struct Built {
     pub feeds: emit::Written,
     /// Web pages: one per issue and the index.
     pub pages: usize,
+    /// Outputs whose file at that path held other bytes before (relative to `out`), sorted.
+    pub updated: Vec<std::path::PathBuf>,
     /// Stale files removed: written by the previous build, not by this one (relative to `out`).
     pub removed: Vec<std::path::PathBuf>,
     /// Stale files kept because they changed since build wrote them.
@@ -120,6 +125,7 @@ pub fn write_all(config: &Config, published: &[&Issue], out: &Path) -> Result<Bu
         count: committed.count,
         feeds,
         pages,
+        updated: committed.updated,
         removed: committed.removed,
         changed: committed.changed,
         unrecorded: committed.unrecorded,

@@ -4,9 +4,10 @@
 //! The output folder is often shared with other tools (a static site's `public/`), so stale
 //! outputs are found through a manifest of what the previous build wrote, never by listing the
 //! folder: a file that no build listed is never removed. Each listed output carries the size
-//! and modification time its file had when build wrote or confirmed it, and a stale file is
-//! removed only while it still has both: a file that changed since (the user's own page now at
-//! an old output's path) is not build's any more.
+//! and SHA-256 of the bytes build wrote or confirmed, and a stale file is removed only while it
+//! still holds exactly them: a file that changed since (the user's own page now at an old
+//! output's path) is not build's any more. The manifest is thus a function of the input alone,
+//! byte-identical between two builds into two folders.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -18,17 +19,42 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 
 /// The file in the output folder that lists what the last successful build wrote: one output
-/// per line, sorted, as `path<TAB>size<TAB>mtime_ns`: the path relative to the folder,
-/// `/`-separated, then the file's size in bytes and its modification time in nanoseconds since
-/// the Unix epoch when build last wrote or confirmed it.
+/// per line, sorted, as `path<TAB>size<TAB>sha256:HEX`: the path relative to the folder,
+/// `/`-separated, then the size in bytes and the SHA-256 (lowercase hex) of what build last
+/// wrote or confirmed there. Lines of the previous version, `path<TAB>size<TAB>mtime_ns` with
+/// the modification time in nanoseconds since the Unix epoch, are still read.
 pub const MANIFEST: &str = ".techshack-outputs";
 
-/// What an output's file looked like when build last wrote or confirmed it. Size and time
-/// rather than a hash of the contents: a build stats each output once and reads nothing more.
+/// What an output's file looked like when build last wrote or confirmed it. The hash is taken
+/// of the bytes build holds in memory anyway; only a stale file is ever read to check it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    size: u64,
-    mtime_ns: i128,
+enum Stamp {
+    /// The size and SHA-256 of the contents, as this version writes them.
+    Hash { size: u64, sha256: [u8; 32] },
+    /// The size and modification time, as the previous version wrote them.
+    Time { size: u64, mtime_ns: i128 },
+}
+
+impl Stamp {
+    fn of_bytes(bytes: &[u8]) -> Stamp {
+        use sha2::{Digest, Sha256};
+        Stamp::Hash {
+            size: bytes.len() as u64,
+            sha256: Sha256::digest(bytes).into(),
+        }
+    }
+
+    /// Whether the regular file at `path`, with metadata `meta`, is still what was recorded.
+    fn matches(&self, path: &Path, meta: &fs::Metadata) -> bool {
+        match *self {
+            Stamp::Hash { size, .. } if size != meta.len() => false,
+            Stamp::Hash { .. } => fs::read(path)
+                .is_ok_and(|b| b.len() == meta.len() as usize && { Stamp::of_bytes(&b) == *self }),
+            Stamp::Time { size, mtime_ns } => {
+                meta.len() == size && mtime_of(meta) == Some(mtime_ns)
+            }
+        }
+    }
 }
 
 /// Manifest entries: each path with its stamp, or `None` when the line had none (written by an
@@ -40,11 +66,14 @@ type Listed = BTreeMap<PathBuf, Option<Stamp>>;
 pub struct Committed {
     /// Outputs of the build, the unchanged ones included and the manifest not.
     pub count: usize,
+    /// Outputs that replaced a file of other bytes at their path, sorted: what a cache in
+    /// front of the folder must drop. New paths and unchanged files are not listed.
+    pub updated: Vec<PathBuf>,
     /// Files an earlier build wrote (listed in its manifest) that this one no longer writes,
     /// now removed, sorted.
     pub removed: Vec<PathBuf>,
-    /// Stale files left in place because their size or modification time changed since build
-    /// wrote them: someone else's file now, sorted.
+    /// Stale files left in place because their contents changed since build wrote them:
+    /// someone else's file now, sorted.
     pub changed: Vec<PathBuf>,
     /// Stale files left in place because the manifest line gave no size and time (written by
     /// an older version), sorted.
@@ -85,6 +114,10 @@ struct State {
     paths: BTreeSet<PathBuf>,
     /// Folders this build created, parents first.
     created_dirs: Vec<PathBuf>,
+    /// The stamp of each output's bytes, written or unchanged.
+    stamps: BTreeMap<PathBuf, Stamp>,
+    /// Outputs staged over a file that holds other bytes.
+    updated: BTreeSet<PathBuf>,
     done: bool,
 }
 
@@ -148,8 +181,13 @@ impl Staging {
     fn stage(&self, rel: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
         self.ensure_dir(&dir)?;
+        let stamp = Stamp::of_bytes(bytes);
+        self.lock().stamps.insert(rel.to_path_buf(), stamp);
         if holds(dest, bytes) {
             return Ok(());
+        }
+        if fs::symlink_metadata(dest).is_ok() {
+            self.lock().updated.insert(rel.to_path_buf());
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = dest
@@ -208,7 +246,7 @@ impl Staging {
                 // build still knows every file it may have to remove.
                 if let Ok(mut listed) = old {
                     for r in renamed {
-                        let stamp = stamp_at(&self.root.join(&r));
+                        let stamp = self.lock().stamps.get(&r).copied();
                         listed.insert(r, stamp);
                     }
                     let _ = self.write_manifest(&listed);
@@ -220,12 +258,17 @@ impl Staging {
         }
         self.lock().done = true;
         let outputs = std::mem::take(&mut self.lock().paths);
+        let stamps = std::mem::take(&mut self.lock().stamps);
+        let updated: Vec<PathBuf> = std::mem::take(&mut self.lock().updated)
+            .into_iter()
+            .collect();
         let old = match old {
             Ok(old) => old,
             Err(e) => {
                 // Overwriting it would lose the old list for good: keep it, remove nothing.
                 return Ok(Committed {
                     count,
+                    updated,
                     manifest_unreadable: Some(format!(
                         "could not read {}: {e}; no stale output was removed and the file was \
                          left as it is (fix or remove it)",
@@ -237,7 +280,7 @@ impl Staging {
         };
         let current: Listed = outputs
             .iter()
-            .map(|rel| (rel.clone(), stamp_at(&self.root.join(rel))))
+            .map(|rel| (rel.clone(), stamps.get(rel).copied()))
             .collect();
         let stale: Listed = old
             .into_iter()
@@ -247,6 +290,7 @@ impl Staging {
             self.write_manifest(&current)?;
             return Ok(Committed {
                 count,
+                updated,
                 ..Committed::default()
             });
         }
@@ -275,6 +319,7 @@ impl Staging {
         }
         Ok(Committed {
             count,
+            updated,
             removed: pruned.removed,
             changed: pruned.changed,
             unrecorded: pruned.unrecorded,
@@ -363,29 +408,44 @@ fn manifest_line(rel: &Path, stamp: Option<Stamp>) -> Option<String> {
         return None;
     }
     Some(match stamp {
-        Some(s) => format!("{path}\t{}\t{}", s.size, s.mtime_ns),
+        Some(Stamp::Hash { size, sha256 }) => {
+            use std::fmt::Write as _;
+            let mut line = format!("{path}\t{size}\tsha256:");
+            for b in sha256 {
+                let _ = write!(line, "{b:02x}");
+            }
+            line
+        }
+        Some(Stamp::Time { size, mtime_ns }) => format!("{path}\t{size}\t{mtime_ns}"),
         None => path,
     })
 }
 
-/// The size and modification time of the regular file (not a link) at `path`, if any.
-fn stamp_at(path: &Path) -> Option<Stamp> {
-    fs::symlink_metadata(path)
-        .ok()
-        .filter(|m| m.is_file())
-        .and_then(|m| stamp_of(&m))
+/// The modification time of a file in nanoseconds since the Unix epoch.
+fn mtime_of(meta: &fs::Metadata) -> Option<i128> {
+    let mtime = meta.modified().ok()?;
+    match mtime.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i128::try_from(d.as_nanos()).ok(),
+        Err(e) => i128::try_from(e.duration().as_nanos()).ok().map(|n| -n),
+    }
 }
 
-fn stamp_of(meta: &fs::Metadata) -> Option<Stamp> {
-    let mtime = meta.modified().ok()?;
-    let mtime_ns = match mtime.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i128::try_from(d.as_nanos()).ok()?,
-        Err(e) => -i128::try_from(e.duration().as_nanos()).ok()?,
+/// `sha256:` and 64 lowercase hex digits, as bytes.
+fn parse_sha256(field: &str) -> Option<[u8; 32]> {
+    let hex = field.strip_prefix("sha256:")?.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
     };
-    Some(Stamp {
-        size: meta.len(),
-        mtime_ns,
-    })
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 /// The entries of the manifest in `out`. A missing manifest lists nothing, and so does a link
@@ -421,25 +481,30 @@ fn parse_manifest(bytes: &[u8]) -> Listed {
         .collect()
 }
 
-/// One manifest line: `path<TAB>size<TAB>mtime_ns`, or `path` alone as older versions wrote
-/// it (no stamp: never pruned).
+/// One manifest line: `path<TAB>size<TAB>sha256:HEX`, `path<TAB>size<TAB>mtime_ns` as the
+/// previous version wrote it, or `path` alone as older versions did (no stamp: never pruned).
 fn parse_line(line: &str) -> Option<(PathBuf, Option<Stamp>)> {
     let mut fields = line.split('\t');
     let path = parse_path(fields.next()?)?;
     let rest: Vec<&str> = fields.collect();
     match rest[..] {
         [] => Some((path, None)),
-        [size, mtime] => {
+        [size, third] => {
             let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-            let negative = mtime.strip_prefix('-');
-            if !digits(size) || !digits(negative.unwrap_or(mtime)) {
+            if !digits(size) {
                 return None;
             }
-            let stamp = Stamp {
-                size: size.parse().ok()?,
-                mtime_ns: mtime.parse().ok()?,
-            };
-            Some((path, Some(stamp)))
+            let size = size.parse().ok()?;
+            if third.starts_with("sha256:") {
+                let sha256 = parse_sha256(third)?;
+                return Some((path, Some(Stamp::Hash { size, sha256 })));
+            }
+            let negative = third.strip_prefix('-');
+            if !digits(negative.unwrap_or(third)) {
+                return None;
+            }
+            let mtime_ns = third.parse().ok()?;
+            Some((path, Some(Stamp::Time { size, mtime_ns })))
         }
         _ => None,
     }
@@ -467,8 +532,9 @@ struct Pruned {
 /// Removes the `stale` files under `root`, then the folders that this left empty, never
 /// `root` itself. A stale path is left alone when its folder resolves outside `root` (a
 /// link), when it is no longer a regular file (a folder, a link), or when it is one of the
-/// `outputs` under another name (a file system that ignores case), and kept when its size or
-/// modification time is not the one `stale` recorded (or none was recorded).
+/// `outputs` under another name (a file system that ignores case), and kept when its size and
+/// contents (or, for a line of the previous version, its size and modification time) are not
+/// the ones `stale` recorded, or none was recorded.
 fn prune(
     root: &Path,
     stale: &Listed,
@@ -516,7 +582,7 @@ fn prune(
                 pruned.unrecorded.push(rel.clone());
                 continue;
             }
-            Some(s) if stamp_of(&meta) != Some(*s) => {
+            Some(s) if !s.matches(&path, &meta) => {
                 pruned.changed.push(rel.clone());
                 continue;
             }
@@ -733,7 +799,8 @@ mod tests {
 
     /// The manifest line build would write for the file at `rel` as it is now.
     fn line(out: &Path, rel: &str) -> String {
-        manifest_line(Path::new(rel), stamp_at(&out.join(rel))).unwrap()
+        let stamp = Stamp::of_bytes(&fs::read(out.join(rel)).unwrap());
+        manifest_line(Path::new(rel), Some(stamp)).unwrap()
     }
 
     #[test]
@@ -768,10 +835,17 @@ mod tests {
 
     #[test]
     fn only_paths_a_line_can_hold_are_listed() {
-        let stamp = Some(Stamp {
+        let stamp = Some(Stamp::Time {
             size: 12,
             mtime_ns: 1_546_300_800_123_456_789,
         });
+        let hashed = Some(Stamp::of_bytes(b"abc"));
+        assert_eq!(
+            manifest_line(Path::new("a.xml"), hashed).as_deref(),
+            Some(
+                "a.xml\t3\tsha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            )
+        );
         assert_eq!(
             manifest_line(Path::new("weekly/2019-01.html"), stamp).as_deref(),
             Some("weekly/2019-01.html\t12\t1546300800123456789")
@@ -789,7 +863,7 @@ mod tests {
         assert_eq!(manifest_line(Path::new("a\t1\t2"), None), None);
         assert_eq!(manifest_line(Path::new(MANIFEST), stamp), None);
         for p in ["weekly/x.html", "a.xml", "archive/items.rss-3.xml"] {
-            for s in [stamp, None] {
+            for s in [stamp, hashed, None] {
                 let line = manifest_line(Path::new(p), s).unwrap();
                 let parsed = parse_manifest(line.as_bytes());
                 assert_eq!(lines(&parsed), [p], "round trip");
@@ -813,13 +887,18 @@ mod tests {
             spaced.xml\t 1\t2\n\
             huge.xml\t18446744073709551616\t2\n\
             ../escape.xml\t1\t2\n\
-            \t1\t2\n";
+            \t1\t2\n\
+            hashed.xml\t3\tsha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n\
+            short-hash.xml\t3\tsha256:ba78\n\
+            upper-hash.xml\t3\tsha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD\n\
+            other-hash.xml\t3\tmd5:ba7816bf8f01cfea414140de5dae2223\n";
         let listed = parse_manifest(text);
-        let stamp = |size, mtime_ns| Some(Stamp { size, mtime_ns });
+        let stamp = |size, mtime_ns| Some(Stamp::Time { size, mtime_ns });
         let expected: Listed = [
             ("a.xml", stamp(12, 1_546_300_800_123_456_789)),
             ("before-1970.xml", stamp(3, -5)),
             ("crlf.xml", stamp(4, 5)),
+            ("hashed.xml", Some(Stamp::of_bytes(b"abc"))),
             ("old-format.html", None),
         ]
         .into_iter()
@@ -1053,10 +1132,12 @@ mod tests {
         // The user's own page at a former output's path.
         fs::remove_file(out.join("w/2019-02.html")).unwrap();
         fs::write(out.join("w/2019-02.html"), b"<meta http-equiv=refresh>").unwrap();
-        // Same size, another time: rewritten by someone else.
+        // Same size, other bytes: rewritten by someone else.
+        fs::write(out.join("same-size.xml"), b"SAME-SIZE.XML").unwrap();
+        // Same bytes, another time: still build's own file.
         let f = File::options()
             .write(true)
-            .open(out.join("same-size.xml"))
+            .open(out.join("old.xml"))
             .unwrap();
         f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400))
             .unwrap();
@@ -1081,11 +1162,42 @@ mod tests {
         );
         assert_eq!(
             fs::read(out.join("same-size.xml")).unwrap(),
-            b"same-size.xml"
+            b"SAME-SIZE.XML"
         );
         assert!(out.join("legacy.xml").exists());
         // Not build's any more: no longer listed.
         assert_eq!(listed(out), ["a.xml"]);
+    }
+
+    #[test]
+    fn a_manifest_of_the_previous_version_is_read_with_its_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        build(out, &["a.xml", "old.xml", "touched.xml"]);
+        let time_line = |rel: &str, shift: i128| {
+            let meta = fs::metadata(out.join(rel)).unwrap();
+            let mtime_ns = mtime_of(&meta).unwrap() + shift;
+            let stamp = Stamp::Time {
+                size: meta.len(),
+                mtime_ns,
+            };
+            manifest_line(Path::new(rel), Some(stamp)).unwrap()
+        };
+        let text = format!(
+            "a.xml\n{}\n{}\n",
+            time_line("old.xml", 0),
+            time_line("touched.xml", 1)
+        );
+        fs::write(out.join(MANIFEST), text).unwrap();
+        let c = build(out, &["a.xml"]);
+        assert_eq!(c.removed, [PathBuf::from("old.xml")]);
+        assert_eq!(c.changed, [PathBuf::from("touched.xml")]);
+        assert!(out.join("touched.xml").exists());
+        // Rewritten in the new form.
+        assert_eq!(
+            fs::read_to_string(out.join(MANIFEST)).unwrap(),
+            format!("{}\n", line(out, "a.xml"))
+        );
     }
 
     #[test]

@@ -15,13 +15,16 @@
 //!   unchecked.
 
 pub(crate) mod date;
+mod files;
 pub(crate) mod front_matter;
 pub(crate) mod items;
+
+use files::refusal;
+pub use files::{is_issue_file, issue_files};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use rayon::prelude::*;
 
 use crate::config::Config;
@@ -45,41 +48,6 @@ impl Loaded {
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
-}
-
-/// Whether a file is an issue: `*.md` or `*.markdown`, not hidden (editors and macOS leave
-/// `.#name.md` and `._name.md` files next to real ones).
-pub fn is_issue_file(path: &Path) -> bool {
-    let hidden = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map_or(true, |n| n.starts_with('.'));
-    !hidden
-        && path.is_file()
-        && matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("md" | "markdown")
-        )
-}
-
-/// The issue files of a folder, sorted by path.
-pub fn issue_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).with_context(|| {
-        format!(
-            "reading the issues folder {}: check issues.dir in the config or pass --issues DIR",
-            dir.display()
-        )
-    })?;
-    let mut paths = Vec::new();
-    for e in entries {
-        let e = e.with_context(|| format!("reading the issues folder {}", dir.display()))?;
-        let p = e.path();
-        if is_issue_file(&p) {
-            paths.push(p);
-        }
-    }
-    paths.sort();
-    Ok(paths)
 }
 
 /// What [`load_all_with`] renders besides the HTML.
@@ -106,21 +74,24 @@ pub fn load_all(config: &Config) -> anyhow::Result<Loaded> {
 pub fn load_all_with(config: &Config, opts: LoadOptions) -> anyhow::Result<Loaded> {
     let paths = issue_files(&config.issues.dir)?;
     let statics = StaticDir::of(config);
+    let real_dir = std::fs::canonicalize(&config.issues.dir).ok();
+    let unread = |p: &Path, msg: String| Parsed {
+        issue: None,
+        diagnostics: vec![Diagnostic::error(p, None, msg)],
+        unchecked_images: 0,
+        slug_at: None,
+        id_at: None,
+    };
     let parsed: Vec<Parsed> = paths
         .par_iter()
-        .map(|p| match std::fs::read(p) {
-            Ok(bytes) => parse(config, &statics, opts, p, &bytes),
-            Err(e) => Parsed {
-                issue: None,
-                diagnostics: vec![Diagnostic::error(
-                    p,
-                    None,
-                    format!("cannot read the file: {e}"),
-                )],
-                unchecked_images: 0,
-                slug_at: None,
-                id_at: None,
-            },
+        .map(|p| {
+            if let Some(why) = refusal(p, real_dir.as_deref()) {
+                return unread(p, why);
+            }
+            match std::fs::read(p) {
+                Ok(bytes) => parse(config, &statics, opts, p, &bytes),
+                Err(e) => unread(p, format!("cannot read the file: {e}")),
+            }
         })
         .collect();
 
@@ -461,6 +432,13 @@ fn check_body(
             Note::UnknownComponent { offset, name } => d.warning(
                 Some(At::Offset(body_offset + offset)),
                 format!("unknown component `<{name}>` was stripped: map it in [components] (`{name} = \"\"` to strip it quietly)"),
+            ),
+            Note::TooDeep { offset } => d.warning(
+                Some(At::Offset(body_offset + offset)),
+                format!(
+                    "nesting deeper than {} levels (quotes, lists, emphasis, HTML elements) was flattened from here on: the deeper levels keep their text but lose their markup",
+                    crate::render::MAX_DEPTH
+                ),
             ),
             Note::SitePathImage { offset, path: site_path } => match statics {
                 StaticDir::None => {}

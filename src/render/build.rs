@@ -2,9 +2,11 @@
 //! replaced, URLs made absolute, raw HTML reduced to the allow-list and balanced.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
-use pulldown_cmark::{CowStr, Event, Parser, Tag, TagEnd};
+use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag, TagEnd};
 
+use super::depth::{Flattener, MAX_DEPTH};
 use super::sanitize::Sanitizer;
 use super::url::absolutize;
 use super::{options, Doc, FeedFixes, Note, Settings};
@@ -22,6 +24,19 @@ const PLAIN_INLINE: &[&str] = &[
     "samp", "small", "span", "strike", "strong", "sub", "sup", "tt", "u", "var", "wbr",
 ];
 
+/// Elements whose content an HTML parser with scripting on reads as text (or never shows):
+/// their fallback is what a feed reader or mail client, which runs no script, should show, so
+/// the tags go and their content is sanitized as markup like any other.
+const FALLBACK_WRAPPERS: &[&str] = &[
+    "noscript", "noembed", "noframes", "xmp", "textarea", "title",
+];
+
+fn is_fallback_wrapper(name: &str) -> bool {
+    FALLBACK_WRAPPERS
+        .iter()
+        .any(|w| w.eq_ignore_ascii_case(name))
+}
+
 /// Component tags are PascalCase (`TechshackHeader`); HTML tag names are not.
 fn is_component_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_uppercase())
@@ -38,12 +53,26 @@ struct Builder<'a, 's> {
     open_inline: Vec<(String, usize)>,
     depth: usize,
     fixes: FeedFixes,
+    /// Component names the body closes somewhere (`</Name>`): an unknown `<Name>` without one
+    /// is a word in angle brackets (`Result<Option>`), kept as text.
+    closed_names: HashSet<&'a str>,
+    /// For each open Markdown container, whether its start event was kept (not flattened).
+    kept: Vec<bool>,
+    /// Whether nesting was flattened somewhere (noted once, at the first place).
+    too_deep: bool,
 }
 
 impl<'a, 's> Builder<'a, 's> {
     fn sanitizer(&mut self) -> &Sanitizer {
         self.sanitizer
             .get_or_insert_with(|| Sanitizer::new(self.settings))
+    }
+
+    fn note_too_deep(&mut self, offset: usize) {
+        if !self.too_deep {
+            self.too_deep = true;
+            self.notes.push(Note::TooDeep { offset });
+        }
     }
 
     fn push(&mut self, e: Event<'a>, offset: usize) {
@@ -74,11 +103,15 @@ impl<'a, 's> Builder<'a, 's> {
     fn html_block(&mut self, raw: &str, offset: usize) {
         let mut replacements: Vec<String> = Vec::new();
         let mut pre = String::with_capacity(raw.len());
+        let room = MAX_DEPTH.saturating_sub(self.depth + self.open_inline.len());
+        let mut flat = Flattener::new(room.max(1));
         // Comments go here as well: most raw HTML in real issues is comments, which the
         // sanitizer would only remove.
         for (_, token) in html::tokens(raw) {
             match token {
                 html::Token::Comment { .. } => {}
+                html::Token::Tag(t) if is_fallback_wrapper(t.name) => {}
+                html::Token::Tag(t) if !flat.keep(&t) => {}
                 html::Token::Tag(t) if is_component_name(t.name) => {
                     if let Some(h) = self.component_html(&t, offset) {
                         if !h.is_empty() {
@@ -89,6 +122,9 @@ impl<'a, 's> Builder<'a, 's> {
                 }
                 t => pre.push_str(t.raw()),
             }
+        }
+        if flat.flattened {
+            self.note_too_deep(offset);
         }
         let out = if pre.trim().is_empty() {
             String::new()
@@ -124,6 +160,12 @@ impl<'a, 's> Builder<'a, 's> {
             return;
         };
         if is_component_name(tag.name) {
+            let self_closing = t.trim_end_matches('>').trim_end().ends_with('/');
+            let known = self.settings.components.contains_key(tag.name);
+            if !known && !self_closing && !self.closed_names.contains(tag.name) {
+                self.push(Event::Text(CowStr::from(t.to_string())), offset);
+                return;
+            }
             if let Some(h) = self.component_html(&tag, offset) {
                 if !h.is_empty() {
                     self.push(Event::InlineHtml(CowStr::from(h)), offset);
@@ -165,6 +207,10 @@ impl<'a, 's> Builder<'a, 's> {
         };
         // Browsers read `<span/>` as an open tag, so it is closed like one.
         if !VOID.contains(&name.as_str()) {
+            if self.depth + self.open_inline.len() >= MAX_DEPTH {
+                self.note_too_deep(offset);
+                return;
+            }
             self.open_inline.push((name, self.depth));
         }
         self.push(Event::InlineHtml(CowStr::from(open)), offset);
@@ -203,6 +249,16 @@ impl<'a, 's> Builder<'a, 's> {
     }
 
     fn event(&mut self, e: Event<'a>, offset: usize) {
+        match &e {
+            Event::Start(_) if self.depth + self.open_inline.len() >= MAX_DEPTH => {
+                self.kept.push(false);
+                self.note_too_deep(offset);
+                return;
+            }
+            Event::Start(_) => self.kept.push(true),
+            Event::End(_) if self.kept.pop() == Some(false) => return,
+            _ => {}
+        }
         match e {
             Event::Start(Tag::Link {
                 link_type,
@@ -210,6 +266,15 @@ impl<'a, 's> Builder<'a, 's> {
                 title,
                 id,
             }) => {
+                // An email autolink (`<a@b.c>`) holds the bare address; the HTML writer would
+                // add `mailto:` after the address was made a site URL. The scheme goes on here,
+                // so the link is absolute and never joined to the site.
+                let (link_type, dest_url) = if link_type == LinkType::Email {
+                    let bare = dest_url.strip_prefix("mailto:").unwrap_or(&dest_url);
+                    (LinkType::Autolink, CowStr::from(format!("mailto:{bare}")))
+                } else {
+                    (link_type, dest_url)
+                };
                 let dest_url = self.link_url(dest_url, false, offset);
                 self.depth += 1;
                 self.push(
@@ -258,6 +323,22 @@ impl<'a, 's> Builder<'a, 's> {
     }
 }
 
+/// Every component name that `body` has a closing tag of (`</Name>`).
+fn closed_component_names(body: &str) -> HashSet<&str> {
+    let mut names = HashSet::new();
+    for (i, _) in body.match_indices("</") {
+        let rest = &body[i + 2..];
+        let len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        let name = &rest[..len];
+        if is_component_name(name) {
+            names.insert(name);
+        }
+    }
+    names
+}
+
 impl<'a> Doc<'a> {
     /// Parses and filters a body.
     pub fn parse(body: &'a str, settings: &Settings) -> Doc<'a> {
@@ -270,6 +351,9 @@ impl<'a> Doc<'a> {
             open_inline: Vec::new(),
             depth: 0,
             fixes: FeedFixes::default(),
+            closed_names: closed_component_names(body),
+            kept: Vec::new(),
+            too_deep: false,
         };
         let mut block: Option<(String, usize)> = None;
         for (e, range) in Parser::new_ext(body, options()).into_offset_iter() {

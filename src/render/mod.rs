@@ -12,6 +12,7 @@
 //! cannot produce active content, so sanitizing whole documents would cost time for nothing.
 
 mod build;
+mod depth;
 pub(crate) mod feed;
 mod page;
 mod sanitize;
@@ -57,7 +58,11 @@ pub enum Note {
     UnknownComponent { offset: usize, name: String },
     /// An image with a site path (`/static/x.png`), to look for in `issues.static_dir`.
     SitePathImage { offset: usize, path: String },
+    /// The first place nesting went deeper than [`MAX_DEPTH`]; deeper levels were flattened.
+    TooDeep { offset: usize },
 }
+
+pub use depth::MAX_DEPTH;
 
 /// One issue body as a vector of filtered events.
 #[derive(Debug)]

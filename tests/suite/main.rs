@@ -8,6 +8,7 @@ mod check_inputs;
 mod email_mime;
 mod feeds;
 mod new_cmd;
+mod outputs;
 mod parse_corpus;
 mod parse_fuzz;
 mod parse_model;
