@@ -19,5 +19,6 @@ mod send_tls;
 mod serve;
 mod serve_browser;
 mod serve_send;
+mod shipped;
 mod status;
 mod subscribers;
