@@ -22,3 +22,4 @@ mod serve_send;
 mod shipped;
 mod status;
 mod subscribers;
+mod typos;
