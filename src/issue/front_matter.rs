@@ -172,7 +172,7 @@ pub fn near_miss(key: &str) -> Option<&'static str> {
 }
 
 /// Edits (insert, delete, substitute, swap of neighbours) that turn `a` into `b`.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     // Three rows of the optimal-string-alignment table.
