@@ -141,6 +141,10 @@ and \fBserve\fR. Keep it the same for as long as mailed links must work.
 \fBTECHSHACK_SMTP_PASSWORD\fR
 The password of \fBsmtp.username\fR for \fBsend\fR and \fBserve\fR.
 .TP
+\fBTECHSHACK_SECRETS_FILE\fR
+A file to read both secrets from when \fB\-\-secrets\fR is not given: \fIKEY\fR=\fIvalue\fR
+lines, each value taken literally to the end of its line.
+.TP
 \fBTECHSHACK_NOW\fR
 For tests only: an RFC 3339 time taken as the current time by \fBbuild\fR, \fBnew\fR and
 \fBpreview\fR.

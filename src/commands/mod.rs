@@ -40,7 +40,10 @@ impl Ctx {
         Ok(Ctx {
             config,
             config_path,
-            secrets: Secrets::from_env(),
+            secrets: match &cli.secrets {
+                Some(file) => Secrets::from_file(file)?,
+                None => Secrets::from_env(),
+            },
             clock: Clock::from_env(),
             quiet: cli.quiet,
             verbose: cli.verbose,

@@ -13,6 +13,7 @@ mod parse_corpus;
 mod parse_fuzz;
 mod parse_model;
 mod preview_cli;
+mod recipes;
 mod render_build;
 mod render_chromium;
 mod send;
