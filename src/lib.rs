@@ -15,6 +15,7 @@ pub mod model;
 pub mod render;
 pub mod secrets;
 pub mod serve;
+pub mod spelling;
 pub mod store;
 pub mod templates;
 pub mod token;

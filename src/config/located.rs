@@ -179,16 +179,9 @@ fn found_words(f: &str) -> String {
     }
 }
 
-/// The known key `key` is most likely a misspelling of: within two edits, and fewer than
-/// half the known key's letters.
+/// The known key `key` is most likely a misspelling of (see [`crate::spelling`]).
 pub(super) fn did_you_mean<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .filter(|k| **k != key)
-        .map(|k| (crate::issue::front_matter::edit_distance(key, k), *k))
-        .filter(|(d, k)| *d <= 2 && d * 2 < k.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+    crate::spelling::did_you_mean(key, known)
 }
 
 /// The keys each table of the file may hold, by its name without array indexes.

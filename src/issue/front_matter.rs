@@ -155,42 +155,13 @@ fn is_known(key: &str) -> bool {
     KNOWN.contains(&key)
 }
 
-/// The known key an unknown one is most likely a misspelling of: at most 2 edits away
-/// (a swap of two neighbours is one), and fewer edits than half the known key's letters, so
-/// that short keys (`id`, `date`) do not claim every short word. Unknown keys stay allowed;
-/// this only names the likely typo.
+/// The known key an unknown one is most likely a misspelling of (see [`crate::spelling`]).
+/// Unknown keys stay allowed; this only names the likely typo.
 pub fn near_miss(key: &str) -> Option<&'static str> {
-    if is_known(key) || key.len() > 20 {
+    if is_known(key) {
         return None;
     }
-    KNOWN
-        .iter()
-        .map(|k| (edit_distance(key, k), *k))
-        .filter(|(d, k)| *d <= 2 && d * 2 < k.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-/// Edits (insert, delete, substitute, swap of neighbours) that turn `a` into `b`.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // Three rows of the optimal-string-alignment table.
-    let mut before: Vec<usize> = Vec::new();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut row = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (prev[j] + 1).min(row[j - 1] + 1).min(prev[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(before[j - 2] + 1);
-            }
-            row[j] = d;
-        }
-        before = std::mem::replace(&mut prev, row);
-    }
-    prev[b.len()]
+    crate::spelling::did_you_mean(key, &KNOWN)
 }
 
 /// `Key: value` with a key of letters, digits, `_` or `-`.
@@ -521,8 +492,6 @@ mod tests {
         ] {
             assert_eq!(near_miss(far), None, "{far}");
         }
-        assert_eq!(edit_distance("ab", "ba"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]
