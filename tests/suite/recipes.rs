@@ -201,3 +201,40 @@ fn cron_and_the_units_use_one_user_folder_config_and_secrets_file() {
         "no unit reads the secrets another way"
     );
 }
+
+/// The unit file the README gives for `/etc/systemd/system/{name}`.
+fn unit(readme: &str, name: &str) -> String {
+    let at = readme
+        .find(&format!("/etc/systemd/system/{name}`"))
+        .unwrap_or_else(|| panic!("no {name} in the README"));
+    let block = &readme[at..];
+    let start = block.find("```ini\n").expect("a unit block") + 7;
+    block[start..start + block[start..].find("```").unwrap()].to_string()
+}
+
+#[test]
+fn the_units_pass_systemd_analyze_verify() {
+    let readme = readme();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("techshack");
+    let names = [
+        "techshack-send.service",
+        "techshack-send.timer",
+        "techshack-serve.service",
+    ];
+    for name in names {
+        let text = unit(&readme, name).replace("/usr/local/bin/techshack", bin.to_str().unwrap());
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    for name in names {
+        // systemd-analyze is in scripts/setup-test-deps (Debian's systemd).
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(dir.path().join(name))
+            .output()
+            .expect("systemd-analyze is installed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {err}");
+        assert_eq!(err, "", "{name} has warnings");
+    }
+}
