@@ -16,6 +16,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub issues: Option<PathBuf>,
 
+    /// Read TECHSHACK_SECRET and TECHSHACK_SMTP_PASSWORD from FILE: `KEY=value` lines, each
+    /// value taken literally (no quotes, no escapes)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "TECHSHACK_SECRETS_FILE"
+    )]
+    pub secrets: Option<PathBuf>,
+
     /// Print only errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,

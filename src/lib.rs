@@ -15,6 +15,7 @@ pub mod model;
 pub mod render;
 pub(crate) mod secrets;
 pub(crate) mod serve;
+pub(crate) mod spelling;
 pub mod store;
 pub mod templates;
 pub mod token;

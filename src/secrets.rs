@@ -44,6 +44,47 @@ impl Secrets {
         }
     }
 
+    /// The environment's values, replaced by those of a secrets file (`--secrets FILE`):
+    /// `KEY=value` lines, `#` comments and blank lines. A value is every byte after the first
+    /// `=` to the end of the line, exactly: no quotes, no escapes, no `$` expansion, so a
+    /// password holding `&`, `$`, `"` or `#` needs no care. Only the two keys are allowed;
+    /// anything else is an error at its line (a typo would otherwise go unnoticed).
+    pub fn from_file(path: &std::path::Path) -> Result<Secrets> {
+        use crate::diag::{Diagnostic, Diagnostics};
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the secrets file {}", path.display()))?;
+        let mut s = Secrets::from_env();
+        let mut problems = Vec::new();
+        for (i, line) in text.split('\n').enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let at = Some((i + 1, 1));
+            match line.split_once('=') {
+                Some((SECRET_ENV, v)) => {
+                    s.secret_set = true;
+                    s.secret = Some(v.to_string());
+                }
+                Some((SMTP_PASSWORD_ENV, v)) => s.smtp_password = Some(v.to_string()),
+                Some((k, _)) => problems.push(Diagnostic::error(
+                    path,
+                    at,
+                    format!("unknown key `{}`: a secrets file holds only {SECRET_ENV}=... and {SMTP_PASSWORD_ENV}=... lines, without quotes or `export`", k.trim()),
+                )),
+                None => problems.push(Diagnostic::error(
+                    path,
+                    at,
+                    format!("not a KEY=value line: write {SECRET_ENV}=... or {SMTP_PASSWORD_ENV}=..."),
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Diagnostics(problems).into());
+        }
+        Ok(s)
+    }
+
     /// Whether `$TECHSHACK_SECRET` is set (preview signs with a fixed secret otherwise).
     pub fn has_secret(&self) -> bool {
         self.secret_set
@@ -105,6 +146,36 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secrets_file_is_read_literally() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secrets.env");
+        std::fs::write(
+            &p,
+            "# comment\n\nTECHSHACK_SECRET=a&b$c\"d'e#f g=h \r\nTECHSHACK_SMTP_PASSWORD=p&w$(x)\\\n",
+        )
+        .unwrap();
+        let s = Secrets::from_file(&p).unwrap();
+        assert_eq!(s.signing_key().unwrap(), b"a&b$c\"d'e#f g=h ");
+        assert_eq!(s.smtp_password(), Some("p&w$(x)\\"));
+        std::fs::write(
+            &p,
+            "export TECHSHACK_SECRET=x\nTECHSHACK_SECRE=y\nnonsense\n",
+        )
+        .unwrap();
+        let e = Secrets::from_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(":1:1: error: unknown key `export TECHSHACK_SECRET`"),
+            "{e}"
+        );
+        assert!(
+            e.contains(":2:1: error: unknown key `TECHSHACK_SECRE`"),
+            "{e}"
+        );
+        assert!(e.contains(":3:1: error: not a KEY=value line"), "{e}");
+        assert!(!e.contains("=y"), "a value is never printed: {e}");
+    }
 
     #[test]
     fn the_secret_is_checked_when_a_command_signs() {

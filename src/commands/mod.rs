@@ -11,6 +11,7 @@ use crate::secrets::{Clock, Secrets};
 
 pub mod build;
 pub mod check;
+pub mod man;
 pub mod new;
 pub mod preview;
 pub mod send;
@@ -39,7 +40,10 @@ impl Ctx {
         Ok(Ctx {
             config,
             config_path,
-            secrets: Secrets::from_env(),
+            secrets: match &cli.secrets {
+                Some(file) => Secrets::from_file(file)?,
+                None => Secrets::from_env(),
+            },
             clock: Clock::from_env(),
             quiet: cli.quiet,
             verbose: cli.verbose,
@@ -64,8 +68,9 @@ pub fn run(cli: Cli) -> Result<Exit> {
             return Ok(Exit::Ok);
         }
         Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            let mut out = std::io::stdout().lock();
+            man::render(&mut out)?;
+            std::io::Write::flush(&mut out)?;
             return Ok(Exit::Ok);
         }
         _ => {}

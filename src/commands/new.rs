@@ -3,6 +3,7 @@
 //! The file is named by `issues.filename_date` and the date, so the parser reads the same date
 //! back. When the name cannot hold the exact day (an ISO week names only its Monday), the
 //! template also gets a `date:` line. A new issue starts as a draft (`published: false`).
+//! The issues folder must exist: `new` never creates it, so a mistyped `--issues` is an error.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,14 @@ pub fn create(config: &Config, day: NaiveDate, title: Option<&str>) -> Result<Pa
     let name_holds_day = back.is_some_and(|d| d.date_naive() == day);
 
     let dir = &config.issues.dir;
+    // A folder that does not exist is most likely a typo in `--issues` or `issues.dir`: an
+    // issue written there would never be built or sent, so refuse rather than create it.
+    if !dir.is_dir() {
+        bail!(
+            "the issues folder {} does not exist: check issues.dir in the config or --issues, or create the folder first",
+            dir.display()
+        );
+    }
     for ext in ["md", "markdown"] {
         let p = dir.join(format!("{slug}.{ext}"));
         if p.exists() {
@@ -81,8 +90,6 @@ pub fn create(config: &Config, day: NaiveDate, title: Option<&str>) -> Result<Pa
             )
         })?;
 
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the issues folder {}", dir.display()))?;
     let path = dir.join(format!("{slug}.md"));
     write_new(&path, text.as_bytes())?;
     Ok(path)

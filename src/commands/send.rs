@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
 use crate::cli::SendArgs;
-use crate::diag::{self, Exit};
+use crate::diag::{self, Diagnostic, Exit};
 use crate::mail::compose::{Composer, Recipient};
 use crate::mail::deliver::{self, Build};
 use crate::mail::plan::{self, Resume, Unfinished};
@@ -26,7 +26,7 @@ use crate::store::{Address, Counts, DeliveryState, Store, SubscriberStatus};
 pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
     let config = &ctx.config;
     let now = config.site.timezone.now();
-    let issues = load_issues(ctx)?;
+    let (issues, warnings) = load_issues(ctx)?;
     let testing = args.dry_run.is_some() || args.to.is_some();
     let issue = match (&args.issue, args.latest) {
         (Some(slug), _) => {
@@ -38,6 +38,9 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
         }
         (None, _) => plan::pick_latest(config, &issues, now)?,
     };
+    if let Some(issue) = &issue {
+        check_issue(ctx, issue, &warnings, testing)?;
+    }
     if testing {
         return test_send(ctx, &args, issue.as_ref());
     }
@@ -424,9 +427,29 @@ async fn wait_for_signal() -> bool {
     tokio::signal::ctrl_c().await.is_ok()
 }
 
-/// Every issue of the folder. Prints its errors as `check` does; any error in any file
-/// is fatal, since a send from a folder that does not parse could mail the wrong file.
-fn load_issues(ctx: &Ctx) -> Result<Vec<Issue>> {
+/// Before mailing an issue: its own warnings are shown (a misspelled `pubished: false`
+/// would otherwise mail a draft silently), and an issue still holding the placeholder text
+/// of the `issue.md` template is refused; a test copy of one only warns.
+fn check_issue(ctx: &Ctx, issue: &Issue, warnings: &[Diagnostic], testing: bool) -> Result<()> {
+    if !ctx.quiet && !ctx.verbose {
+        for d in warnings.iter().filter(|d| d.path == issue.path) {
+            eprintln!("{d}");
+        }
+    }
+    if let Some(phrase) = crate::issue::placeholder::in_issue(issue) {
+        let what = crate::issue::placeholder::message(phrase);
+        if !testing {
+            bail!("not sending {}: {what}", issue.path.display());
+        }
+        eprintln!("warning: {}: {what}", issue.path.display());
+    }
+    Ok(())
+}
+
+/// Every issue of the folder and the warnings. Prints its errors as `check` does; any error
+/// in any file is fatal, since a send from a folder that does not parse could mail the
+/// wrong file.
+fn load_issues(ctx: &Ctx) -> Result<(Vec<Issue>, Vec<Diagnostic>)> {
     let loaded = crate::issue::load_all(&ctx.config)?;
     // Warnings are `check`'s business: a scheduled send shows them only with --verbose, so
     // an old issue's harmless warning does not fill every cron mail.
@@ -450,7 +473,8 @@ fn load_issues(ctx: &Ctx) -> Result<Vec<Issue>> {
             broken.join(", ")
         );
     }
-    Ok(loaded.issues)
+    let warnings = loaded.diagnostics.into_iter().filter(|d| !d.is_error());
+    Ok((loaded.issues, warnings.collect()))
 }
 
 fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<Exit> {

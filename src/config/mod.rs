@@ -6,6 +6,7 @@
 //! `serve.public_url`) are checked here too, but their errors wait for those commands.
 
 mod feeds;
+mod located;
 pub mod mail;
 mod raw;
 mod smtp;
@@ -132,7 +133,10 @@ impl Config {
 
     /// Parses config text; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let mut raw = raw::parse(text, path)?;
+        let (raw, mut diagnostics) = raw::parse(text, path);
+        let Some(mut raw) = raw else {
+            return Err(Diagnostics(diagnostics).into());
+        };
         let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let root = if root.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -140,13 +144,24 @@ impl Config {
             root
         };
         resolve(&mut raw, &root);
+        // Values are checked even when keys had problems, so one run reports them all; a
+        // key with a problem holds its default or a stand-in, which passes these checks.
         let problems = validate(&mut raw);
-        if !problems.is_empty() {
-            let d = problems
-                .into_iter()
-                .map(|m| Diagnostic::error(path, None, m))
+        let entries = located::entries(text).unwrap_or_default();
+        diagnostics.extend(problems.into_iter().map(|m| {
+            // Each message starts with the key it is about (`feeds.limit must be ...`).
+            let key: String = m
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
                 .collect();
-            return Err(Diagnostics(d).into());
+            let pos = entries
+                .iter()
+                .find(|e| e.name == key)
+                .map(|e| crate::diag::line_col(text, e.start));
+            Diagnostic::error(path, pos, m)
+        }));
+        if !diagnostics.is_empty() {
+            return Err(Diagnostics(diagnostics).into());
         }
         Ok(Config {
             email: Email::new(&raw.email, &raw.site.title),
@@ -422,9 +437,9 @@ mod tests {
         assert_eq!(
             lines[..3],
             [
-                "t.toml: error: site.base_url `ftp://e.com` must be an absolute http(s) URL",
-                "t.toml: error: feeds.limit must be at least 1",
-                "t.toml: error: site.title is empty",
+                "t.toml:3:1: error: site.base_url `ftp://e.com` must be an absolute http(s) URL",
+                "t.toml:5:1: error: feeds.limit must be at least 1",
+                "t.toml:2:1: error: site.title is empty",
             ]
         );
         assert!(lines[3].contains("feeds.extra name `rss`"), "{d}");
@@ -465,7 +480,8 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(
-                e.starts_with("t.toml: error: smtp.max_age_hours is") && e.contains("at least 1"),
+                e.starts_with("t.toml:5:1: error: smtp.max_age_hours is")
+                    && e.contains("at least 1"),
                 "{e}"
             );
         }

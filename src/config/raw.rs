@@ -8,8 +8,8 @@ use anyhow::Result;
 use chrono::NaiveTime;
 use serde::{Deserialize, Deserializer};
 
-use super::Timezone;
-use crate::diag::{Diagnostic, Diagnostics};
+use super::{located, Timezone};
+use crate::diag::Diagnostic;
 
 /// One step of the path to a key: a table key or an index into an array of tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,14 +52,15 @@ fn unknown_key_message(segs: &[Seg]) -> String {
         .filter(|s| matches!(s, Seg::Key(_)))
         .map(name)
         .collect();
+    let key = name(last);
+    let hint = match located::did_you_mean(&key, located::known_keys(&tables.join("."))) {
+        Some(k) => format!("did you mean `{k}`?"),
+        None => "check its spelling against the README's configuration table".to_string(),
+    };
     if tables.is_empty() {
-        format!("unknown key or table `{}`: check its spelling against the README's configuration table", name(last))
+        format!("unknown key or table `{key}`: {hint}")
     } else {
-        format!(
-            "unknown key `{}` in [{}]: check its spelling against the README's configuration table",
-            name(last),
-            tables.join(".")
-        )
+        format!("unknown key `{key}` in [{}]: {hint}", tables.join("."))
     }
 }
 
@@ -115,29 +116,268 @@ pub(super) struct RawConfig {
     pub serve: ServeConfig,
 }
 
-/// Parses config text into the raw structs; every unknown key is an error at its line.
-pub(super) fn parse(text: &str, path: &Path) -> Result<RawConfig> {
-    // Unknown keys are collected, all of them, rather than stopping at the first.
+/// Parses config text into the raw structs, with every problem found on the way: each type
+/// error and missing key at its line (reading on past it), and every unknown key with its
+/// likely intended name. `None` when the text could not be read into the structs at all.
+pub(super) fn parse(text: &str, path: &Path) -> (Option<RawConfig>, Vec<Diagnostic>) {
+    let mut work = Work {
+        text: text.to_string(),
+        inserted: Vec::new(),
+        problems: Vec::new(),
+        blanked: Vec::new(),
+    };
     let mut unknown: Vec<Vec<Seg>> = Vec::new();
-    let parsed: std::result::Result<RawConfig, toml::de::Error> =
-        serde_ignored::deserialize(toml::Deserializer::new(text), |p| {
-            unknown.push(segments(&p))
-        });
-    let config = parsed.map_err(|e| {
-        let pos = e.span().map(|s| crate::diag::line_col(text, s.start));
-        Diagnostics(vec![Diagnostic::error(path, pos, e.message().trim_end())])
-    })?;
-    if !unknown.is_empty() {
-        let d = unknown
-            .iter()
-            .map(|segs| {
-                let pos = key_offset(text, segs).map(|o| crate::diag::line_col(text, o));
-                Diagnostic::error(path, pos, unknown_key_message(segs))
-            })
-            .collect();
-        return Err(Diagnostics(d).into());
+    let mut config = None;
+    // Each round fixes one problem (blanks a bad value, or fills a missing key), so a bound
+    // on the rounds bounds the work on any file.
+    for _ in 0..64 {
+        unknown.clear();
+        let parsed: std::result::Result<RawConfig, toml::de::Error> =
+            serde_ignored::deserialize(toml::Deserializer::new(&work.text), |p| {
+                unknown.push(segments(&p))
+            });
+        match parsed {
+            Ok(c) => {
+                config = Some(c);
+                break;
+            }
+            Err(e) => {
+                if !work.recover(&e) {
+                    break;
+                }
+            }
+        }
     }
-    Ok(config)
+    let mut problems = std::mem::take(&mut work.problems);
+    let missing_near: Vec<(String, String)> =
+        problems.iter().filter_map(|p| p.near.clone()).collect();
+    for segs in &unknown {
+        let offset = key_offset(text, segs);
+        let (table, key) = table_and_key(segs);
+        if missing_near
+            .iter()
+            .any(|(t, k)| *t == table && Some(k.as_str()) == key.as_deref())
+        {
+            continue; // said with the missing key it stands for
+        }
+        problems.push(Problem {
+            offset,
+            message: unknown_key_message(segs),
+            near: None,
+        });
+    }
+    problems.sort_by_key(|p| p.offset.unwrap_or(usize::MAX));
+    let d = problems
+        .into_iter()
+        .map(|p| {
+            let pos = p.offset.map(|o| crate::diag::line_col(text, o));
+            Diagnostic::error(path, pos, p.message)
+        })
+        .collect();
+    (config, d)
+}
+
+/// One problem: where (a byte offset of the original text) and what.
+struct Problem {
+    offset: Option<usize>,
+    message: String,
+    /// For a missing key: the table and the misspelled key found beside it.
+    near: Option<(String, String)>,
+}
+
+/// The text being read, changed after each problem so that reading can go on.
+struct Work {
+    text: String,
+    /// Insertions into `text` (offset in `text`, length), to map offsets back.
+    inserted: Vec<(usize, usize)>,
+    problems: Vec<Problem>,
+    /// Keys whose bad value was blanked: their "missing" errors are not news.
+    blanked: Vec<String>,
+}
+
+impl Work {
+    /// An offset of `text` as an offset of the original file.
+    fn original(&self, o: usize) -> usize {
+        o - self
+            .inserted
+            .iter()
+            .filter(|(at, _)| *at <= o)
+            .map(|(_, len)| len)
+            .sum::<usize>()
+    }
+
+    /// Records the problem of `e` and changes the text past it; false when it cannot.
+    fn recover(&mut self, e: &toml::de::Error) -> bool {
+        let Some(entries) = located::entries(&self.text) else {
+            // Not TOML: the syntax error is the one problem.
+            let offset = e.span().map(|s| self.original(s.start));
+            self.problems.push(Problem {
+                offset,
+                message: e.message().trim_end().to_string(),
+                near: None,
+            });
+            return false;
+        };
+        let start = e.span().map(|s| s.start);
+        let entry = start.and_then(|s| located::at(&entries, s)).cloned();
+        if let Some(field) = missing_field(e.message()) {
+            let span = e.span().unwrap_or(0..self.text.len());
+            let table = located::table_around(&entries, span.start, span.end).cloned();
+            let name = table.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+            return self.fill_missing(&entries, &name, table.as_ref(), &field);
+        }
+        let message = located::words(e.message());
+        match entry {
+            Some(en) if !self.blanked.contains(&en.name) => {
+                self.problems.push(Problem {
+                    offset: start.map(|s| self.original(s)),
+                    message: format!("{}: {message}", en.name),
+                    near: None,
+                });
+                self.text = located::blank(&self.text, &en);
+                self.blanked.push(en.name);
+                true
+            }
+            _ => {
+                self.problems.push(Problem {
+                    offset: start.map(|s| self.original(s)),
+                    message,
+                    near: None,
+                });
+                false
+            }
+        }
+    }
+
+    /// `missing field `base_url`` in `table`: reported (naming a misspelled key beside it),
+    /// then a stand-in value is put in so that the rest of the file is read too.
+    fn fill_missing(
+        &mut self,
+        entries: &[located::Entry],
+        table: &str,
+        entry: Option<&located::Entry>,
+        field: &str,
+    ) -> bool {
+        let full = if table.is_empty() {
+            field.to_string()
+        } else {
+            format!("{table}.{field}")
+        };
+        let plain = strip_indexes(table);
+        let prefix = if table.is_empty() {
+            String::new()
+        } else {
+            format!("{table}.")
+        };
+        let near = entries.iter().find(|e| {
+            e.name.strip_prefix(&prefix).is_some_and(|k| {
+                !k.contains('.')
+                    && !located::known_keys(&plain).contains(&k)
+                    && located::did_you_mean(k, &[field]).is_some()
+            })
+        });
+        if !self.blanked.contains(&full) {
+            let (offset, message, n) = match near {
+                Some(n) => {
+                    let k = &n.name[prefix.len()..];
+                    (
+                        Some(self.original(n.start)),
+                        format!("{full} is missing: `{k}` is not a key of [{plain}]: did you mean `{field}`?"),
+                        Some((plain.clone(), k.to_string())),
+                    )
+                }
+                None => (
+                    entry.map(|e| self.original(e.start)),
+                    if table.is_empty() {
+                        format!("the [{field}] table is missing")
+                    } else {
+                        format!("{full} is missing: it is required in [{plain}]")
+                    },
+                    None,
+                ),
+            };
+            self.problems.push(Problem {
+                offset,
+                message,
+                near: n,
+            });
+        }
+        // The stand-in: on the line after the table's header, or a new table at the end.
+        let stand_in = if field == "base_url" {
+            "\"https://example.invalid\""
+        } else {
+            "\"x\""
+        };
+        let (at, insert) = match entry {
+            None if table.is_empty() => (
+                self.text.len(),
+                format!("\n[{field}]\ntitle = \"x\"\nbase_url = \"https://example.invalid\"\n"),
+            ),
+            Some(e) if self.text[e.start..].starts_with('[') => {
+                let line_end = self.text[e.start..].find('\n').map(|i| e.start + i + 1);
+                match line_end {
+                    Some(at) => (at, format!("{field} = {stand_in}\n")),
+                    None => (self.text.len(), format!("\n{field} = {stand_in}\n")),
+                }
+            }
+            Some(e) => {
+                // An inline table: first in its braces.
+                let Some(brace) = self.text[e.start..e.end].find('{').map(|i| e.start + i + 1)
+                else {
+                    return false;
+                };
+                let empty = self.text[brace..e.end].trim_start().starts_with('}');
+                let sep = if empty { " " } else { ", " };
+                (brace, format!(" {field} = {stand_in}{sep}"))
+            }
+            None => return false,
+        };
+        self.text.insert_str(at, &insert);
+        for (o, _) in &mut self.inserted {
+            if *o >= at {
+                *o += insert.len();
+            }
+        }
+        self.inserted.push((at, insert.len()));
+        self.blanked.push(full);
+        true
+    }
+}
+
+/// `feeds.extra[1]` → `feeds.extra`.
+fn strip_indexes(name: &str) -> String {
+    let mut out = String::new();
+    let mut skip = false;
+    for c in name.chars() {
+        match c {
+            '[' => skip = true,
+            ']' => skip = false,
+            c if !skip => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The field of serde's `missing field `x``.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.trim().strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// The table (without indexes) and the key a path of segments names.
+fn table_and_key(segs: &[Seg]) -> (String, Option<String>) {
+    let keys: Vec<&str> = segs
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    match keys.split_last() {
+        Some((last, parents)) => (parents.join("."), Some(last.to_string())),
+        None => (String::new(), None),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

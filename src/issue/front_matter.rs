@@ -46,6 +46,8 @@ pub struct Split {
     pub meta: FrontMatter,
     pub body_offset: usize,
     pub errors: Vec<FmError>,
+    /// Unknown keys that look like a misspelled known one (`pubished`).
+    pub warnings: Vec<FmError>,
 }
 
 /// A value of any front matter format, reduced to what the known keys need.
@@ -97,6 +99,7 @@ pub fn split(text: &str) -> Split {
                     meta: FrontMatter::default(),
                     body_offset,
                     errors,
+                    warnings: Vec::new(),
                 };
                 if !s.errors.iter().any(|e| e.fatal) {
                     interpret(pairs, &mut s);
@@ -115,6 +118,7 @@ pub fn split(text: &str) -> Split {
                 ),
                 fatal: true,
             }],
+            warnings: Vec::new(),
         };
     }
     if pelican_key(first).is_some_and(|(k, _)| is_known(&k.to_ascii_lowercase())) {
@@ -128,25 +132,36 @@ fn line_end(text: &str, off: usize) -> usize {
     text[off..].find('\n').map_or(text.len(), |i| off + i + 1)
 }
 
+/// Every key the metadata reads, lower case.
+const KNOWN: [&str; 15] = [
+    "title",
+    "date",
+    "updated",
+    "modified",
+    "description",
+    "summary",
+    "published",
+    "draft",
+    "status",
+    "id",
+    "slug",
+    "lang",
+    "tags",
+    "category",
+    "number",
+];
+
 fn is_known(key: &str) -> bool {
-    matches!(
-        key,
-        "title"
-            | "date"
-            | "updated"
-            | "modified"
-            | "description"
-            | "summary"
-            | "published"
-            | "draft"
-            | "status"
-            | "id"
-            | "slug"
-            | "lang"
-            | "tags"
-            | "category"
-            | "number"
-    )
+    KNOWN.contains(&key)
+}
+
+/// The known key an unknown one is most likely a misspelling of (see [`crate::spelling`]).
+/// Unknown keys stay allowed; this only names the likely typo.
+pub fn near_miss(key: &str) -> Option<&'static str> {
+    if is_known(key) {
+        return None;
+    }
+    crate::spelling::did_you_mean(key, &KNOWN)
 }
 
 /// `Key: value` with a key of letters, digits, `_` or `-`.
@@ -198,6 +213,7 @@ fn read_pelican(text: &str) -> Split {
         meta: FrontMatter::default(),
         body_offset,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     interpret(pairs, &mut s);
     s
@@ -272,7 +288,7 @@ fn read_yaml(inner: &str, base: usize, text: &str) -> (Pairs, Vec<FmError>) {
             continue;
         };
         let key = k.to_ascii_lowercase();
-        if !is_known(&key) {
+        if !is_known(&key) && near_miss(&key).is_none() {
             continue;
         }
         let off = key_offset(inner, base, &k, &[':'], base);
@@ -312,7 +328,7 @@ fn read_toml(inner: &str, base: usize) -> (Pairs, Vec<FmError>) {
     let mut pairs = Vec::new();
     for (k, v) in table {
         let key = k.to_ascii_lowercase();
-        if !is_known(&key) {
+        if !is_known(&key) && near_miss(&key).is_none() {
             continue;
         }
         let off = key_offset(inner, base, &k, &['='], base);
@@ -424,7 +440,15 @@ fn interpret(pairs: Pairs, s: &mut Split) {
                     }
                 }
             },
-            _ => {}
+            other => {
+                if let Some(known) = near_miss(other) {
+                    s.warnings.push(FmError {
+                        at: At::Offset(offset),
+                        message: format!("unknown key `{other}`: did you mean `{known}`?"),
+                        fatal: false,
+                    });
+                }
+            }
         }
     }
     // A draft flag wins over `published: true`.
@@ -447,6 +471,55 @@ fn interpret(pairs: Pairs, s: &mut Split) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn near_misses_of_known_keys() {
+        assert_eq!(near_miss("pubished"), Some("published"));
+        assert_eq!(near_miss("publsihed"), Some("published"));
+        assert_eq!(near_miss("tilte"), Some("title"));
+        assert_eq!(near_miss("dat"), Some("date"));
+        assert_eq!(near_miss("drafts"), Some("draft"));
+        for far in [
+            "published",
+            "id",
+            "to",
+            "url",
+            "series",
+            "sidebar",
+            "source",
+            "author",
+            "layout",
+        ] {
+            assert_eq!(near_miss(far), None, "{far}");
+        }
+    }
+
+    #[test]
+    fn a_misspelled_key_warns_at_its_line_in_every_format() {
+        for t in [
+            "---\ntitle: A\npubished: false\n---\nbody\n",
+            "+++\ntitle = \"A\"\npubished = false\n+++\nbody\n",
+            "Title: A\nPubished: false\n\nbody\n",
+        ] {
+            let s = split(t);
+            assert!(s.errors.is_empty(), "{:?}", s.errors);
+            assert!(s.meta.published.is_none());
+            let w: Vec<_> = s
+                .warnings
+                .iter()
+                .map(|w| (w.at, w.message.as_str()))
+                .collect();
+            let off = t.find(['p', 'P']).unwrap();
+            assert_eq!(
+                w,
+                [(
+                    At::Offset(off),
+                    "unknown key `pubished`: did you mean `published`?"
+                )],
+                "{t}"
+            );
+        }
+    }
 
     #[test]
     fn yaml_with_code_fence_dashes_in_body() {

@@ -13,11 +13,15 @@
 //!   `static_dir/x.png` when the folder is named like the path's first segment. When
 //!   `static_dir` is set but the folder does not exist, one warning says how many images went
 //!   unchecked.
+//! - Front matter keys are matched without case; an unknown key is ignored, with a warning
+//!   when it is a likely misspelling of a known one (`pubished`), and a published issue that
+//!   still holds the placeholder text of the `issue.md` template is warned about.
 
 pub(crate) mod date;
 mod files;
 pub(crate) mod front_matter;
 pub(crate) mod items;
+pub mod placeholder;
 
 use files::refusal;
 pub use files::{is_issue_file, issue_files};
@@ -567,6 +571,9 @@ fn parse(
     for e in &split.errors {
         d.error(Some(e.at), e.message.clone());
     }
+    for w in &split.warnings {
+        d.warning(Some(w.at), w.message.clone());
+    }
     if split.errors.iter().any(|e| e.fatal) {
         out.diagnostics = d.list;
         return out;
@@ -591,6 +598,14 @@ fn parse(
     let doc = Doc::parse(&text[body_offset..], &settings);
     let (doc, title, found) = shape_body(&mut d, config, &meta, &slug, doc);
     out.unchecked_images = check_body(&mut d, statics, &doc, &found, body_offset);
+    if meta.published.as_ref().map_or(true, |p| p.value) {
+        if let Some((phrase, at)) = placeholder::find(&text[body_offset..]) {
+            d.warning(
+                Some(At::Offset(body_offset + at)),
+                placeholder::message(phrase),
+            );
+        }
+    }
     let id = id_of(&mut d, config, &meta, &slug);
 
     let (Some(date), Some(updated)) = (date, updated) else {

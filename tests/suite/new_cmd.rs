@@ -18,6 +18,7 @@ fn folder(filename_date: &str) -> TestSite {
         )
         // The folder the config names; a missing one is an error for `build` and `check`.
         .folder("templates")
+        .folder("issues")
 }
 
 fn techshack(site: &TestSite, args: &[&str]) -> (i32, String, String) {
@@ -158,5 +159,21 @@ fn bad_date_is_refused() {
         err.starts_with("error: --date `01/02/2019` is not a date: write it as YYYY-MM-DD"),
         "{err}"
     );
-    assert!(!d.root().join("issues").exists());
+    let written = std::fs::read_dir(d.root().join("issues")).expect("issues folder");
+    assert_eq!(written.count(), 0, "a refused date wrote a file");
+}
+
+#[test]
+fn a_missing_issues_folder_is_refused_not_created() {
+    let d = folder("%Y-%m-%d");
+    let typo = d.path("isues");
+    let typo_arg = typo.to_str().expect("UTF-8 path");
+    let (code, out, err) = techshack(&d, &["--issues", typo_arg, "new", "--date", "2019-01-02"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains(&format!("the issues folder {typo_arg} does not exist")),
+        "{err}"
+    );
+    assert!(!typo.exists(), "new created the mistyped folder");
 }

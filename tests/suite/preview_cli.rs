@@ -205,26 +205,10 @@ fn cjk_issue_text_wraps_by_width_without_splitting_characters() {
     assert_eq!(msg.subject(), Some("容器编排周刊 第一期"));
 }
 
-/// A configuration for This Week in Rust with the email keys, issues from the corpus.
-fn twir_config(dir: &Path) -> PathBuf {
-    let base = read(&repo().join("examples/twir/techshack.toml"));
-    let base: String = base
-        .lines()
-        .filter(|l| !l.starts_with("dir =") && !l.starts_with("out =") && !l.starts_with("db ="))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let cfg = dir.join("twir.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{base}\n\n[email]\nfrom = \"This Week in Rust <twir@this-week-in-rust.org>\"\n\
-             reply_to = \"editors@this-week-in-rust.org\"\nlist_id = \"twir.this-week-in-rust.org\"\n\
-             unsubscribe_url = \"https://this-week-in-rust.org/unsubscribe?token={{token}}\"\n\
-             unsubscribe_mailto = \"unsubscribe@this-week-in-rust.org\"\n"
-        ),
-    )
-    .unwrap();
-    cfg
+/// The shipped configuration for This Week in Rust, complete as it is: [email], [smtp] and
+/// [serve] included, nothing added by the test.
+fn twir_config() -> PathBuf {
+    repo().join("examples/twir/techshack.toml")
 }
 
 fn twir_expect(secret: &[u8]) -> Expect<'_> {
@@ -240,6 +224,39 @@ fn twir_expect(secret: &[u8]) -> Expect<'_> {
     }
 }
 
+/// The example configuration previews a This Week in Rust issue on its own: `check` is clean and
+/// the message is complete (From, List-Id, unsubscribe headers and token, Reply-To).
+#[test]
+fn twir_example_config_previews_a_fixture_issue() {
+    let issues = fixture("twir");
+    let out = techshack()
+        .arg("-c")
+        .arg(twir_config())
+        .arg("--issues")
+        .arg(&issues)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "checked 1 issue: 0 errors, 0 warnings\n"
+    );
+    let (eml, html, text) = preview(
+        &twir_config(),
+        Some(&issues),
+        "2026-11-24-this-week-in-rust",
+    );
+    let (t, _) = check_message(&eml, &twir_expect(SECRET.as_bytes()));
+    assert_eq!(t.trim_end(), text.trim_end());
+    check_html(&html);
+    assert!(
+        text.contains("A test that cannot fail tells you nothing."),
+        "{text}"
+    );
+    let msg = mail_parser::MessageParser::default().parse(&eml).unwrap();
+    assert_eq!(msg.subject(), Some("This Week in Rust 600"));
+}
+
 /// The two This Week in Rust issues with a source line over 998 bytes.
 pub const TWIR_LONG_LINES: [&str; 2] = [
     "2014-01-12-the-state-of-rust-0-dot-9",
@@ -250,8 +267,7 @@ pub const TWIR_LONG_LINES: [&str; 2] = [
 #[ignore = "reads $TECHSHACK_CORPORA"]
 fn twir_issues_with_lines_over_998_bytes_make_valid_messages() {
     let twir = corpora().join("twir");
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = twir_config(dir.path());
+    let cfg = twir_config();
     for slug in TWIR_LONG_LINES {
         let src = std::fs::read(
             std::fs::read_dir(&twir)
