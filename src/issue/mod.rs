@@ -17,8 +17,11 @@
 pub(crate) mod date;
 pub(crate) mod front_matter;
 pub(crate) mod items;
+mod stream;
 
-use std::collections::HashMap;
+pub use stream::stream;
+use stream::{Admission, Named};
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -108,61 +111,57 @@ pub fn load_all_with(config: &Config, opts: LoadOptions) -> anyhow::Result<Loade
     let statics = StaticDir::of(config);
     let parsed: Vec<Parsed> = paths
         .par_iter()
-        .map(|p| match std::fs::read(p) {
-            Ok(bytes) => parse(config, &statics, opts, p, &bytes),
-            Err(e) => Parsed {
-                issue: None,
-                diagnostics: vec![Diagnostic::error(
-                    p,
-                    None,
-                    format!("cannot read the file: {e}"),
-                )],
-                unchecked_images: 0,
-                slug_at: None,
-                id_at: None,
-            },
-        })
+        .map(|p| read_and_parse(config, &statics, opts, p))
         .collect();
 
     let mut out = Loaded::default();
-    let mut slugs: HashMap<String, PathBuf> = HashMap::new();
-    let mut ids: HashMap<String, PathBuf> = HashMap::new();
+    let mut admit = Admission::default();
     let mut unchecked = 0;
     for p in parsed {
         out.diagnostics.extend(p.diagnostics);
         unchecked += p.unchecked_images;
         let Some(issue) = p.issue else { continue };
-        if let Some(other) = slugs.get(&issue.slug) {
-            out.diagnostics.push(Diagnostic::error(
-                &issue.path,
-                p.slug_at,
-                format!(
-                    "slug `{}` is also the slug of {}: rename one of the files or give one a `slug:` of its own",
-                    issue.slug,
-                    other.display()
-                ),
-            ));
-            continue;
+        let named = Named {
+            path: issue.path.clone(),
+            slug: issue.slug.clone(),
+            id: issue.id.clone(),
+            slug_at: p.slug_at,
+            id_at: p.id_at,
+        };
+        if admit.admit(&mut out.diagnostics, named) {
+            out.issues.push(issue);
         }
-        if let Some(other) = ids.get(&issue.id) {
-            out.diagnostics.push(Diagnostic::error(
-                &issue.path,
-                p.id_at,
-                format!(
-                    "id `{}` is also the id of {}: every issue needs an id of its own",
-                    issue.id,
-                    other.display()
-                ),
-            ));
-            continue;
-        }
-        slugs.insert(issue.slug.clone(), issue.path.clone());
-        ids.insert(issue.id.clone(), issue.path.clone());
-        out.issues.push(issue);
     }
+    settle_diagnostics(config, &mut out.diagnostics, unchecked);
+    out.issues
+        .sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
+    Ok(out)
+}
+
+/// Reads and parses one file; an unreadable file is one error.
+fn read_and_parse(config: &Config, statics: &StaticDir, opts: LoadOptions, p: &Path) -> Parsed {
+    match std::fs::read(p) {
+        Ok(bytes) => parse(config, statics, opts, p, &bytes),
+        Err(e) => Parsed {
+            issue: None,
+            diagnostics: vec![Diagnostic::error(
+                p,
+                None,
+                format!("cannot read the file: {e}"),
+            )],
+            unchecked_images: 0,
+            slug_at: None,
+            id_at: None,
+        },
+    }
+}
+
+/// Adds the warning about an unchecked `static_dir` and sorts the diagnostics by file and
+/// position.
+fn settle_diagnostics(config: &Config, diagnostics: &mut Vec<Diagnostic>, unchecked: usize) {
     if unchecked > 0 {
         if let Some(dir) = &config.issues.static_dir {
-            out.diagnostics.push(Diagnostic::warning(
+            diagnostics.push(Diagnostic::warning(
                 dir,
                 None,
                 format!(
@@ -171,14 +170,11 @@ pub fn load_all_with(config: &Config, opts: LoadOptions) -> anyhow::Result<Loade
             ));
         }
     }
-    out.issues
-        .sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
-    out.diagnostics.sort_by(|a, b| {
+    diagnostics.sort_by(|a, b| {
         a.path
             .cmp(&b.path)
             .then_with(|| a.pos.unwrap_or((0, 0)).cmp(&b.pos.unwrap_or((0, 0))))
     });
-    Ok(out)
 }
 
 /// Parses one issue file's bytes.
