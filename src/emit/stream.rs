@@ -180,3 +180,57 @@ fn write_jobs(jobs: &[Job<'_, '_>], staging: &Staging) -> Result<()> {
     jobs.par_iter()
         .try_for_each(|job| staging.add(&job.path, |w| write_job(job, w)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::emit::tests::{config, issue};
+
+    #[test]
+    fn an_archive_page_is_written_as_it_fills_and_only_the_newest_entries_stay() {
+        let c = config("");
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(dir.path()).unwrap();
+        let layout = c.layout();
+        let page = |p: usize, items: bool, f: Format| {
+            PathBuf::from(layout.archive_file(&layout.feed_file("", items, f), p))
+        };
+        let issues: Vec<Issue> = (1..=5)
+            .map(|k| {
+                let when = format!("2019-0{k}-07T09:00:00Z");
+                issue(&c, &format!("2019-0{k}"), &when, 3)
+            })
+            .collect();
+        let mut feeds = FeedWriter::new(&c);
+        feeds.push(&issues[0], &staging).unwrap();
+        let staged = staging.paths();
+        assert!(
+            !staged.contains(&page(1, false, Format::Atom)),
+            "{staged:?}"
+        );
+        // Three articles fill the first page of the articles (limit 2) at once.
+        assert!(staged.contains(&page(1, true, Format::Atom)), "{staged:?}");
+        feeds.push(&issues[1], &staging).unwrap();
+        let staged = staging.paths();
+        assert!(staged.contains(&page(1, false, Format::Atom)), "{staged:?}");
+        assert!(staged.contains(&page(1, false, Format::Rss)), "{staged:?}");
+        assert!(
+            !staged.contains(&page(2, false, Format::Atom)),
+            "{staged:?}"
+        );
+        for i in &issues[2..] {
+            feeds.push(i, &staging).unwrap();
+            assert!(feeds.streams.iter().all(|s| s.newest.len() <= 2));
+        }
+        assert!(staging.paths().contains(&page(2, false, Format::Rss)));
+        let written = feeds.finish(&staging).unwrap();
+        assert_eq!(written.issues, 5);
+        assert_eq!(written.items, 15);
+        // Issues: pages 1 and 2; articles: 7 pages; each in Atom and RSS.
+        assert_eq!(written.archives, 2 * (2 + 7));
+        // Three documents for the main issues, the articles and the extra feed.
+        assert_eq!(written.documents, 9);
+    }
+}

@@ -190,3 +190,68 @@ impl Admission {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issues_come_oldest_first_with_the_diagnostics_of_load_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        // File name order is not date order; the front matter's date wins.
+        write("a.md", "---\ntitle: A\ndate: 2019-03-01\n---\nBody of a.\n");
+        write(
+            "b.md",
+            "---\ntitle: B\ndate: 2019-01-01\n---\n## One\n\nNo link.\n",
+        );
+        write(
+            "c.md",
+            "---\ntitle: C\ndate: 2019-02-01\nslug: b\n---\nSame slug as b.\n",
+        );
+        write(
+            "d.md",
+            "---\ntitle: D\ndate: 2019-02-01\n---\nSame date as c.\n",
+        );
+        write("e.md", "---\ntitle: E\n---\nNo date.\n");
+        let config = Config::parse(
+            &format!(
+                "[site]\ntitle = \"S\"\nbase_url = \"https://example.com\"\n[issues]\ndir = {:?}\n",
+                dir.path()
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        let diagnostics = stream(
+            &config,
+            LoadOptions::default(),
+            |i| Some(i.slug),
+            |slug| seen.push(slug),
+        )
+        .unwrap();
+        let loaded = super::super::load_all(&config).unwrap();
+        let text = |d: &[Diagnostic]| d.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+        assert_eq!(text(&diagnostics), text(&loaded.diagnostics));
+        assert!(diagnostics.iter().any(|d| d.is_error()), "{diagnostics:?}");
+        // The first error stops the handing on: `e.md` fails in the first batch.
+        assert!(seen.is_empty(), "{seen:?}");
+
+        std::fs::remove_file(dir.path().join("e.md")).unwrap();
+        std::fs::remove_file(dir.path().join("c.md")).unwrap();
+        let mut seen = Vec::new();
+        let diagnostics = stream(
+            &config,
+            LoadOptions::default(),
+            |i| Some(i.slug),
+            |slug| seen.push(slug),
+        )
+        .unwrap();
+        let loaded = super::super::load_all(&config).unwrap();
+        assert_eq!(text(&diagnostics), text(&loaded.diagnostics));
+        assert!(!diagnostics.iter().any(|d| d.is_error()), "{diagnostics:?}");
+        let order: Vec<_> = loaded.issues.iter().map(|i| i.slug.clone()).collect();
+        assert_eq!(seen, order);
+        assert_eq!(seen, ["b", "d", "a"]);
+    }
+}
