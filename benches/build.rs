@@ -80,7 +80,10 @@ fn main() {
                 rebuild.extend(r);
             }
         }
-        println!("\n{copies} {}:", if copies == 1 { "copy" } else { "copies" });
+        println!(
+            "\n{copies} {}:",
+            if copies == 1 { "copy" } else { "copies" }
+        );
         report("pulldown-cmark alone", &base);
         report("techshack build", &build);
         if !rebuild.is_empty() {
