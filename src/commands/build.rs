@@ -1,6 +1,8 @@
 //! `techshack build`: every feed, archive and web page, written atomically.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
@@ -23,30 +25,17 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<Exit> {
     let out = args.out.clone().unwrap_or_else(|| config.feeds.out.clone());
     let now = ctx.clock.now(&config.site.timezone)?;
 
-    // The plain text is for email; the pages skip it unless a user template reads it.
-    let opts = crate::issue::LoadOptions {
-        text: emit::web::pages_read_text(&config),
-    };
-    let loaded = crate::issue::load_all_with(&config, opts)?;
-    if loaded.diagnostics.iter().any(|d| d.is_error()) {
-        return Err(Diagnostics(loaded.diagnostics).into());
-    }
-    if !ctx.quiet {
-        for d in &loaded.diagnostics {
-            eprintln!("{d}");
+    let built = match stream_build(ctx, &config, &out, now, args.drafts)? {
+        Some(built) => built,
+        None => {
+            ctx.info(format!(
+                "no published issue in {}: no feed written to {}",
+                config.issues.dir.display(),
+                out.display()
+            ));
+            return Ok(Exit::Ok);
         }
-    }
-
-    let published = select(&loaded.issues, now, args.drafts);
-    if published.is_empty() {
-        ctx.info(format!(
-            "no published issue in {}: no feed written to {}",
-            config.issues.dir.display(),
-            out.display()
-        ));
-        return Ok(Exit::Ok);
-    }
-    let built = write_all(&config, &published, &out)?;
+    };
     let removed = match built.removed.len() {
         0 => String::new(),
         1 => ", removed 1 stale file".to_string(),
@@ -59,7 +48,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::BuildArgs) -> Result<Exit> {
         built.feeds.documents,
         built.feeds.archives,
         built.pages,
-        published.len(),
+        built.pages - 1,
         built.feeds.items
     ));
     if let Some(why) = &built.manifest_unreadable {
@@ -108,35 +97,97 @@ pub struct Built {
     pub manifest_unreadable: Option<String>,
 }
 
-/// Writes every output of the published issues (oldest first) under `out`: all of them or,
-/// on any error, none (the previous files stay as they were). Once all are in place, the files
-/// the previous build wrote, this one did not, and nobody changed since are removed (see
-/// `emit::MANIFEST`).
-pub fn write_all(config: &Config, published: &[&Issue], out: &Path) -> Result<Built> {
-    // Templates first: a broken one fails the build before anything is staged.
-    let templates = crate::templates::Templates::load(config)?;
-    let staging = Staging::new(out)?;
-    let feeds = emit::write_feeds(config, published, &staging)?;
-    let pages = emit::web::write(config, &templates, published, |rel, bytes| {
-        staging.add_bytes(rel, bytes)
-    })?;
+/// Builds every output while the issues are parsed, oldest first (see
+/// [`crate::issue::stream`]): each issue's page as soon as it is rendered, each archive page
+/// as soon as it fills, the subscription documents and the index at the end; all of them
+/// or, on any error, none. `None` when no issue is published (nothing is written).
+fn stream_build(
+    ctx: &Ctx,
+    config: &Config,
+    out: &Path,
+    now: DateTime<FixedOffset>,
+    drafts: bool,
+) -> Result<Option<Built>> {
+    // The plain text is for email; the pages skip it unless a user template reads it.
+    let opts = crate::issue::LoadOptions {
+        text: emit::web::pages_read_text(config),
+    };
+    // Their errors wait for the issues' own, which are told first.
+    let templates = crate::templates::Templates::load(config);
+    let setup = match &templates {
+        Ok(t) => Staging::new(out).and_then(|s| Ok((s, emit::web::Pages::new(config, t)?))),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    let staging = setup.as_ref().ok().map(|(s, _)| s);
+    let pages = setup.as_ref().ok().map(|(_, p)| p);
+    let published = AtomicUsize::new(0);
+    let page_error = Mutex::new(None);
+    let mut feed_error = None;
+    let mut feeds = emit::FeedWriter::new(config);
+    let mut rows = Vec::new();
+    let prepare = |mut issue: Issue| -> Option<(emit::web::IndexRow, Arc<Issue>)> {
+        if !(drafts || issue.is_published(now)) {
+            return None;
+        }
+        published.fetch_add(1, Ordering::Relaxed);
+        if let (Some(pages), Some(staging)) = (pages, staging) {
+            let mut failed = page_error.lock().unwrap_or_else(|e| e.into_inner());
+            if failed.is_none() {
+                drop(failed);
+                if let Err(e) = pages.write_page(&issue, |rel, bytes| staging.add_bytes(rel, bytes))
+                {
+                    failed = page_error.lock().unwrap_or_else(|e| e.into_inner());
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        // The feeds read neither the page's body nor the plain text.
+        issue.page_html = None;
+        issue.text = None;
+        for item in &mut issue.items {
+            item.text = None;
+        }
+        Some((emit::web::IndexRow::of(&issue), Arc::new(issue)))
+    };
+    let consume = |(row, issue): (emit::web::IndexRow, Arc<Issue>)| {
+        rows.push(row);
+        if let (Some(staging), None) = (staging, &feed_error) {
+            if let Err(e) = feeds.push(issue, staging) {
+                feed_error = Some(e);
+            }
+        }
+    };
+    let diagnostics = crate::issue::stream(config, opts, prepare, consume)?;
+    if diagnostics.iter().any(|d| d.is_error()) {
+        return Err(Diagnostics(diagnostics).into());
+    }
+    if !ctx.quiet {
+        for d in &diagnostics {
+            eprintln!("{d}");
+        }
+    }
+    if published.load(Ordering::Relaxed) == 0 {
+        return Ok(None);
+    }
+    let (staging, pages) = setup?;
+    if let Some(e) = feed_error {
+        return Err(e);
+    }
+    let feeds = feeds.finish(&staging)?;
+    if let Some(e) = page_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    let count = rows.len();
+    pages.write_index(rows, |rel, bytes| staging.add_bytes(rel, bytes))?;
     let committed = staging.commit()?;
-    Ok(Built {
+    Ok(Some(Built {
         count: committed.count,
         feeds,
-        pages,
+        pages: count + 1,
         updated: committed.updated,
         removed: committed.removed,
         changed: committed.changed,
         unrecorded: committed.unrecorded,
         manifest_unreadable: committed.manifest_unreadable,
-    })
-}
-
-/// The issues that appear in outputs: not drafts and not dated after `now`, unless `drafts`.
-pub fn select(issues: &[Issue], now: DateTime<FixedOffset>, drafts: bool) -> Vec<&Issue> {
-    issues
-        .iter()
-        .filter(|i| drafts || i.is_published(now))
-        .collect()
+    }))
 }

@@ -8,6 +8,7 @@ pub mod atom;
 pub mod json;
 pub mod rss;
 mod staging;
+mod stream;
 pub mod web;
 
 use std::borrow::Cow;
@@ -15,7 +16,6 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, FixedOffset};
-use rayon::prelude::*;
 
 use crate::config::{Config, FeedContent};
 use crate::markers;
@@ -23,6 +23,7 @@ use crate::model::{Issue, Item};
 pub use crate::render::feed::xml_clean;
 
 pub use staging::{Committed, Staging, MANIFEST};
+pub use stream::FeedWriter;
 
 /// The namespace of RFC 5005 feed history (`fh:archive`).
 pub const FH_NAMESPACE: &str = "http://purl.org/syndication/history/1.0";
@@ -103,6 +104,7 @@ pub struct Job<'d, 'a> {
 }
 
 /// The issues of one family of feeds.
+#[cfg(test)]
 #[derive(Debug)]
 pub struct FeedSet<'a> {
     /// File name stem: `""` for the main feeds, else the `[[feeds.extra]]` name.
@@ -124,6 +126,7 @@ pub struct Written {
 /// Splits the published issues (oldest first) into the main feeds and every
 /// `[[feeds.extra]]` subset, by the rule of [`crate::config::Feeds::extras_of`]: an issue
 /// matched by an extra feed leaves the main feeds, and is in every extra feed it matches.
+#[cfg(test)]
 pub(crate) fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Vec<FeedSet<'a>> {
     let base = base_meta(config);
     let mut main = FeedSet {
@@ -262,89 +265,101 @@ pub fn unique_updated(entries: &mut [Entry<'_>]) {
     }
 }
 
-/// Plans every document of one family: the subscription documents (Atom, RSS, JSON) and the
-/// RFC 5005 archives of the Atom and RSS ones.
+/// What every document of one family shares: the jobs of its archive pages and of its
+/// subscription documents, built one page at a time.
 ///
-/// `entries` are oldest first. Archive page `N` holds entries `(N-1)*limit .. N*limit`
-/// counted from the oldest; only full pages are written, so a written page never changes.
-/// `fallback_updated` dates an empty feed.
-pub(crate) fn plan<'d, 'a>(
-    config: &Config,
-    meta: &'d FeedMeta,
-    feed_id: &'d str,
-    stem_name: &str,
-    items: bool,
-    entries: &[Entry<'a>],
-    fallback_updated: DateTime<FixedOffset>,
-) -> Vec<Job<'d, 'a>> {
-    let layout = config.layout();
-    let feed_url = |file: &str| layout.feed_url(file);
-    let limit = config.feeds.limit.max(1);
-    let n = entries.len();
-    let pages = n / limit;
-    let mut jobs = Vec::new();
-    for format in [Format::Atom, Format::Rss] {
-        let file = layout.feed_file(stem_name, items, format);
-        let current = feed_url(&file);
-        let archive_path = |p: usize| layout.archive_file(&file, p);
-        for page in 1..=pages {
-            let slice = &entries[(page - 1) * limit..page * limit];
+/// Archive page `N` holds entries `(N-1)*limit .. N*limit` counted from the oldest; only full
+/// pages are written, so a written page never changes.
+pub(crate) struct Family<'c, 'd> {
+    pub config: &'c Config,
+    pub meta: &'d FeedMeta,
+    pub feed_id: &'d str,
+    pub stem_name: &'c str,
+    pub items: bool,
+}
+
+impl<'d> Family<'_, 'd> {
+    /// The Atom and RSS archive documents of page `page` (from 1), `entries` oldest first.
+    pub fn archive<'a>(&self, page: usize, entries: &[Entry<'a>]) -> Vec<Job<'d, 'a>> {
+        let layout = self.config.layout();
+        let feed_url = |file: &str| layout.feed_url(file);
+        let mut jobs = Vec::new();
+        for format in [Format::Atom, Format::Rss] {
+            let file = layout.feed_file(self.stem_name, self.items, format);
+            let archive_path = |p: usize| layout.archive_file(&file, p);
             let history = History {
                 archive: true,
-                current: Some(current.clone()),
+                current: Some(feed_url(&file)),
                 prev_archive: (page > 1).then(|| feed_url(&archive_path(page - 1))),
                 // The oldest page has no earlier one; pointing at the next page's fixed name
                 // keeps it part of the chain without ever rewriting it.
                 next_archive: (page == 1).then(|| feed_url(&archive_path(2))),
             };
+            // The entries are dated, so the fallback date is never read.
+            let fallback = entries.last().map_or_else(Default::default, |e| e.updated);
             jobs.push(Job {
                 path: archive_path(page),
                 format,
                 doc: document(
-                    meta,
-                    feed_id,
+                    self.meta,
+                    self.feed_id,
                     feed_url(&archive_path(page)),
-                    slice,
+                    entries,
+                    history,
+                    fallback,
+                ),
+            });
+        }
+        jobs
+    }
+
+    /// The subscription documents (Atom, RSS, JSON) over the `newest` entries (oldest
+    /// first), after `pages` full archive pages.
+    pub fn current<'a>(
+        &self,
+        pages: usize,
+        newest: &[Entry<'a>],
+        fallback_updated: DateTime<FixedOffset>,
+    ) -> Vec<Job<'d, 'a>> {
+        let layout = self.config.layout();
+        let feed_url = |file: &str| layout.feed_url(file);
+        let mut jobs = Vec::new();
+        for format in [Format::Atom, Format::Rss] {
+            let file = layout.feed_file(self.stem_name, self.items, format);
+            let history = History {
+                archive: false,
+                current: None,
+                prev_archive: (pages > 0).then(|| feed_url(&layout.archive_file(&file, pages))),
+                next_archive: None,
+            };
+            jobs.push(Job {
+                path: file.clone(),
+                format,
+                doc: document(
+                    self.meta,
+                    self.feed_id,
+                    feed_url(&file),
+                    newest,
                     history,
                     fallback_updated,
                 ),
             });
         }
-        let newest = &entries[n.saturating_sub(limit)..];
-        let history = History {
-            archive: false,
-            current: None,
-            prev_archive: (pages > 0).then(|| feed_url(&archive_path(pages))),
-            next_archive: None,
-        };
+        let file = layout.feed_file(self.stem_name, self.items, Format::Json);
         jobs.push(Job {
             path: file.clone(),
-            format,
+            format: Format::Json,
             doc: document(
-                meta,
-                feed_id,
-                current.clone(),
+                self.meta,
+                self.feed_id,
+                feed_url(&file),
                 newest,
-                history,
+                History::default(),
                 fallback_updated,
             ),
         });
+        jobs
     }
-    let file = layout.feed_file(stem_name, items, Format::Json);
-    let newest = &entries[n.saturating_sub(limit)..];
-    jobs.push(Job {
-        path: file.clone(),
-        format: Format::Json,
-        doc: document(
-            meta,
-            feed_id,
-            feed_url(&file),
-            newest,
-            History::default(),
-            fallback_updated,
-        ),
-    });
-    jobs
 }
 
 fn document<'d, 'a>(
@@ -386,88 +401,11 @@ pub fn write_job(job: &Job<'_, '_>, out: &mut dyn std::io::Write) -> Result<()> 
 ///
 /// With no published issue at all nothing is written (the caller says so).
 pub fn write_feeds(config: &Config, published: &[&Issue], staging: &Staging) -> Result<Written> {
-    let Some(newest) = published.iter().map(|i| i.updated).max() else {
-        return Ok(Written::default());
-    };
-    let sets = feed_sets(config, published);
-    let layout = config.layout();
-    // Entries and ids first, so every job below can borrow them.
-    struct Family<'s, 'a> {
-        set: &'s FeedSet<'a>,
-        items: bool,
-        id: String,
-        entries: Vec<Entry<'a>>,
+    let mut feeds = FeedWriter::new(config);
+    for &issue in published {
+        feeds.push(issue, staging)?;
     }
-    let mut families = Vec::new();
-    for set in &sets {
-        let lang = set.meta.language.as_str();
-        let issue_entries: Vec<Entry<'_>> = set
-            .issues
-            .par_iter()
-            .map(|i| issue_entry(i, lang))
-            .collect();
-        families.push(Family {
-            set,
-            items: false,
-            id: layout.feed_id(&layout.feed_file(&set.name, false, Format::Atom)),
-            entries: issue_entries,
-        });
-        if set.name.is_empty() {
-            // Oldest first overall, so each issue's items go in reverse: newest-first
-            // documents then list them in the issue's own order.
-            let item_entries: Vec<Entry<'_>> = set
-                .issues
-                .par_iter()
-                .flat_map_iter(|i| {
-                    i.items
-                        .iter()
-                        .enumerate()
-                        .rev()
-                        .map(move |(k, it)| item_entry(i, k, it, lang))
-                })
-                .collect();
-            families.push(Family {
-                set,
-                items: true,
-                id: layout.feed_id(&layout.feed_file("", true, Format::Atom)),
-                entries: item_entries,
-            });
-        }
-    }
-    let mut metas = Vec::new();
-    for f in &families {
-        metas.push(if f.items {
-            let mut m = f.set.meta.clone();
-            m.title = format!("{} (articles)", m.title);
-            m
-        } else {
-            f.set.meta.clone()
-        });
-    }
-    let mut jobs = Vec::new();
-    let mut written = Written::default();
-    for (f, meta) in families.iter().zip(&metas) {
-        if f.items {
-            written.items += f.entries.len();
-        } else if f.set.name.is_empty() {
-            written.issues += f.entries.len();
-        }
-        jobs.extend(plan(
-            config,
-            meta,
-            &f.id,
-            &f.set.name,
-            f.items,
-            &f.entries,
-            newest,
-        ));
-    }
-    written.documents = jobs.iter().filter(|j| !j.doc.history.archive).count();
-    written.archives = jobs.len() - written.documents;
-    // `Staging::commit` moves `archive/` into place before the documents that link to it.
-    jobs.par_iter()
-        .try_for_each(|job| staging.add(&job.path, |w| write_job(job, w)))?;
-    Ok(written)
+    feeds.finish(staging)
 }
 
 /// Marks where an entry's HTML goes in a document the crates wrote: `U+E000 n U+E001`.

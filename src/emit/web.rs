@@ -4,6 +4,7 @@
 //! `index.html` in the folder of the pages (see [`crate::layout::Layout`]).
 
 use anyhow::{bail, Result};
+use chrono::{DateTime, FixedOffset};
 use rayon::prelude::*;
 use serde::Serialize;
 use tera::Context;
@@ -96,18 +97,49 @@ struct IndexEntry<'a> {
     description: Option<&'a str>,
 }
 
+/// What the index shows of one issue.
+#[derive(Debug, Clone)]
+pub struct IndexRow {
+    title: String,
+    url: String,
+    slug: String,
+    date: DateTime<FixedOffset>,
+    description: Option<String>,
+}
+
+impl IndexRow {
+    pub fn of(issue: &Issue) -> IndexRow {
+        IndexRow {
+            title: issue.title.clone(),
+            url: issue.url.clone(),
+            slug: issue.slug.clone(),
+            date: issue.date,
+            description: issue.description.clone().filter(|d| !d.trim().is_empty()),
+        }
+    }
+}
+
 /// The index page listing `issues` newest first.
 pub fn render_index(templates: &Templates, site: &SiteCtx, issues: &[&Issue]) -> Result<String> {
-    let mut sorted: Vec<&Issue> = issues.to_vec();
-    sorted.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.slug.cmp(&a.slug)));
-    let entries: Vec<IndexEntry<'_>> = sorted
+    let rows = issues.iter().map(|i| IndexRow::of(i)).collect();
+    render_index_rows(templates, site, rows)
+}
+
+/// The index page listing the issues of `rows` newest first.
+pub fn render_index_rows(
+    templates: &Templates,
+    site: &SiteCtx,
+    mut rows: Vec<IndexRow>,
+) -> Result<String> {
+    rows.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.slug.cmp(&a.slug)));
+    let entries: Vec<IndexEntry<'_>> = rows
         .iter()
         .map(|i| IndexEntry {
             title: &i.title,
             url: &i.url,
             date: i.date.to_rfc3339(),
             date_display: i.date.format("%-d %B %Y").to_string(),
-            description: i.description.as_deref().filter(|d| !d.trim().is_empty()),
+            description: i.description.as_deref(),
         })
         .collect();
     let mut ctx = Context::new();
@@ -117,20 +149,37 @@ pub fn render_index(templates: &Templates, site: &SiteCtx, issues: &[&Issue]) ->
     templates.render("index.html", &ctx)
 }
 
-/// Writes the page of every issue given and the index through `sink(path under out, bytes)`,
-/// pages in parallel. Returns how many files were written.
-pub fn write<F>(config: &Config, templates: &Templates, issues: &[&Issue], sink: F) -> Result<usize>
-where
-    F: Fn(&str, &[u8]) -> Result<()> + Sync,
-{
-    let layout = config.layout();
-    let site = SiteCtx::new(config);
-    let index_rel = layout.out_path(&layout.index_site_path())?;
-    issues.par_iter().try_for_each(|issue| -> Result<()> {
+/// The web pages of a build, written one issue at a time, then the index.
+pub struct Pages<'c> {
+    config: &'c Config,
+    templates: &'c Templates,
+    site: SiteCtx,
+    /// The index's path under `out`.
+    index_rel: String,
+}
+
+impl<'c> Pages<'c> {
+    pub fn new(config: &'c Config, templates: &'c Templates) -> Result<Pages<'c>> {
+        let layout = config.layout();
+        Ok(Pages {
+            config,
+            templates,
+            site: SiteCtx::new(config),
+            index_rel: layout.out_path(&layout.index_site_path())?,
+        })
+    }
+
+    /// Writes the page of one issue through `sink(path under out, bytes)`.
+    pub fn write_page<F>(&self, issue: &Issue, sink: F) -> Result<()>
+    where
+        F: FnOnce(&str, &[u8]) -> Result<()>,
+    {
+        let config = self.config;
+        let layout = config.layout();
         let rel = layout.out_path(&layout.issue_site_path(&issue.slug))?;
         let clash = if rel == "index.html" {
             Some("the site's home page")
-        } else if rel == index_rel {
+        } else if rel == self.index_rel {
             Some("the archive index")
         } else {
             None
@@ -146,18 +195,39 @@ where
         let own;
         let site = match config.feeds.extras_of(&issue.path).next() {
             Some(x) => {
-                own = site.for_extra(config, x);
+                own = self.site.for_extra(config, x);
                 &own
             }
-            None => &site,
+            None => &self.site,
         };
-        let page = render_page(templates, site, issue)
+        let page = render_page(self.templates, site, issue)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", issue.path.display()))?;
         sink(&rel, page.as_bytes())
             .map_err(|e| anyhow::anyhow!("{}: the page of this issue: {e:#}", issue.path.display()))
-    })?;
-    let index = render_index(templates, &site, issues)?;
-    sink(&index_rel, index.as_bytes())?;
+    }
+
+    /// Writes the index of the issues of `rows` through `sink`.
+    pub fn write_index<F>(&self, rows: Vec<IndexRow>, sink: F) -> Result<()>
+    where
+        F: FnOnce(&str, &[u8]) -> Result<()>,
+    {
+        let index = render_index_rows(self.templates, &self.site, rows)?;
+        sink(&self.index_rel, index.as_bytes())
+    }
+}
+
+/// Writes the page of every issue given and the index through `sink(path under out, bytes)`,
+/// pages in parallel. Returns how many files were written.
+pub fn write<F>(config: &Config, templates: &Templates, issues: &[&Issue], sink: F) -> Result<usize>
+where
+    F: Fn(&str, &[u8]) -> Result<()> + Sync,
+{
+    let pages = Pages::new(config, templates)?;
+    issues
+        .par_iter()
+        .try_for_each(|issue| pages.write_page(issue, &sink))?;
+    let rows = issues.iter().map(|i| IndexRow::of(i)).collect();
+    pages.write_index(rows, &sink)?;
     Ok(issues.len() + 1)
 }
 

@@ -22,11 +22,13 @@ mod files;
 pub(crate) mod front_matter;
 pub(crate) mod items;
 pub mod placeholder;
+mod stream;
 
 use files::refusal;
 pub use files::{is_issue_file, issue_files};
+pub use stream::stream;
+use stream::{Admission, Named};
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -79,65 +81,71 @@ pub fn load_all_with(config: &Config, opts: LoadOptions) -> anyhow::Result<Loade
     let paths = issue_files(&config.issues.dir)?;
     let statics = StaticDir::of(config);
     let real_dir = std::fs::canonicalize(&config.issues.dir).ok();
-    let unread = |p: &Path, msg: String| Parsed {
-        issue: None,
-        diagnostics: vec![Diagnostic::error(p, None, msg)],
-        unchecked_images: 0,
-        slug_at: None,
-        id_at: None,
-    };
     let parsed: Vec<Parsed> = paths
         .par_iter()
-        .map(|p| {
-            if let Some(why) = refusal(p, real_dir.as_deref()) {
-                return unread(p, why);
-            }
-            match std::fs::read(p) {
-                Ok(bytes) => parse(config, &statics, opts, p, &bytes),
-                Err(e) => unread(p, format!("cannot read the file: {e}")),
-            }
-        })
+        .map(|p| read_and_parse(config, &statics, opts, real_dir.as_deref(), p))
         .collect();
 
     let mut out = Loaded::default();
-    let mut slugs: HashMap<String, PathBuf> = HashMap::new();
-    let mut ids: HashMap<String, PathBuf> = HashMap::new();
+    let mut admit = Admission::default();
     let mut unchecked = 0;
     for p in parsed {
         out.diagnostics.extend(p.diagnostics);
         unchecked += p.unchecked_images;
         let Some(issue) = p.issue else { continue };
-        if let Some(other) = slugs.get(&issue.slug) {
-            out.diagnostics.push(Diagnostic::error(
-                &issue.path,
-                p.slug_at,
-                format!(
-                    "slug `{}` is also the slug of {}: rename one of the files or give one a `slug:` of its own",
-                    issue.slug,
-                    other.display()
-                ),
-            ));
-            continue;
+        let named = Named {
+            path: issue.path.clone(),
+            slug: issue.slug.clone(),
+            id: issue.id.clone(),
+            slug_at: p.slug_at,
+            id_at: p.id_at,
+        };
+        if admit.admit(&mut out.diagnostics, named) {
+            out.issues.push(issue);
         }
-        if let Some(other) = ids.get(&issue.id) {
-            out.diagnostics.push(Diagnostic::error(
-                &issue.path,
-                p.id_at,
-                format!(
-                    "id `{}` is also the id of {}: every issue needs an id of its own",
-                    issue.id,
-                    other.display()
-                ),
-            ));
-            continue;
-        }
-        slugs.insert(issue.slug.clone(), issue.path.clone());
-        ids.insert(issue.id.clone(), issue.path.clone());
-        out.issues.push(issue);
     }
+    settle_diagnostics(config, &mut out.diagnostics, unchecked);
+    out.issues
+        .sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
+    Ok(out)
+}
+
+/// Reads and parses one file; an unreadable file is one error.
+/// Reads and parses one issue file, unless it is not a regular file inside the issues folder
+/// (`real_dir`, resolved): then it is refused unread, with the reason as its error.
+fn read_and_parse(
+    config: &Config,
+    statics: &StaticDir,
+    opts: LoadOptions,
+    real_dir: Option<&Path>,
+    p: &Path,
+) -> Parsed {
+    if let Some(why) = refusal(p, real_dir) {
+        return unread(p, why);
+    }
+    match std::fs::read(p) {
+        Ok(bytes) => parse(config, statics, opts, p, &bytes),
+        Err(e) => unread(p, format!("cannot read the file: {e}")),
+    }
+}
+
+/// A file left unread, with the reason as its one error.
+fn unread(p: &Path, msg: String) -> Parsed {
+    Parsed {
+        issue: None,
+        diagnostics: vec![Diagnostic::error(p, None, msg)],
+        unchecked_images: 0,
+        slug_at: None,
+        id_at: None,
+    }
+}
+
+/// Adds the warning about an unchecked `static_dir` and sorts the diagnostics by file and
+/// position.
+fn settle_diagnostics(config: &Config, diagnostics: &mut Vec<Diagnostic>, unchecked: usize) {
     if unchecked > 0 {
         if let Some(dir) = &config.issues.static_dir {
-            out.diagnostics.push(Diagnostic::warning(
+            diagnostics.push(Diagnostic::warning(
                 dir,
                 None,
                 format!(
@@ -146,14 +154,11 @@ pub fn load_all_with(config: &Config, opts: LoadOptions) -> anyhow::Result<Loade
             ));
         }
     }
-    out.issues
-        .sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
-    out.diagnostics.sort_by(|a, b| {
+    diagnostics.sort_by(|a, b| {
         a.path
             .cmp(&b.path)
             .then_with(|| a.pos.unwrap_or((0, 0)).cmp(&b.pos.unwrap_or((0, 0))))
     });
-    Ok(out)
 }
 
 /// Parses one issue file's bytes.
