@@ -42,7 +42,11 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
         return test_send(ctx, &args, issue.as_ref());
     }
     let db = config.state.db.clone();
-    let _lock = SendLock::acquire(&db)?;
+    // A send already running is no failure: this run's work is done by it, or by a later
+    // run (75, as for deferred deliveries, so a timer does not mark the unit failed).
+    let Some(_lock) = SendLock::acquire(&db)? else {
+        return Ok(Exit::TempFail);
+    };
     let mut store = Store::open(&db)?;
     let mut run = Runner::start(ctx)?;
     match (args.latest, issue) {
@@ -112,7 +116,9 @@ fn send_latest(
         warn_expired(slug, u.expired, config.smtp.max_age_hours);
         match u.verdict {
             Unfinished::Complete => {
-                println!("{slug}: complete ({c})");
+                if !ctx.quiet {
+                    println!("{slug}: complete ({c})");
+                }
                 continue;
             }
             Unfinished::Finish(issue) => {
@@ -247,7 +253,10 @@ impl<'a> Runner<'a> {
             warn_expired(slug, expired, hours);
             match resume {
                 Resume::Complete(c) => {
-                    println!("{slug}: complete ({})", c.one_line());
+                    // A finished send is what an hourly `send --latest -q` meets: say nothing.
+                    if !ctx.quiet {
+                        println!("{slug}: complete ({})", c.one_line());
+                    }
                     return Ok(Exit::Ok);
                 }
                 Resume::NothingDue { next, counts } => {
@@ -526,7 +535,8 @@ struct SendLock {
 }
 
 impl SendLock {
-    fn acquire(db: &Path) -> Result<SendLock> {
+    /// `None` (after saying so on stderr) when another send holds the lock.
+    fn acquire(db: &Path) -> Result<Option<SendLock>> {
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the state folder {}", dir.display()))?;
@@ -541,12 +551,15 @@ impl SendLock {
             .open(&path)
             .with_context(|| format!("opening the lock file {}", path.display()))?;
         match file.try_lock_exclusive() {
-            Ok(()) => Ok(SendLock { _file: file }),
-            Err(e) if e.kind() == fs4::lock_contended_error().kind() => bail!(
-                "another `techshack send` is running on {} (it holds {}): wait for it to finish",
-                db.display(),
-                path.display()
-            ),
+            Ok(()) => Ok(Some(SendLock { _file: file })),
+            Err(e) if e.kind() == fs4::lock_contended_error().kind() => {
+                eprintln!(
+                    "another `techshack send` is running on {} (it holds {}): nothing done, try again later",
+                    db.display(),
+                    path.display()
+                );
+                Ok(None)
+            }
             Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
     }

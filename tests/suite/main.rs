@@ -5,6 +5,7 @@ mod support;
 
 mod build;
 mod check_inputs;
+mod cli_exit;
 mod email_mime;
 mod feeds;
 mod new_cmd;
