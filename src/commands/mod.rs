@@ -12,6 +12,7 @@ use crate::secrets::{Clock, Secrets};
 pub mod build;
 pub mod check;
 pub mod new;
+pub mod output;
 pub mod preview;
 pub mod send;
 pub mod serve;

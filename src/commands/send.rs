@@ -463,6 +463,9 @@ fn load_issues(ctx: &Ctx) -> Result<Vec<Issue>> {
 }
 
 fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<Exit> {
+    if super::output::is_stdout(dir) {
+        bail!("--dry-run takes a folder to write one .eml file per subscriber in; `-` is none");
+    }
     let store = Store::open(&ctx.config.state.db)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let subs = store.subscribers(Some(SubscriberStatus::Active))?;
@@ -471,9 +474,7 @@ fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<Exi
             address: s.address.clone(),
             name: s.name.clone(),
         })?;
-        let path = dir.join(eml_name(slug, &s.address));
-        std::fs::write(&path, m.formatted())
-            .with_context(|| format!("writing {}", path.display()))?;
+        super::output::write(&dir.join(eml_name(slug, &s.address)), &m.formatted())?;
     }
     ctx.info(format!(
         "{slug}: wrote {} message(s) to {} (nothing sent, nothing recorded)",

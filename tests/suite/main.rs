@@ -9,6 +9,7 @@ mod cli_exit;
 mod email_mime;
 mod feeds;
 mod new_cmd;
+mod out_paths;
 mod parse_corpus;
 mod parse_fuzz;
 mod parse_model;
