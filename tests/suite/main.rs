@@ -21,5 +21,6 @@ mod send_tls;
 mod serve;
 mod serve_browser;
 mod serve_send;
+mod spam_score;
 mod status;
 mod subscribers;
