@@ -308,10 +308,7 @@ impl<'a> Runner<'a> {
         )?);
         let settings = Settings::from_config(&config.smtp);
         let composer = Arc::new(composer);
-        let build: Arc<Build> = Arc::new(move |r: &Recipient| {
-            let m = composer.message(r)?;
-            Ok((m.envelope().clone(), m.formatted()))
-        });
+        let build: Arc<Build> = Arc::new(move |r: &Recipient| composer.wire(r));
         let started = Instant::now();
         let stop = self.stop.clone();
         self.rt.block_on(async {
@@ -470,11 +467,11 @@ fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<Exi
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let subs = store.subscribers(Some(SubscriberStatus::Active))?;
     for s in &subs {
-        let m = composer.message(&Recipient {
+        let (_, bytes) = composer.wire(&Recipient {
             address: s.address.clone(),
             name: s.name.clone(),
         })?;
-        super::output::write(&dir.join(eml_name(slug, &s.address)), &m.formatted())?;
+        super::output::write(&dir.join(eml_name(slug, &s.address)), &bytes)?;
     }
     ctx.info(format!(
         "{slug}: wrote {} message(s) to {} (nothing sent, nothing recorded)",
@@ -499,7 +496,7 @@ fn eml_name(slug: &str, address: &str) -> PathBuf {
 
 fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exit> {
     let address = Address::parse(to)?;
-    let m = composer.message(&Recipient {
+    let (envelope, bytes) = composer.wire(&Recipient {
         address: address.clone(),
         name: None,
     })?;
@@ -509,7 +506,7 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exi
         .build()?;
     let outcome = rt.block_on(async {
         let mut c = target.connect().await?;
-        let o = c.send(target.timeout, m.envelope(), &m.formatted()).await;
+        let o = c.send(target.timeout, &envelope, &bytes).await;
         if o.keeps_connection() {
             c.quit(target.timeout).await;
         }

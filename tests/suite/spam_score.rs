@@ -139,12 +139,12 @@ fn the_report_reader_sees_a_scoring_rule() {
     );
 }
 
-/// Every issue of the slugs' files in `dir` (drafts aside), every `step`th one.
+/// The slugs of the issue files (`.md`, `.markdown`) in `dir`, every `step`th one.
 fn slugs(dir: &Path, step: usize) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "md" || e == "markdown"))
         .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_string))
         .collect();
     names.sort();
