@@ -152,7 +152,7 @@ fn slugs(dir: &Path, step: usize) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "corpus: TECHSHACK_CORPORA=/work/shared/corpora; about 4 minutes"]
+#[ignore = "corpus: TECHSHACK_CORPORA=/work/shared/corpora; a few minutes"]
 fn every_techshack_issue_and_a_sample_of_twir_score_zero_but_a_cjk_rule() {
     let corpora = corpora();
     let mut messages = Vec::new();
@@ -177,13 +177,13 @@ fn every_techshack_issue_and_a_sample_of_twir_score_zero_but_a_cjk_rule() {
     let twir_config = dir.path().join("twir.toml");
     std::fs::write(&twir_config, text).unwrap();
     let twir = corpora.join("twir");
-    for slug in slugs(&twir, 25) {
+    for slug in slugs(&twir, 60) {
         messages.push((
             format!("twir {slug}"),
             preview(&twir_config, Some(&twir), &slug),
         ));
     }
-    assert!(messages.len() > 40, "{} messages", messages.len());
+    assert!(messages.len() > 30, "{} messages", messages.len());
     // One rule is left on some Chinese issues: HTML_OBFUSCATE_* counts a link whose text starts
     // or ends with a Latin letter right beside full-width punctuation (`：<a>github.com</a>。`)
     // as a word split by tags. Only a space there would avoid it, which Chinese typography
