@@ -41,8 +41,13 @@ fn spamassassin(eml: &[u8]) -> Score {
         .skip_while(|l| !l.starts_with("----"))
         .skip(1)
         .filter_map(|l| {
+            // Continuation lines of a description are indented far; a rule line is not.
+            if l.starts_with("  ") {
+                return None;
+            }
             let mut w = l.split_whitespace();
-            let pts: f64 = w.next()?.parse().ok()?;
+            let pts = w.next().filter(|p| p.contains('.'))?;
+            let pts: f64 = pts.parse().ok()?;
             let name = w.next()?;
             let is_rule = name
                 .chars()
