@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::store::SubscriberStatus;
+
 /// Publish a Markdown digest newsletter: feeds, web archive, email, and SMTP sending.
 #[derive(Debug, Parser)]
 #[command(name = "techshack", version, about, propagate_version = true)]
@@ -161,8 +163,8 @@ pub enum SubscribersCommand {
     /// List subscribers
     List {
         /// Only subscribers in this status: pending, active, unsubscribed, bounced
-        #[arg(long, value_name = "S")]
-        status: Option<String>,
+        #[arg(long, value_name = "S", value_parser = parse_status)]
+        status: Option<SubscriberStatus>,
     },
     /// Write every subscriber as CSV on stdout
     Export,
@@ -170,7 +172,31 @@ pub enum SubscribersCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on [default: serve.listen]
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on, HOST:PORT [default: serve.listen]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Option<String>,
+}
+
+/// `--status`: a bad value is a usage error (exit 2), reported by clap.
+fn parse_status(s: &str) -> Result<SubscriberStatus, String> {
+    s.parse::<SubscriberStatus>().map_err(|e| e.to_string())
+}
+
+/// `--listen`: `HOST:PORT` (an IPv6 host in brackets); a bare port or a missing host is a
+/// usage error (exit 2).
+pub fn parse_listen(s: &str) -> Result<String, String> {
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    let bad = || format!("`{s}` is not HOST:PORT: use an address such as 127.0.0.1:8080");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty()
+        && !host.contains(':')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+    match (host_ok, port.parse::<u16>()) {
+        (true, Ok(_)) => Ok(s.to_string()),
+        _ => Err(bad()),
+    }
 }

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diag;
+pub mod dkim;
 pub mod emit;
 pub(crate) mod html;
 pub mod issue;

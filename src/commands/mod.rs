@@ -13,6 +13,7 @@ pub mod build;
 pub mod check;
 pub mod man;
 pub mod new;
+pub mod output;
 pub mod preview;
 pub mod send;
 pub mod serve;

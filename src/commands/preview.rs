@@ -85,5 +85,5 @@ fn file_slug(path: &Path) -> Option<String> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    super::output::write(path, bytes)
 }

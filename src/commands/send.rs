@@ -45,7 +45,11 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
         return test_send(ctx, &args, issue.as_ref());
     }
     let db = config.state.db.clone();
-    let _lock = SendLock::acquire(&db)?;
+    // A send already running is no failure: this run's work is done by it, or by a later
+    // run (75, as for deferred deliveries, so a timer does not mark the unit failed).
+    let Some(_lock) = SendLock::acquire(&db)? else {
+        return Ok(Exit::TempFail);
+    };
     let mut store = Store::open(&db)?;
     let mut run = Runner::start(ctx)?;
     match (args.latest, issue) {
@@ -115,7 +119,9 @@ fn send_latest(
         warn_expired(slug, u.expired, config.smtp.max_age_hours);
         match u.verdict {
             Unfinished::Complete => {
-                println!("{slug}: complete ({c})");
+                if !ctx.quiet {
+                    println!("{slug}: complete ({c})");
+                }
                 continue;
             }
             Unfinished::Finish(issue) => {
@@ -250,7 +256,10 @@ impl<'a> Runner<'a> {
             warn_expired(slug, expired, hours);
             match resume {
                 Resume::Complete(c) => {
-                    println!("{slug}: complete ({})", c.one_line());
+                    // A finished send is what an hourly `send --latest -q` meets: say nothing.
+                    if !ctx.quiet {
+                        println!("{slug}: complete ({})", c.one_line());
+                    }
                     return Ok(Exit::Ok);
                 }
                 Resume::NothingDue { next, counts } => {
@@ -302,10 +311,7 @@ impl<'a> Runner<'a> {
         )?);
         let settings = Settings::from_config(&config.smtp);
         let composer = Arc::new(composer);
-        let build: Arc<Build> = Arc::new(move |r: &Recipient| {
-            let m = composer.message(r)?;
-            Ok((m.envelope().clone(), m.formatted()))
-        });
+        let build: Arc<Build> = Arc::new(move |r: &Recipient| composer.wire(r));
         let started = Instant::now();
         let stop = self.stop.clone();
         self.rt.block_on(async {
@@ -478,17 +484,18 @@ fn load_issues(ctx: &Ctx) -> Result<(Vec<Issue>, Vec<Diagnostic>)> {
 }
 
 fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<Exit> {
+    if super::output::is_stdout(dir) {
+        bail!("--dry-run takes a folder to write one .eml file per subscriber in; `-` is none");
+    }
     let store = Store::open(&ctx.config.state.db)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let subs = store.subscribers(Some(SubscriberStatus::Active))?;
     for s in &subs {
-        let m = composer.message(&Recipient {
+        let (_, bytes) = composer.wire(&Recipient {
             address: s.address.clone(),
             name: s.name.clone(),
         })?;
-        let path = dir.join(eml_name(slug, &s.address));
-        std::fs::write(&path, m.formatted())
-            .with_context(|| format!("writing {}", path.display()))?;
+        super::output::write(&dir.join(eml_name(slug, &s.address)), &bytes)?;
     }
     ctx.info(format!(
         "{slug}: wrote {} message(s) to {} (nothing sent, nothing recorded)",
@@ -513,7 +520,7 @@ fn eml_name(slug: &str, address: &str) -> PathBuf {
 
 fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exit> {
     let address = Address::parse(to)?;
-    let m = composer.message(&Recipient {
+    let (envelope, bytes) = composer.wire(&Recipient {
         address: address.clone(),
         name: None,
     })?;
@@ -523,7 +530,7 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exi
         .build()?;
     let outcome = rt.block_on(async {
         let mut c = target.connect().await?;
-        let o = c.send(target.timeout, m.envelope(), &m.formatted()).await;
+        let o = c.send(target.timeout, &envelope, &bytes).await;
         if o.keeps_connection() {
             c.quit(target.timeout).await;
         }
@@ -550,7 +557,8 @@ struct SendLock {
 }
 
 impl SendLock {
-    fn acquire(db: &Path) -> Result<SendLock> {
+    /// `None` (after saying so on stderr) when another send holds the lock.
+    fn acquire(db: &Path) -> Result<Option<SendLock>> {
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the state folder {}", dir.display()))?;
@@ -565,12 +573,15 @@ impl SendLock {
             .open(&path)
             .with_context(|| format!("opening the lock file {}", path.display()))?;
         match file.try_lock_exclusive() {
-            Ok(()) => Ok(SendLock { _file: file }),
-            Err(e) if e.kind() == fs4::lock_contended_error().kind() => bail!(
-                "another `techshack send` is running on {} (it holds {}): wait for it to finish",
-                db.display(),
-                path.display()
-            ),
+            Ok(()) => Ok(Some(SendLock { _file: file })),
+            Err(e) if e.kind() == fs4::lock_contended_error().kind() => {
+                eprintln!(
+                    "another `techshack send` is running on {} (it holds {}): nothing done, try again later",
+                    db.display(),
+                    path.display()
+                );
+                Ok(None)
+            }
             Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
     }

@@ -53,16 +53,23 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<Exit> {
         return Ok(Exit::Error);
     }
     let c = store.counts(&issue)?;
+    // `--csv -`: stdout is the CSV alone, so the counts go to stderr.
+    let csv_on_stdout = args.csv.as_deref().is_some_and(super::output::is_stdout);
+    let mut err;
+    let out: &mut dyn Write = if csv_on_stdout {
+        err = std::io::stderr().lock();
+        &mut err
+    } else {
+        &mut out
+    };
     for s in DeliveryState::ALL {
         writeln!(out, "{s} {}", c.get(s))?;
     }
     writeln!(out, "total {}", c.total())?;
+    out.flush()?;
     if let Some(path) = args.csv {
         let rows = store.not_sent(&issue)?;
-        let tmp = path.with_extension("csv.tmp");
-        let f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = csv::Writer::from_writer(f);
+        let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(["address", "state", "attempts", "last_reply", "updated_at"])?;
         for r in &rows {
             w.write_record([
@@ -73,10 +80,11 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<Exit> {
                 r.updated_at.as_str(),
             ])?;
         }
-        w.flush()?;
-        drop(w);
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-        ctx.info(format!("wrote {} row(s) to {}", rows.len(), path.display()));
+        let bytes = w.into_inner().context("writing the CSV")?;
+        super::output::write(&path, &bytes)?;
+        if !super::output::is_stdout(&path) {
+            ctx.info(format!("wrote {} row(s) to {}", rows.len(), path.display()));
+        }
     }
     Ok(Exit::Ok)
 }

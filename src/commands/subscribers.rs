@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use super::Ctx;
 use crate::cli::SubscribersCommand;
 use crate::diag::{Diagnostic, Exit};
-use crate::store::{AddOutcome, Address, Store, Subscriber, SubscriberStatus};
+use crate::store::{AddOutcome, Address, Store, Subscriber};
 
 pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<Exit> {
     let mut store = Store::open(&ctx.config.state.db)?;
@@ -37,7 +37,6 @@ pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<Exit> {
             }
         }
         SubscribersCommand::List { status } => {
-            let status = status.map(|s| s.parse::<SubscriberStatus>()).transpose()?;
             let out = std::io::stdout();
             let mut out = out.lock();
             for s in store.subscribers(status)? {

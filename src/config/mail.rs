@@ -8,12 +8,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::dkim::Signer as DkimSigner;
 use anyhow::{bail, Context as _, Result};
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig as DkimSigner, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
-use lettre::message::header::HeaderName;
 use lettre::message::Mailbox;
 
 use super::raw::{DkimConfig, EmailConfig};
@@ -239,31 +235,9 @@ fn load_dkim(d: &DkimConfig) -> Result<Dkim> {
             d.key_file.display()
         )
     })?;
-    let signing = if key.contains("-----BEGIN RSA PRIVATE KEY-----") {
-        DkimSigningKey::new(&key, DkimSigningAlgorithm::Rsa)
-    } else if key.contains("-----BEGIN") {
-        bail!(
-            "DKIM key {}: only PKCS#1 RSA keys (BEGIN RSA PRIVATE KEY) or a base64 Ed25519 seed \
-             are read; convert with `openssl rsa -in KEY -traditional -out KEY.pem`",
-            d.key_file.display()
-        );
-    } else {
-        DkimSigningKey::new(key.trim(), DkimSigningAlgorithm::Ed25519)
-    }
-    .map_err(|e| anyhow::anyhow!("DKIM key {}: {e}", d.key_file.display()))?;
-    Ok(Dkim(Arc::new(DkimSigner::new(
-        d.selector.clone(),
-        d.domain.clone(),
-        signing,
-        DKIM_HEADERS
-            .iter()
-            .map(|h| HeaderName::new_from_ascii_str(h))
-            .collect(),
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    ))))
+    let signer = DkimSigner::new(&key, &d.domain, &d.selector, &DKIM_HEADERS)
+        .map_err(|e| anyhow::anyhow!("DKIM key {}: {e:#}", d.key_file.display()))?;
+    Ok(Dkim(Arc::new(signer)))
 }
 
 /// Control characters (CR, LF, tabs...) become spaces; runs of spaces collapse.

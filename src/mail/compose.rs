@@ -495,7 +495,7 @@ impl Composer {
         let content_type =
             ContentType::parse(&format!("multipart/alternative; boundary=\"{boundary}\""))
                 .context("the multipart Content-Type")?;
-        let mut msg = b
+        let msg = b
             .header(MIME_VERSION_1_0)
             .header(content_type)
             .body(Body::dangerous_pre_encoded(
@@ -503,15 +503,32 @@ impl Composer {
                 ContentTransferEncoding::SevenBit,
             ))
             .context("building the message")?;
-        if let Some(d) = &self.dkim {
-            msg.sign(d.signer());
-        }
         Ok(msg)
+    }
+
+    /// The envelope and the message as it goes on the wire (CRLF line ends), DKIM-signed when
+    /// `[email.dkim]` is set, with `t=` the message's `Date` (so a preview is reproducible).
+    pub fn wire(&self, r: &Recipient) -> Result<(lettre::address::Envelope, Vec<u8>)> {
+        let msg = self.message(r)?;
+        let bytes = msg.formatted();
+        let bytes = match &self.dkim {
+            Some(d) => {
+                let t = self
+                    .date
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                d.signer()
+                    .sign(&bytes, t)
+                    .context("DKIM-signing the message")?
+            }
+            None => bytes,
+        };
+        Ok((msg.envelope().clone(), bytes))
     }
 
     /// The message as it goes on the wire (CRLF line ends).
     pub fn message_bytes(&self, r: &Recipient) -> Result<Vec<u8>> {
-        Ok(self.message(r)?.formatted())
+        Ok(self.wire(r)?.1)
     }
 }
 

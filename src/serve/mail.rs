@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::header::{ContentType, MIME_VERSION_1_0};
+use lettre::message::Mailbox;
 use lettre::Message;
 
 use crate::config::Config;
@@ -48,6 +49,7 @@ impl Mailer {
             .to(to_box)
             .subject(subject)
             .message_id(Some(id))
+            .header(MIME_VERSION_1_0)
             .header(ContentType::TEXT_PLAIN);
         if let Some(r) = &self.reply_to {
             b = b.reply_to(r.clone());

@@ -249,3 +249,108 @@ fn unreadable_dkim_key_is_a_clear_error() {
         .unwrap();
     assert!(format!("{e:#}").contains("email.dkim.key_file"), "{e:#}");
 }
+
+/// `preview` of the CJK fixture with `[email.dkim]` signing with `key` (a file in `dir`).
+fn dkim_preview(dir: &std::path::Path, key: &std::path::Path) -> Vec<u8> {
+    let base = std::fs::read_to_string(fixture("email").join("techshack.toml")).unwrap();
+    let config = dir.join("techshack.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[email.dkim]\ndomain = \"fixture.example\"\nselector = \"mail\"\nkey_file = {:?}\n",
+            base.replace("dir = \"issues\"", &format!("dir = {:?}", fixture("email").join("issues"))),
+            key
+        ),
+    )
+    .unwrap();
+    let out = techshack()
+        .env("TECHSHACK_SECRET", SECRET)
+        .arg("-c")
+        .arg(&config)
+        .args(["preview", "2024-01-15-cjk"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn dkim_verifies(dir: &std::path::Path, raw: &[u8], key_args: &[&str]) -> String {
+    let eml = dir.join("m.eml");
+    std::fs::write(&eml, raw).unwrap();
+    let out = Command::new(python())
+        .arg(repo().join("tests/fixtures/email/dkim_verify.py"))
+        .arg(&eml)
+        .args(key_args)
+        .output()
+        .expect("run python (scripts/setup-test-deps makes the venv)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn signed_previews_are_identical_and_sign_at_the_issue_date() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let key = dir.path().join("ed25519.key");
+    std::fs::write(&key, &seed).unwrap();
+    let first = dkim_preview(dir.path(), &key);
+    // `t=` has a one-second resolution: a clock-based one would differ now.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = dkim_preview(dir.path(), &key);
+    assert!(first == second, "two signed previews differ");
+    let text = String::from_utf8_lossy(&first);
+    // 2024-01-15 in the fixture's time zone and publication time, as the Date header says.
+    let date = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Date: "))
+        .expect("a Date header");
+    let t = chrono::DateTime::parse_from_rfc2822(date)
+        .unwrap()
+        .timestamp();
+    assert!(text.contains(&format!("t={t};")), "{text}");
+    assert_eq!(dkim_verifies(dir.path(), &first, &[&seed]), "ok");
+}
+
+#[test]
+fn an_rsa_key_signs_verifiably() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("rsa.pem");
+    let ok = Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(ok.success());
+    let public = Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    use base64::Engine;
+    let public = base64::engine::general_purpose::STANDARD.encode(public.stdout);
+    let raw = dkim_preview(dir.path(), &key);
+    assert!(String::from_utf8_lossy(&raw).contains("a=rsa-sha256;"));
+    assert_eq!(dkim_verifies(dir.path(), &raw, &["rsa", &public]), "ok");
+    // The signature's own lines stay within 76 bytes.
+    let text = String::from_utf8_lossy(&raw);
+    let sig: Vec<&str> = text
+        .split("\r\n")
+        .skip_while(|l| !l.starts_with("DKIM-Signature:"))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with('\t'))
+        .map(|(_, l)| l)
+        .collect();
+    assert!(sig.len() > 3, "{sig:?}");
+    assert!(sig.iter().all(|l| l.len() <= 76), "{sig:#?}");
+}

@@ -237,6 +237,17 @@ fn subscribe_mails_a_link_that_confirms() {
     assert!(parsed
         .message_id()
         .is_some_and(|id| id.ends_with("@example.org")));
+    // A MIME message: without MIME-Version the charset of the text part is not defined.
+    let raw = String::from_utf8_lossy(&msgs[0]);
+    let head = &raw[..raw.find("\r\n\r\n").expect("a header block")];
+    let has = |h: &str| head.lines().any(|l| l.eq_ignore_ascii_case(h));
+    let mime = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("mime-version:"))
+        .count();
+    assert_eq!(mime, 1, "{head}");
+    assert!(has("MIME-Version: 1.0"), "{head}");
+    assert!(has("Content-Type: text/plain; charset=utf-8"), "{head}");
     let link = link_in(&msgs[0], &format!("{PUBLIC_URL}/confirm?"));
     assert!(link.contains("&expires="), "{link}");
 

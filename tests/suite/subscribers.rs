@@ -121,7 +121,7 @@ fn unsubscribed_and_bounced_are_never_reactivated() {
     s.assert_cmd()
         .args(["subscribers", "list", "--status", "gone"])
         .assert()
-        .code(1)
+        .code(2) // a usage error, reported by the argument parser
         .stderr(predicate::str::contains("unknown subscriber status"));
     s.assert_cmd()
         .args(["subscribers", "add", "no at sign"])
