@@ -140,18 +140,7 @@ pub(crate) fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Vec<Fee
         .iter()
         .map(|x| FeedSet {
             name: x.name.clone(),
-            meta: FeedMeta {
-                title: x
-                    .title
-                    .clone()
-                    .unwrap_or_else(|| format!("{} ({})", config.site.title, x.name)),
-                description: x
-                    .description
-                    .clone()
-                    .unwrap_or_else(|| base.description.clone()),
-                language: x.language.clone().unwrap_or_else(|| base.language.clone()),
-                ..base.clone()
-            },
+            meta: extra_meta(config, &base, x),
             issues: Vec::new(),
         })
         .collect();
@@ -170,6 +159,23 @@ pub(crate) fn feed_sets<'a>(config: &Config, published: &[&'a Issue]) -> Vec<Fee
     let mut sets = vec![main];
     sets.append(&mut extras);
     sets
+}
+
+/// The metadata of a `[[feeds.extra]]` family: its own title, description and language where
+/// it gives them, the site's otherwise.
+fn extra_meta(config: &Config, base: &FeedMeta, x: &crate::config::ExtraFeed) -> FeedMeta {
+    FeedMeta {
+        title: x
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("{} ({})", config.site.title, x.name)),
+        description: x
+            .description
+            .clone()
+            .unwrap_or_else(|| base.description.clone()),
+        language: x.language.clone().unwrap_or_else(|| base.language.clone()),
+        ..base.clone()
+    }
 }
 
 fn base_meta(config: &Config) -> FeedMeta {

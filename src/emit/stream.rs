@@ -9,7 +9,9 @@ use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 use rayon::prelude::*;
 
-use super::{base_meta, issue_entry, item_entry, write_job, Entry, Family, Format, Job, Staging};
+use super::{
+    base_meta, extra_meta, issue_entry, item_entry, write_job, Entry, Family, Format, Job, Staging,
+};
 use super::{FeedMeta, Written};
 use crate::config::Config;
 use crate::model::Issue;
@@ -68,19 +70,7 @@ impl<'c, I: Borrow<Issue> + Clone> FeedWriter<'c, I> {
         articles.title = format!("{} (articles)", articles.title);
         let mut streams = vec![stream("", false, base.clone()), stream("", true, articles)];
         for x in &config.feeds.extra {
-            let meta = FeedMeta {
-                title: x
-                    .title
-                    .clone()
-                    .unwrap_or_else(|| format!("{} ({})", config.site.title, x.name)),
-                description: x
-                    .description
-                    .clone()
-                    .unwrap_or_else(|| base.description.clone()),
-                language: x.language.clone().unwrap_or_else(|| base.language.clone()),
-                ..base.clone()
-            };
-            streams.push(stream(&x.name, false, meta));
+            streams.push(stream(&x.name, false, extra_meta(config, &base, x)));
         }
         FeedWriter {
             config,
