@@ -118,6 +118,8 @@ struct State {
     stamps: BTreeMap<PathBuf, Stamp>,
     /// Outputs staged over a file that holds other bytes.
     updated: BTreeSet<PathBuf>,
+    /// Folders known to exist: each is looked at once, not once per file in it.
+    dirs: HashSet<PathBuf>,
     done: bool,
 }
 
@@ -183,10 +185,10 @@ impl Staging {
         self.ensure_dir(&dir)?;
         let stamp = Stamp::of_bytes(bytes);
         self.lock().stamps.insert(rel.to_path_buf(), stamp);
-        if holds(dest, bytes) {
-            return Ok(());
-        }
-        if fs::symlink_metadata(dest).is_ok() {
+        if let Ok(meta) = fs::symlink_metadata(dest) {
+            if holds(dest, &meta, bytes) {
+                return Ok(());
+            }
             self.lock().updated.insert(rel.to_path_buf());
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -338,7 +340,7 @@ impl Staging {
             }
         }
         let dest = self.root.join(MANIFEST);
-        if holds(&dest, &bytes) {
+        if fs::symlink_metadata(&dest).is_ok_and(|m| holds(&dest, &m, &bytes)) {
             return Ok(());
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -364,7 +366,11 @@ impl Staging {
     }
 
     fn ensure_dir(&self, dir: &Path) -> Result<()> {
+        if self.lock().dirs.contains(dir) {
+            return Ok(());
+        }
         if dir.is_dir() {
+            self.lock().dirs.insert(dir.to_path_buf());
             return Ok(());
         }
         let mut missing = Vec::new();
@@ -378,6 +384,7 @@ impl Staging {
         }
         fs::create_dir_all(dir).with_context(|| format!("creating folder {}", dir.display()))?;
         let mut st = self.lock();
+        st.dirs.insert(dir.to_path_buf());
         for p in missing.into_iter().rev() {
             if !st.created_dirs.contains(&p) {
                 st.created_dirs.push(p);
@@ -639,11 +646,11 @@ fn file_id(_meta: &fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
-/// Whether `path` is a regular file (not a link) whose bytes are `bytes`.
-fn holds(path: &Path, bytes: &[u8]) -> bool {
+/// Whether `path` is a regular file (not a link) whose bytes are `bytes`, `meta` being its
+/// metadata (not following a link).
+fn holds(path: &Path, meta: &fs::Metadata, bytes: &[u8]) -> bool {
     use std::io::Read;
-    let same_size =
-        fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64);
+    let same_size = meta.is_file() && meta.len() == bytes.len() as u64;
     if !same_size {
         return false;
     }

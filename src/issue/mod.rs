@@ -502,14 +502,17 @@ fn render_body(doc: &Doc, found: Vec<items::Found>, opts: LoadOptions) -> Render
             source_url: f.links.first().map(|l| l.url.as_str()),
         })
         .collect();
+    let notes: Vec<&[std::ops::Range<usize>]> = found.iter().map(|f| &f.notes[..]).collect();
+    let (html, notes_html) = doc.html_and_parts(&notes);
     Rendered {
-        html: doc.html_of(all),
+        html,
         page_html: (!marks.is_empty()).then(|| doc.page_html(&marks)),
         text: text_of(all),
         items: found
             .into_iter()
-            .map(|f| Item {
-                html: doc.html_of(&f.notes),
+            .zip(notes_html)
+            .map(|(f, html)| Item {
+                html,
                 text: text_of(&f.notes),
                 feed: FeedBody::default(),
                 title: f.title,

@@ -326,7 +326,7 @@ impl<'a, 's> Builder<'a, 's> {
 /// Every component name that `body` has a closing tag of (`</Name>`).
 fn closed_component_names(body: &str) -> HashSet<&str> {
     let mut names = HashSet::new();
-    for (i, _) in body.match_indices("</") {
+    for i in memchr::memmem::find_iter(body.as_bytes(), b"</") {
         let rest = &body[i + 2..];
         let len = rest
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))

@@ -317,11 +317,24 @@ impl<'a> Doc<'a> {
         overrides: &[(usize, Event<'a>)],
         out: &mut String,
     ) {
+        let events = self.events[range.clone()].iter().cloned();
+        self.write_html(range, overrides, events, out);
+    }
+
+    /// Writes the HTML of `events`, which are the events in `range` (or clones of them),
+    /// with the paragraph ids and `overrides` put in.
+    fn write_html<'e>(
+        &'e self,
+        range: Range<usize>,
+        overrides: &'e [(usize, Event<'a>)],
+        events: impl Iterator<Item = Event<'a>> + 'e,
+        out: &mut impl std::fmt::Write,
+    ) {
         let ids = &self.para_ids;
         let mut k = ids.partition_point(|(i, _)| *i < range.start);
         let mut o = overrides.partition_point(|(i, _)| *i < range.start);
         let start = range.start;
-        let iter = self.events[range].iter().enumerate().map(move |(j, e)| {
+        let iter = events.enumerate().map(move |(j, e)| {
             let at = start + j;
             let id = (k < ids.len() && ids[k].0 == at).then(|| {
                 k += 1;
@@ -333,10 +346,11 @@ impl<'a> Doc<'a> {
             }
             match id {
                 Some(id) => Event::Html(CowStr::from(format!("<p id=\"{}\">", escape_html(id)))),
-                None => e.clone(),
+                None => e,
             }
         });
-        pulldown_cmark::html::push_html(out, iter);
+        // Writing to a `String` cannot fail.
+        let _ = pulldown_cmark::html::write_html_fmt(out, iter);
     }
 
     /// The HTML of the events in `range`.
@@ -355,6 +369,80 @@ impl<'a> Doc<'a> {
         // Every issue's HTML is kept until the outputs are written: no spare capacity.
         s.shrink_to_fit();
         s
+    }
+
+    /// The HTML of the whole body (as `html_of` the whole range) and the HTML of each of
+    /// `parts` (as `html_of` each), rendering the events once where it can: a part whose
+    /// ranges start and end between top-level blocks is cut out of the whole body's HTML,
+    /// since the HTML writer starts such a block as it would start a fresh document. A body
+    /// with footnotes (numbered across the whole body) renders every part on its own.
+    pub fn html_and_parts(&self, parts: &[&[Range<usize>]]) -> (String, Vec<String>) {
+        use std::cell::RefCell;
+        struct Shared<'r>(&'r RefCell<String>);
+        impl std::fmt::Write for Shared<'_> {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                self.0.borrow_mut().push_str(s);
+                Ok(())
+            }
+        }
+        let n = self.events.len();
+        let out = RefCell::new(String::with_capacity(n * 24));
+        // Where the HTML of each event starts, and the end: the writer asks for event `i`
+        // once everything before it is written.
+        let mut starts = Vec::with_capacity(n + 1);
+        let mut depth = 0usize;
+        // Whether event `i` starts at the top level, between blocks.
+        let mut top = Vec::with_capacity(n + 1);
+        let mut footnotes = false;
+        let events = self.events.iter().map(|e| {
+            starts.push(out.borrow().len());
+            top.push(depth == 0);
+            match e {
+                Event::Start(Tag::FootnoteDefinition(_)) | Event::FootnoteReference(_) => {
+                    footnotes = true
+                }
+                _ => {}
+            }
+            match e {
+                Event::Start(_) => depth += 1,
+                Event::End(_) => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            e.clone()
+        });
+        self.write_html(0..n, &[], events, &mut Shared(&out));
+        let mut html = out.into_inner();
+        starts.push(html.len());
+        top.push(depth == 0);
+        let cut = |ranges: &[Range<usize>]| -> Option<String> {
+            if footnotes {
+                return None;
+            }
+            let mut s = String::new();
+            for r in ranges {
+                // A block starting after output that does not end a line gets a newline
+                // first in the whole body, never at the start of a document.
+                let fresh = starts[r.start] == 0 || html[..starts[r.start]].ends_with('\n');
+                if !(top[r.start] && top[r.end] && fresh) {
+                    return None;
+                }
+                s.push_str(&html[starts[r.start]..starts[r.end]]);
+            }
+            s.shrink_to_fit();
+            Some(s)
+        };
+        let parts = parts
+            .iter()
+            .map(|ranges| match cut(ranges) {
+                Some(s) => {
+                    debug_assert_eq!(s, self.html_of(ranges), "{ranges:?}");
+                    s
+                }
+                None => self.html_of(ranges),
+            })
+            .collect();
+        html.shrink_to_fit();
+        (html, parts)
     }
 
     /// The plain text of several ranges, rendered as one run of events.
@@ -392,6 +480,41 @@ mod tests {
         };
         let d = Doc::parse(md, &s);
         (d.html(0..d.events.len()), d.notes)
+    }
+
+    #[test]
+    fn parts_cut_from_the_whole_body_equal_their_own_rendering() {
+        let comps = BTreeMap::new();
+        let s = Settings {
+            base_url: "https://example.com",
+            page_url: "https://example.com/weekly/2019-01.html",
+            components: &comps,
+        };
+        let bodies = [
+            "# T\n\nOne *a*.\n\n<div>raw</div>\n\n- x\n- y\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n---\n\n> q\n",
+            "<b>open\n\nText[^1].\n\n[^1]: Note.\n",
+            "<span>inline</span> text\n\n```\ncode\n```\n\nLast.",
+        ];
+        for body in bodies {
+            let d = Doc::parse(body, &s);
+            let n = d.events.len();
+            // Every range between two event indexes, and pairs of them.
+            let mut parts: Vec<Vec<Range<usize>>> = Vec::new();
+            for a in 0..=n {
+                for b in a..=n {
+                    parts.push(vec![a..b]);
+                    if b + 1 < n {
+                        parts.push(vec![a..b, b + 1..n]);
+                    }
+                }
+            }
+            let refs: Vec<&[Range<usize>]> = parts.iter().map(|p| &p[..]).collect();
+            let (whole, cut) = d.html_and_parts(&refs);
+            assert_eq!(whole, d.html_of(&[0..n]), "{body}");
+            for (p, h) in parts.iter().zip(&cut) {
+                assert_eq!(*h, d.html_of(p), "{body} {p:?}");
+            }
+        }
     }
 
     #[test]
