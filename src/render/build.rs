@@ -53,8 +53,9 @@ struct Builder<'a, 's> {
     open_inline: Vec<(String, usize)>,
     depth: usize,
     fixes: FeedFixes,
-    /// Component names the body closes somewhere (`</Name>`): an unknown `<Name>` without one
-    /// is a word in angle brackets (`Result<Option>`), kept as text.
+    /// Component and other non-element names the body closes somewhere (`</Name>`,
+    /// `</mermaid>`): an unknown `<Name>` or `<word>` without one is a word in angle brackets
+    /// (`Result<Option>`, `Vec<u8>`), kept as text.
     closed_names: HashSet<&'a str>,
     /// For each open Markdown container, whether its start event was kept (not flattened).
     kept: Vec<bool>,
@@ -66,6 +67,16 @@ impl<'a, 's> Builder<'a, 's> {
     fn sanitizer(&mut self) -> &Sanitizer {
         self.sanitizer
             .get_or_insert_with(|| Sanitizer::new(self.settings))
+    }
+
+    /// Whether a tag named `name` is a word in angle brackets (`Box<dyn Error>`, `Vec<T>`,
+    /// `<i32>`), which is text: it names no element and the body never closes it. A browser
+    /// would swallow it as an unknown tag. Paired unknown tags (`<mermaid>…</mermaid>`) stay
+    /// markup, which the sanitizer unwraps.
+    fn is_word_in_brackets(&self, name: &str) -> bool {
+        !is_component_name(name)
+            && !html::is_element_name(name)
+            && !self.closed_names.contains(name)
     }
 
     fn note_too_deep(&mut self, offset: usize) {
@@ -111,6 +122,10 @@ impl<'a, 's> Builder<'a, 's> {
             match token {
                 html::Token::Comment { .. } => {}
                 html::Token::Tag(t) if is_fallback_wrapper(t.name) => {}
+                // `<T>` or `<dyn Error>` on a line of its own: text, as it is inline.
+                html::Token::Tag(t) if self.is_word_in_brackets(t.name) => {
+                    pre.push_str(&html::escape(t.raw))
+                }
                 html::Token::Tag(t) if !flat.keep(&t) => {}
                 html::Token::Tag(t) if is_component_name(t.name) => {
                     if let Some(h) = self.component_html(&t, offset) {
@@ -171,6 +186,10 @@ impl<'a, 's> Builder<'a, 's> {
                     self.push(Event::InlineHtml(CowStr::from(h)), offset);
                 }
             }
+            return;
+        }
+        if self.is_word_in_brackets(tag.name) {
+            self.push(Event::Text(CowStr::from(t.to_string())), offset);
             return;
         }
         let name = tag.name.to_ascii_lowercase();
@@ -323,7 +342,7 @@ impl<'a, 's> Builder<'a, 's> {
     }
 }
 
-/// Every component name that `body` has a closing tag of (`</Name>`).
+/// Every component or other non-element name that `body` has a closing tag of (`</Name>`).
 fn closed_component_names(body: &str) -> HashSet<&str> {
     let mut names = HashSet::new();
     for i in memchr::memmem::find_iter(body.as_bytes(), b"</") {
@@ -332,7 +351,7 @@ fn closed_component_names(body: &str) -> HashSet<&str> {
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
             .unwrap_or(rest.len());
         let name = &rest[..len];
-        if is_component_name(name) {
+        if !name.is_empty() && (is_component_name(name) || !html::is_element_name(name)) {
             names.insert(name);
         }
     }

@@ -128,6 +128,122 @@ fn bare_generics_in_link_text_stay_as_text() {
     assert!(text.contains("Result<Option> and Option<Result>"), "{text}");
 }
 
+#[test]
+fn lowercase_words_in_angle_brackets_stay_as_text_and_elements_still_work() {
+    let s = site(
+        "[Returning <dyn Error> from main](https://x.example/2)\n\n\
+         A <T> for an <i32>, with <b>bold</b>, <em>em</em> and <span>span</span> kept.\n\n\
+         <u8>\n\n<Wrapped>inside</Wrapped>\n",
+    );
+    let stderr = build(&s);
+    let page = page(&s);
+    for shown in [
+        "Returning &lt;dyn Error&gt; from main",
+        "A &lt;T&gt; for an &lt;i32&gt;, with <b>bold</b>, <em>em</em> and <span>span</span> kept.",
+        "&lt;u8&gt;",
+    ] {
+        assert!(page.contains(shown), "{shown} in\n{page}");
+    }
+    // A paired unknown component is still a component: warned about, its tags dropped.
+    assert!(
+        !page.contains("Wrapped") && page.contains("inside"),
+        "{page}"
+    );
+    assert!(stderr.contains("Wrapped"), "{stderr}");
+    assert!(
+        !stderr.contains("dyn") && !stderr.contains("i32"),
+        "{stderr}"
+    );
+    // The feeds carry the same HTML.
+    let feed = feed(&s);
+    assert!(
+        feed.contains("Returning &lt;dyn Error&gt; from main"),
+        "{feed}"
+    );
+    let o = s
+        .cmd()
+        .env("TECHSHACK_NOW", NOW)
+        .args(["preview", "2019-20", "--text", "m.txt"])
+        .output()
+        .expect("preview");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = read(&s.path("m.txt"));
+    assert!(text.contains("Returning <dyn Error> from main"), "{text}");
+    assert!(text.contains("A <T> for an <i32>"), "{text}");
+}
+
+/// Every `<word` of the issues of This Week in Rust that is not an element or component name
+/// (`<u8>`, `<dyn Error>`, `<T>`) shows on the issue's page as text.
+#[test]
+#[ignore]
+fn no_word_in_angle_brackets_vanishes_from_a_corpus_page() {
+    const ELEMENTS: &[&str] = &[
+        "a", "b", "body", "br", "code", "div", "em", "i", "img", "li", "meta", "noscript",
+        "object", "p", "pre", "script", "small", "span", "strong", "sub", "sup", "wbr",
+    ];
+    let corpus = crate::support::corpora().join("twir");
+    let out = tempfile::tempdir().expect("temporary folder");
+    crate::support::techshack()
+        .arg("-q")
+        .arg("-c")
+        .arg(crate::support::repo().join("examples/twir/techshack.toml"))
+        .arg("--issues")
+        .arg(&corpus)
+        .arg("build")
+        .arg("--out")
+        .arg(out.path())
+        .assert()
+        .success();
+    let (mut words, mut missing) = (0, Vec::new());
+    for e in std::fs::read_dir(&corpus).expect("corpus") {
+        let path = e.expect("entry").path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let Ok(source) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let page = out.path().join(format!("blog/{stem}.html"));
+        if !page.is_file() {
+            continue;
+        }
+        let page = read(&page);
+        // Comments are not shown at all.
+        let mut source = source.as_str();
+        let mut shown = String::new();
+        while let Some(i) = source.find("<!--") {
+            shown.push_str(&source[..i]);
+            source = source[i..].find("-->").map_or("", |e| &source[i + e + 3..]);
+        }
+        shown.push_str(source);
+        let source = shown;
+        for (i, _) in source.match_indices('<') {
+            let rest = &source[i + 1..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let tag_like = rest[name.len()..].starts_with([' ', '>']);
+            // `Name` is a component's; `u8`, `dyn` and `T` are words.
+            let component = name.starts_with(|c: char| c.is_ascii_uppercase())
+                && name.chars().any(|c| c.is_ascii_lowercase());
+            let word = name.starts_with(|c: char| c.is_ascii_alphabetic());
+            if !tag_like || !word || component {
+                continue;
+            }
+            if ELEMENTS.contains(&name.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            words += 1;
+            if !page.contains(&format!("&lt;{name}")) {
+                missing.push(format!("{stem}: <{name}"));
+            }
+        }
+    }
+    assert!(words > 50, "only {words} words in angle brackets");
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 /// Runs `cmd` with `args` on `site` and returns (success, stderr), within a bound.
 fn run_bounded(site: &TestSite, args: &[&str], bound: Duration) -> (bool, String) {
     let mut child = site
