@@ -502,7 +502,7 @@ mod tests {
             let mut parts: Vec<Vec<Range<usize>>> = Vec::new();
             for a in 0..=n {
                 for b in a..=n {
-                    parts.push(vec![a..b]);
+                    parts.push(std::iter::once(a..b).collect());
                     if b + 1 < n {
                         parts.push(vec![a..b, b + 1..n]);
                     }
@@ -510,7 +510,7 @@ mod tests {
             }
             let refs: Vec<&[Range<usize>]> = parts.iter().map(|p| &p[..]).collect();
             let (whole, cut) = d.html_and_parts(&refs);
-            assert_eq!(whole, d.html_of(&[0..n]), "{body}");
+            assert_eq!(whole, d.html(0..n), "{body}");
             for (p, h) in parts.iter().zip(&cut) {
                 assert_eq!(*h, d.html_of(p), "{body} {p:?}");
             }
