@@ -152,7 +152,7 @@ impl Config {
             // Each message starts with the key it is about (`feeds.limit must be ...`).
             let key: String = m
                 .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
                 .collect();
             let pos = entries
                 .iter()
@@ -289,22 +289,27 @@ fn validate(raw: &mut RawConfig) -> Vec<String> {
         problems.push("site.title is empty".to_string());
     }
     let mut names = std::collections::BTreeSet::new();
-    for x in &raw.feeds.extra {
+    // Named by their place (`feeds.extra[1].match`), so each is told at its line.
+    for (i, x) in raw.feeds.extra.iter().enumerate() {
         let ok = !x.name.is_empty()
             && x.name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             && !matches!(x.name.as_str(), "atom" | "rss" | "feed" | "items");
         if !ok {
-            problems.push(format!("feeds.extra name `{}` must be letters, digits, `-` or `_`, and not a built-in feed's name", x.name));
+            problems.push(format!("feeds.extra[{i}].name `{}` must be letters, digits, `-` or `_`, and not a built-in feed's name", x.name));
         }
         if !names.insert(x.name.clone()) {
-            problems.push(format!("feeds.extra name `{}` appears twice", x.name));
+            problems.push(format!(
+                "feeds.extra[{i}].name `{}` appears twice: every extra feed needs a name of its own",
+                x.name
+            ));
         }
         if let Err(e) = globset::Glob::new(&x.pattern) {
+            let why = e.kind().to_string();
             problems.push(format!(
-                "feeds.extra `{}`: invalid glob `{}`: {e}",
-                x.name, x.pattern
+                "feeds.extra[{i}].match `{}` (of the extra feed `{}`) is not a valid glob: {why}",
+                x.pattern, x.name
             ));
         }
     }
@@ -442,9 +447,14 @@ mod tests {
                 "t.toml:2:1: error: site.title is empty",
             ]
         );
-        assert!(lines[3].contains("feeds.extra name `rss`"), "{d}");
         assert!(
-            lines[4].starts_with("t.toml: error: feeds.extra `rss`: invalid glob `[`"),
+            lines[3].starts_with("t.toml:7:1: error: feeds.extra[0].name `rss` must be"),
+            "{d}"
+        );
+        assert!(
+            lines[4].starts_with(
+                "t.toml:8:1: error: feeds.extra[0].match `[` (of the extra feed `rss`) is not a valid glob: "
+            ),
             "{d}"
         );
         assert!(lines[5].contains("smtp.rate"), "{d}");

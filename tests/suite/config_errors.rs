@@ -64,3 +64,28 @@ fn type_errors_missing_keys_and_bad_values_together() {
     assert_eq!(code, 1);
     assert!(err.contains(":1:6: error: invalid table header"), "{err}");
 }
+
+#[test]
+fn an_empty_inline_table_and_bad_extra_feeds_are_all_told_at_their_lines() {
+    let (code, err) = check(
+        "[site]\ntitle = \"T\"\nbase_url = \"https://e.com\"\nauthor = { }\n\
+         [feeds]\nlimit = \"20\"\n\
+         [[feeds.extra]]\nname = \"rust\"\nmatch = \"[abc\"\n\
+         [[feeds.extra]]\nname = \"rust\"\nmatch = \"*-CN.md\"\n\
+         [[feeds.extra]]\nname = \"items\"\nmatch = 5\n\
+         [smtp]\nrate = \"fast\"\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    for want in [
+        ":4:1: error: site.author.name is missing: it is required in [site.author]",
+        ":6:9: error: feeds.limit: expected a whole number, 0 or more, found the string \"20\"",
+        ":9:1: error: feeds.extra[0].match `[abc` (of the extra feed `rust`) is not a valid glob: ",
+        ":11:1: error: feeds.extra[1].name `rust` appears twice",
+        ":14:1: error: feeds.extra[2].name `items` must be letters, digits, `-` or `_`, and not a built-in feed's name",
+        ":15:9: error: feeds.extra[2].match: expected a string (in quotes), found the number 5",
+        ":17:8: error: smtp.rate: expected a number, found the string \"fast\"",
+    ] {
+        assert!(err.contains(want), "no `{want}` in\n{err}");
+    }
+    assert!(err.ends_with("error: 7 errors found\n"), "{err}");
+}
