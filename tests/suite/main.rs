@@ -29,3 +29,4 @@ mod spam_score;
 mod status;
 mod subscribers;
 mod typos;
+mod web_archive;
