@@ -30,3 +30,4 @@ mod status;
 mod subscribers;
 mod typos;
 mod web_archive;
+mod web_chromium;

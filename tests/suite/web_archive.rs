@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::support::{corpora, read, repo, TestSite};
 
-const NOW: &str = "2019-06-01T00:00:00Z";
+pub(crate) const NOW: &str = "2019-06-01T00:00:00Z";
 
 fn config(extra: &str) -> String {
     format!(
@@ -37,7 +37,7 @@ public_url = "https://twin.example/list"
 }
 
 /// Three weeks in English, the first two with a Chinese twin; a draft and a future issue.
-fn site(extra: &str) -> TestSite {
+pub(crate) fn site(extra: &str) -> TestSite {
     let issue = |title: &str, body: &str| format!("---\ntitle: {title}\n---\n\n{body}\n");
     TestSite::new()
         .config(&config(extra))
@@ -53,7 +53,7 @@ fn site(extra: &str) -> TestSite {
         .issue("2030-01.md", issue("Future", "Later."))
 }
 
-fn build(site: &TestSite, out: &str) {
+pub(crate) fn build(site: &TestSite, out: &str) {
     let o = site
         .cmd()
         .env("TECHSHACK_NOW", NOW)
@@ -177,7 +177,7 @@ fn a_bad_sitemap_value_is_a_config_error() {
 }
 
 /// Builds a corpus with the configuration that ships for it; the output folder.
-fn build_corpus(config: &Path, corpus: &str) -> tempfile::TempDir {
+pub(crate) fn build_corpus(config: &Path, corpus: &str) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     crate::support::techshack()
         .env("TECHSHACK_SECRET", crate::support::SECRET)
