@@ -219,30 +219,79 @@ fn display_date(d: DateTime<FixedOffset>) -> String {
 }
 
 /// What the index says an issue holds: its description, else its item titles
-/// (`A · B · C`), else the start of its body, at most [`SUMMARY_MAX`] characters, cut
-/// between titles or words.
+/// (`A · B · C`), else the titles of the links that make up its first list items (a digest
+/// of link lists, like This Week in Rust), else the start of its body; at most
+/// [`SUMMARY_MAX`] characters, cut between titles or words.
 fn summary(issue: &Issue, description: Option<&str>) -> String {
     if let Some(d) = description {
         return d.to_string();
     }
     if !issue.items.is_empty() {
-        let mut s = String::new();
-        for (k, item) in issue.items.iter().enumerate() {
-            let sep = if k == 0 { "" } else { " · " };
-            let len = s.chars().count() + sep.chars().count() + item.title.chars().count();
-            if len > SUMMARY_MAX {
-                if k == 0 {
-                    return cut_at_word(&item.title, SUMMARY_MAX);
-                }
-                s.push_str(" · …");
-                return s;
-            }
-            s.push_str(sep);
-            s.push_str(&item.title);
-        }
-        return s;
+        return join_titles(issue.items.iter().map(|i| i.title.as_str()));
+    }
+    let links = list_links(&issue.html, SUMMARY_MAX);
+    if links.len() >= 2 {
+        return join_titles(links.iter().map(String::as_str));
     }
     cut_at_word(&issue.feed.summary, SUMMARY_MAX)
+}
+
+/// `A · B · C`, as many titles as fit in [`SUMMARY_MAX`] characters, then ` · …`.
+fn join_titles<'a>(titles: impl Iterator<Item = &'a str>) -> String {
+    let mut s = String::new();
+    let mut len = 0;
+    for (k, title) in titles.enumerate() {
+        let sep = if k == 0 { "" } else { " · " };
+        let add = sep.chars().count() + title.chars().count();
+        if len + add > SUMMARY_MAX {
+            if k == 0 {
+                return cut_at_word(title, SUMMARY_MAX);
+            }
+            s.push_str(" · …");
+            return s;
+        }
+        s.push_str(sep);
+        s.push_str(title);
+        len += add;
+    }
+    s
+}
+
+/// The texts of the links that open list items (`<li><a>Title</a>`), in order, until they
+/// hold `max` characters: what a digest made of link lists is about.
+fn list_links(html: &str, max: usize) -> Vec<String> {
+    use crate::html::{decode_entities_into, tokens, Token};
+    let mut out = Vec::new();
+    let mut total = 0;
+    // After `<li>` (and `<p>` in it) until the first other content; then inside its `<a>`.
+    let mut opening = false;
+    let mut text: Option<String> = None;
+    for (_, t) in tokens(html) {
+        match (&t, text.as_mut()) {
+            (Token::Tag(tag), Some(_)) if tag.is("a") && tag.closing => {
+                let title = text.take().unwrap_or_default();
+                let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+                if !title.is_empty() {
+                    total += title.chars().count() + 3;
+                    out.push(title);
+                    if total > max {
+                        break;
+                    }
+                }
+            }
+            (Token::Text(t), Some(buf)) => decode_entities_into(t, buf, |c| !c.is_control()),
+            (Token::Tag(_), Some(_)) | (Token::Comment { .. }, _) => {}
+            (Token::Tag(tag), None) if tag.is("li") && !tag.closing => opening = true,
+            (Token::Tag(tag), None) if opening && tag.is("p") && !tag.closing => {}
+            (Token::Tag(tag), None) if opening && tag.is("a") && !tag.closing => {
+                opening = false;
+                text = Some(String::new());
+            }
+            (Token::Text(t), None) if t.trim().is_empty() => {}
+            _ => opening = false,
+        }
+    }
+    out
 }
 
 /// `text` whole when it has at most `max` characters, else cut after the last sentence end
@@ -637,6 +686,22 @@ mod tests {
         assert_eq!(summary(&i, None), format!("{}。…", "汉".repeat(150)));
         i.feed.summary = "短".into();
         assert_eq!(summary(&i, None), "短");
+    }
+
+    #[test]
+    fn a_digest_of_link_lists_is_summed_up_by_its_first_list_links() {
+        let mut i = issue("2019-01", "2018-12-31T09:00:00Z", "One");
+        i.items.clear();
+        i.feed.summary = "Hello and welcome.".into();
+        i.html = "<p>Hello and <a href=\"https://r.example/\">welcome</a>.</p>\n<ul>\n<li><a href=\"https://a.example/\">Fast &amp; <em>safe</em></a></li>\n<li>[video] <a href=\"https://v.example/\">Not opening</a></li>\n<li>\n<p><a href=\"https://b.example/\">Loose   item</a> by someone</p>\n</li>\n</ul>".into();
+        assert_eq!(summary(&i, None), "Fast & safe · Loose item");
+        // One list link is not a digest: the body's start then.
+        i.html = "<ul><li><a href=\"https://a.example/\">Only</a></li></ul>".into();
+        assert_eq!(summary(&i, None), "Hello and welcome.");
+        let many: String = (0..50)
+            .map(|k| format!("<li><a href=\"https://a.example/{k}\">Link {k}</a></li>"))
+            .collect();
+        assert_eq!(list_links(&format!("<ul>{many}</ul>"), 30).len(), 4);
     }
 
     #[test]

@@ -247,6 +247,18 @@ fn twir_index_is_grouped_by_year_and_every_page_links_its_neighbours() {
         );
     }
     assert_eq!(index.matches("<p class=\"summary\"").count(), 667);
+    // Each issue is told by its own links, not by the greeting every issue opens with.
+    let summaries: std::collections::BTreeSet<&str> = index
+        .split("<p class=\"summary\">")
+        .skip(1)
+        .map(|s| &s[..s.find("</p>").unwrap()])
+        .collect();
+    assert!(
+        summaries.len() >= 660,
+        "{} distinct summaries",
+        summaries.len()
+    );
+    assert!(index.matches("Hello and welcome").count() < 5);
     let mut ends = 0;
     for e in std::fs::read_dir(out.path().join("blog")).unwrap() {
         let p = e.unwrap().path();

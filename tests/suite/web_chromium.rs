@@ -21,6 +21,19 @@ fn shots() -> PathBuf {
     p
 }
 
+/// Fails unless a Chinese font is installed, without which Chromium draws the Chinese pages
+/// as empty boxes (`scripts/setup-test-deps` installs one).
+fn assert_chinese_font() {
+    let out = std::process::Command::new("fc-list")
+        .arg(":lang=zh")
+        .output()
+        .expect("fc-list (fontconfig) runs");
+    assert!(
+        !out.stdout.is_empty(),
+        "no Chinese font: run scripts/setup-test-deps"
+    );
+}
+
 fn file_url(p: &Path) -> String {
     format!("file://{}", p.display())
 }
@@ -75,12 +88,18 @@ fn check_page(d: &Driver, page: &Path, name: &str, index: bool) {
                 );
             }
             d.screenshot(&shots().join(format!("{name}-{width}-{scheme}.png")));
+            if !index {
+                // The end of the page: older/newer links and the subscribe box.
+                d.script("document.getElementById('ts-subscribe').scrollIntoView({block: 'end'})");
+                d.screenshot(&shots().join(format!("{name}-{width}-{scheme}-end.png")));
+            }
         }
     }
 }
 
 #[test]
 fn small_site_pages_fit_a_phone_and_a_desktop_light_and_dark() {
+    assert_chinese_font();
     let s = web_archive::site("");
     web_archive::build(&s, "public");
     let d = Driver::start();
@@ -107,6 +126,7 @@ fn small_site_pages_fit_a_phone_and_a_desktop_light_and_dark() {
 #[test]
 #[ignore = "reads $TECHSHACK_CORPORA"]
 fn techshack_pages_fit_a_phone_and_a_desktop_light_and_dark() {
+    assert_chinese_font();
     let out = web_archive::build_corpus(&repo().join("config/techshack.toml"), "techshack");
     let d = Driver::start();
     let dir = out.path().join("techshack.weekly");
