@@ -341,7 +341,7 @@ pub fn render_index_rows(
     let mut years: Vec<YearGroup<'_>> = Vec::new();
     for i in &rows {
         let year = i.date.year();
-        if years.last().is_none_or(|g| g.year != year) {
+        if years.last().map_or(true, |g| g.year != year) {
             years.push(YearGroup {
                 year,
                 issues: Vec::new(),
