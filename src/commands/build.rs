@@ -101,7 +101,7 @@ pub struct Built {
 type Page = (Arc<Issue>, Option<String>);
 
 /// Pages rendered at once, in parallel, once their links are known.
-const PAGES_AT_ONCE: usize = 16;
+const PAGES_AT_ONCE: usize = 8;
 
 /// Writes the pages of `ready` (emptying it), keeping the first error.
 fn write_pages(
