@@ -126,22 +126,25 @@ fn page_lang<'a>(site: &'a SiteCtx, issue: &'a Issue) -> &'a str {
 }
 
 #[derive(Serialize)]
-struct IndexEntry<'a> {
-    title: &'a str,
-    url: &'a str,
+struct IndexEntry {
+    title: String,
+    url: String,
     date: String,
     date_display: String,
-    description: Option<&'a str>,
+    description: Option<String>,
     /// The description, else the item titles, else the start of the body.
-    summary: &'a str,
-    lang: &'a str,
-    lang_label: String,
+    summary: String,
+    /// Only when the index is in several languages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lang: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lang_label: Option<String>,
 }
 
 #[derive(Serialize)]
-struct YearGroup<'a> {
+struct YearGroup {
     year: i32,
-    issues: Vec<IndexEntry<'a>>,
+    issues: Vec<IndexEntry>,
 }
 
 /// One feed set on the index: its title, language and links.
@@ -338,8 +341,14 @@ pub fn render_index_rows(
     mut rows: Vec<IndexRow>,
 ) -> Result<String> {
     sort_newest_first(&mut rows);
-    let mut years: Vec<YearGroup<'_>> = Vec::new();
-    for i in &rows {
+    let mut langs: Vec<&str> = rows.iter().map(|r| r.lang.as_str()).collect();
+    langs.sort_unstable();
+    langs.dedup();
+    let multilingual = langs.len() > 1;
+    // The rows' strings move into the entries, which the context copies: only one copy of
+    // the archive is held besides the page being rendered.
+    let mut years: Vec<YearGroup> = Vec::new();
+    for i in rows {
         let year = i.date.year();
         if years.last().map_or(true, |g| g.year != year) {
             years.push(YearGroup {
@@ -347,22 +356,25 @@ pub fn render_index_rows(
                 issues: Vec::new(),
             });
         }
+        let (lang, lang_label) = if multilingual {
+            let label = language_name(&i.lang);
+            (Some(i.lang), Some(label))
+        } else {
+            (None, None)
+        };
         if let Some(g) = years.last_mut() {
             g.issues.push(IndexEntry {
-                title: &i.title,
-                url: &i.url,
+                title: i.title,
+                url: i.url,
                 date: i.date.to_rfc3339(),
                 date_display: display_date(i.date),
-                description: i.description.as_deref(),
-                summary: &i.summary,
-                lang: &i.lang,
-                lang_label: language_name(&i.lang),
+                description: i.description,
+                summary: i.summary,
+                lang,
+                lang_label,
             });
         }
     }
-    let mut langs: Vec<&str> = rows.iter().map(|r| r.lang.as_str()).collect();
-    langs.sort_unstable();
-    langs.dedup();
     let layout = config.layout();
     let mut sets = vec![FeedSet {
         title: site.title.clone(),
@@ -383,8 +395,9 @@ pub fn render_index_rows(
     ctx.insert("site", site);
     ctx.insert("lang", &site.language);
     ctx.insert("years", &years);
+    drop(years);
     ctx.insert("feed_sets", &sets);
-    ctx.insert("multilingual", &(langs.len() > 1));
+    ctx.insert("multilingual", &multilingual);
     templates.render("index.html", &ctx)
 }
 
