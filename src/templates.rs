@@ -21,12 +21,20 @@ pub use crate::layout::FeedLinks;
 use crate::model::Issue;
 
 /// The built-in templates, by file name: the site's and the email's, then `serve`'s.
-pub const BUILTIN: [(&str, &str); 11] = [
+pub const BUILTIN: [(&str, &str); 13] = [
     ("base.html", include_str!("../templates/base.html")),
     ("email.html", include_str!("../templates/email.html")),
     ("issue.html", include_str!("../templates/issue.html")),
     ("email.txt", include_str!("../templates/email.txt")),
     ("index.html", include_str!("../templates/index.html")),
+    (
+        "page_style.html",
+        include_str!("../templates/page_style.html"),
+    ),
+    (
+        "subscribe_box.html",
+        include_str!("../templates/subscribe_box.html"),
+    ),
     (
         "serve_layout.html",
         include_str!("../templates/serve_layout.html"),
@@ -181,6 +189,9 @@ pub struct SiteCtx {
     pub index_url: String,
     /// The feeds the page belongs to: the main ones, or an extra feed's.
     pub feeds: FeedLinks,
+    /// Where the web pages' sign-up form posts (`serve.public_url` + `/subscribe`); `None`
+    /// without a usable `serve.public_url`.
+    pub subscribe_url: Option<String>,
 }
 
 impl SiteCtx {
@@ -194,6 +205,11 @@ impl SiteCtx {
             home_url: layout.home_url(),
             index_url: layout.index_url(),
             feeds: layout.feed_links(""),
+            subscribe_url: config
+                .serve
+                .public_url()
+                .ok()
+                .map(|u| format!("{u}/subscribe")),
         }
     }
 

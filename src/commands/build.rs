@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
@@ -97,6 +97,36 @@ pub struct Built {
     pub manifest_unreadable: Option<String>,
 }
 
+/// An issue whose page waits for its links to other issues, and the page's body.
+type Page = (Arc<Issue>, Option<String>);
+
+/// Pages rendered at once, in parallel, once their links are known.
+const PAGES_AT_ONCE: usize = 8;
+
+/// Writes the pages of `ready` (emptying it), keeping the first error.
+fn write_pages(
+    pages: Option<&emit::web::Pages<'_>>,
+    staging: Option<&Staging>,
+    ready: &mut Vec<emit::nav::Ready<Page>>,
+    error: &mut Option<anyhow::Error>,
+) {
+    use rayon::prelude::*;
+    let batch = std::mem::take(ready);
+    let (Some(pages), Some(staging), None) = (pages, staging, &error) else {
+        return;
+    };
+    let failed = batch.par_iter().find_map_first(|r| {
+        let (issue, body) = &r.payload;
+        let body = body.as_deref().unwrap_or(&issue.html);
+        pages
+            .write_page(issue, body, &r.nav, |rel, bytes| {
+                staging.add_bytes(rel, bytes)
+            })
+            .err()
+    });
+    *error = failed;
+}
+
 /// Builds every output while the issues are parsed, oldest first (see
 /// [`crate::issue::stream`]): each issue's page as soon as it is rendered, each archive page
 /// as soon as it fills, the subscription documents and the index at the end; all of them
@@ -121,43 +151,48 @@ fn stream_build(
     let staging = setup.as_ref().ok().map(|(s, _)| s);
     let pages = setup.as_ref().ok().map(|(_, p)| p);
     let published = AtomicUsize::new(0);
-    let page_error = Mutex::new(None);
+    let mut page_error = None;
     let mut feed_error = None;
     let mut feeds = emit::FeedWriter::new(config);
     let mut rows = Vec::new();
-    let prepare = |mut issue: Issue| -> Option<(emit::web::IndexRow, Arc<Issue>)> {
+    let mut queue = pages.map(|p| p.queue::<Page>());
+    let mut ready = Vec::new();
+    let prepare = |issue: Issue| -> Option<(emit::web::IndexRow, Issue)> {
         if !(drafts || issue.is_published(now)) {
             return None;
         }
         published.fetch_add(1, Ordering::Relaxed);
-        if let (Some(pages), Some(staging)) = (pages, staging) {
-            let mut failed = page_error.lock().unwrap_or_else(|e| e.into_inner());
-            if failed.is_none() {
-                drop(failed);
-                if let Err(e) = pages.write_page(&issue, |rel, bytes| staging.add_bytes(rel, bytes))
-                {
-                    failed = page_error.lock().unwrap_or_else(|e| e.into_inner());
-                    failed.get_or_insert(e);
-                }
+        Some((emit::web::IndexRow::of(config, &issue), issue))
+    };
+    let consume = |(row, mut issue): (emit::web::IndexRow, Issue)| {
+        // The feeds read neither the page's body nor the plain text: the body waits in the
+        // queue of pages, beside the issue, only until the page is written.
+        let body = issue.page_html.take();
+        if !opts.text {
+            issue.text = None;
+            for item in &mut issue.items {
+                item.text = None;
             }
         }
-        // The feeds read neither the page's body nor the plain text.
-        issue.page_html = None;
-        issue.text = None;
-        for item in &mut issue.items {
-            item.text = None;
-        }
-        Some((emit::web::IndexRow::of(&issue), Arc::new(issue)))
-    };
-    let consume = |(row, issue): (emit::web::IndexRow, Arc<Issue>)| {
-        rows.push(row);
+        let issue = Arc::new(issue);
         if let (Some(staging), None) = (staging, &feed_error) {
-            if let Err(e) = feeds.push(issue, staging) {
+            if let Err(e) = feeds.push(issue.clone(), staging) {
                 feed_error = Some(e);
             }
         }
+        if let Some(q) = &mut queue {
+            ready.extend(q.push(row.placed(), (issue, body)));
+            if ready.len() >= PAGES_AT_ONCE {
+                write_pages(pages, staging, &mut ready, &mut page_error);
+            }
+        }
+        rows.push(row);
     };
     let diagnostics = crate::issue::stream(config, opts, prepare, consume)?;
+    if let Some(q) = queue {
+        ready.extend(q.finish());
+        write_pages(pages, staging, &mut ready, &mut page_error);
+    }
     if diagnostics.iter().any(|d| d.is_error()) {
         return Err(Diagnostics(diagnostics).into());
     }
@@ -174,7 +209,7 @@ fn stream_build(
         return Err(e);
     }
     let feeds = feeds.finish(&staging)?;
-    if let Some(e) = page_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    if let Some(e) = page_error {
         return Err(e);
     }
     let count = rows.len();

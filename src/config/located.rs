@@ -207,6 +207,7 @@ pub(super) fn known_keys(table: &str) -> &'static [&'static str] {
             "timezone",
             "author",
             "id_prefix",
+            "sitemap",
         ],
         "site.author" => &["name", "email"],
         "issues" => &["dir", "filename_date", "time", "static_dir"],

@@ -397,6 +397,9 @@ pub struct SiteConfig {
     pub author: Option<Author>,
     #[serde(default)]
     pub id_prefix: Option<String>,
+    /// Write `sitemap.xml` and `robots.txt` beside the pages.
+    #[serde(default = "default_true")]
+    pub sitemap: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -570,6 +573,10 @@ impl Default for ServeConfig {
 
 fn default_issue_path() -> String {
     "/{slug}.html".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_language() -> String {

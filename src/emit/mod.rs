@@ -6,7 +6,9 @@
 
 pub mod atom;
 pub mod json;
+pub mod nav;
 pub mod rss;
+mod sitemap;
 mod staging;
 mod stream;
 pub mod web;

@@ -4,17 +4,25 @@
 //! `index.html` in the folder of the pages (see [`crate::layout::Layout`]).
 
 use anyhow::{bail, Result};
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, Datelike, FixedOffset};
 use rayon::prelude::*;
 use serde::Serialize;
 use tera::Context;
 
+use super::nav::{language_name, Nav, NavLink, NavQueue, Placed};
 use crate::config::Config;
 use crate::model::Issue;
-use crate::templates::{issue_context, SiteCtx, Templates};
+use crate::templates::{issue_context, IssueCtx, SiteCtx, Templates};
 
-/// The page templates, built in, that a build renders (`issue.html` extends `base.html`).
-const PAGE_TEMPLATES: [&str; 3] = ["issue.html", "index.html", "base.html"];
+/// The page templates, built in, that a build renders (`issue.html` extends `base.html`;
+/// both pages include `subscribe_box.html` and `page_style.html`).
+const PAGE_TEMPLATES: [&str; 5] = [
+    "issue.html",
+    "index.html",
+    "base.html",
+    "subscribe_box.html",
+    "page_style.html",
+];
 
 /// Whether the web pages may read the plain text of an issue or item (`issue.text`,
 /// `item.text`), so that a build must render it. The built-in page templates do not. A
@@ -82,71 +90,319 @@ fn tags_mention_text(source: &str) -> bool {
     false
 }
 
-/// The web page of one issue.
+/// The most characters of an index summary made of item titles or the body's start.
+pub const SUMMARY_MAX: usize = 200;
+
+/// The web page of one issue, with no links to other issues.
 pub fn render_page(templates: &Templates, site: &SiteCtx, issue: &Issue) -> Result<String> {
-    let ctx = issue_context(site, issue);
+    let nav = Nav {
+        lang: page_lang(site, issue).to_string(),
+        lang_label: language_name(page_lang(site, issue)),
+        ..Nav::default()
+    };
+    render_page_with(templates, site, issue, issue.page_html(), &nav)
+}
+
+/// The web page of one issue showing `body`, with `nav`'s links.
+fn render_page_with(
+    templates: &Templates,
+    site: &SiteCtx,
+    issue: &Issue,
+    body: &str,
+    nav: &Nav,
+) -> Result<String> {
+    let mut ctx = issue_context(site, issue);
+    let mut shown = IssueCtx::new(issue);
+    shown.html = body;
+    ctx.insert("issue", &shown);
+    ctx.insert("lang", &nav.lang);
+    ctx.insert("nav", nav);
     templates.render("issue.html", &ctx)
 }
 
-#[derive(Serialize)]
-struct IndexEntry<'a> {
-    title: &'a str,
-    url: &'a str,
-    date: String,
-    date_display: String,
-    description: Option<&'a str>,
+/// The language of an issue's page: its own, else its feed's (`site` is the page's).
+fn page_lang<'a>(site: &'a SiteCtx, issue: &'a Issue) -> &'a str {
+    issue.lang.as_deref().unwrap_or(&site.language)
 }
 
-/// What the index shows of one issue.
+#[derive(Serialize)]
+struct IndexEntry {
+    title: String,
+    url: String,
+    date: String,
+    date_display: String,
+    description: Option<String>,
+    /// The description, else the item titles, else the start of the body.
+    summary: String,
+    /// Only when the index is in several languages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lang: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lang_label: Option<String>,
+}
+
+#[derive(Serialize)]
+struct YearGroup {
+    year: i32,
+    issues: Vec<IndexEntry>,
+}
+
+/// One feed set on the index: its title, language and links.
+#[derive(Serialize)]
+struct FeedSet {
+    title: String,
+    lang: String,
+    lang_label: String,
+    feeds: crate::templates::FeedLinks,
+}
+
+/// What the index, the sitemap and the other pages' links show of one issue.
 #[derive(Debug, Clone)]
 pub struct IndexRow {
     title: String,
     url: String,
     slug: String,
     date: DateTime<FixedOffset>,
+    updated: DateTime<FixedOffset>,
     description: Option<String>,
+    summary: String,
+    /// 0 for the main feeds, else 1 + the index of the first extra feed the issue is in.
+    set: usize,
+    lang: String,
 }
 
 impl IndexRow {
-    pub fn of(issue: &Issue) -> IndexRow {
+    pub fn of(config: &Config, issue: &Issue) -> IndexRow {
+        let set = config
+            .feeds
+            .extra
+            .iter()
+            .position(|x| x.matches(&issue.path))
+            .map_or(0, |k| k + 1);
+        let set_lang = match set {
+            0 => None,
+            k => config.feeds.extra[k - 1].language.as_deref(),
+        };
+        let lang = issue
+            .lang
+            .as_deref()
+            .or(set_lang)
+            .unwrap_or(&config.site.language);
+        let description = issue.description.clone().filter(|d| !d.trim().is_empty());
         IndexRow {
             title: issue.title.clone(),
             url: issue.url.clone(),
             slug: issue.slug.clone(),
             date: issue.date,
-            description: issue.description.clone().filter(|d| !d.trim().is_empty()),
+            updated: issue.updated,
+            summary: summary(issue, description.as_deref()),
+            description,
+            set,
+            lang: lang.to_string(),
+        }
+    }
+
+    /// Where the issue goes among the links between pages.
+    pub fn placed(&self) -> Placed {
+        Placed {
+            set: self.set,
+            day: self.date.date_naive(),
+            lang: self.lang.clone(),
+            link: NavLink {
+                title: self.title.clone(),
+                url: self.url.clone(),
+                date_display: display_date(self.date),
+            },
         }
     }
 }
 
-/// The index page listing `issues` newest first.
-pub fn render_index(templates: &Templates, site: &SiteCtx, issues: &[&Issue]) -> Result<String> {
-    let rows = issues.iter().map(|i| IndexRow::of(i)).collect();
-    render_index_rows(templates, site, rows)
+fn display_date(d: DateTime<FixedOffset>) -> String {
+    d.format("%-d %B %Y").to_string()
 }
 
-/// The index page listing the issues of `rows` newest first.
+/// What the index says an issue holds: its description, else its item titles
+/// (`A · B · C`), else the titles of the links that make up its first list items (a digest
+/// of link lists, like This Week in Rust), else the start of its body; at most
+/// [`SUMMARY_MAX`] characters, cut between titles or words.
+fn summary(issue: &Issue, description: Option<&str>) -> String {
+    if let Some(d) = description {
+        return d.to_string();
+    }
+    if !issue.items.is_empty() {
+        return join_titles(issue.items.iter().map(|i| i.title.as_str()));
+    }
+    let links = list_links(&issue.html, SUMMARY_MAX);
+    if links.len() >= 2 {
+        return join_titles(links.iter().map(String::as_str));
+    }
+    cut_at_word(&issue.feed.summary, SUMMARY_MAX)
+}
+
+/// `A · B · C`, as many titles as fit in [`SUMMARY_MAX`] characters, then ` · …`.
+fn join_titles<'a>(titles: impl Iterator<Item = &'a str>) -> String {
+    let mut s = String::new();
+    let mut len = 0;
+    for (k, title) in titles.enumerate() {
+        let sep = if k == 0 { "" } else { " · " };
+        let add = sep.chars().count() + title.chars().count();
+        if len + add > SUMMARY_MAX {
+            if k == 0 {
+                return cut_at_word(title, SUMMARY_MAX);
+            }
+            s.push_str(" · …");
+            return s;
+        }
+        s.push_str(sep);
+        s.push_str(title);
+        len += add;
+    }
+    s
+}
+
+/// The texts of the links that open list items (`<li><a>Title</a>`), in order, until they
+/// hold `max` characters: what a digest made of link lists is about.
+fn list_links(html: &str, max: usize) -> Vec<String> {
+    use crate::html::{decode_entities_into, tokens, Token};
+    let mut out = Vec::new();
+    let mut total = 0;
+    // After `<li>` (and `<p>` in it) until the first other content; then inside its `<a>`.
+    let mut opening = false;
+    let mut text: Option<String> = None;
+    for (_, t) in tokens(html) {
+        match (&t, text.as_mut()) {
+            (Token::Tag(tag), Some(_)) if tag.is("a") && tag.closing => {
+                let title = text.take().unwrap_or_default();
+                let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+                if !title.is_empty() {
+                    total += title.chars().count() + 3;
+                    out.push(title);
+                    if total > max {
+                        break;
+                    }
+                }
+            }
+            (Token::Text(t), Some(buf)) => decode_entities_into(t, buf, |c| !c.is_control()),
+            (Token::Tag(_), Some(_)) | (Token::Comment { .. }, _) => {}
+            (Token::Tag(tag), None) if tag.is("li") && !tag.closing => opening = true,
+            (Token::Tag(tag), None) if opening && tag.is("p") && !tag.closing => {}
+            (Token::Tag(tag), None) if opening && tag.is("a") && !tag.closing => {
+                opening = false;
+                text = Some(String::new());
+            }
+            (Token::Text(t), None) if t.trim().is_empty() => {}
+            _ => opening = false,
+        }
+    }
+    out
+}
+
+/// `text` whole when it has at most `max` characters, else cut after the last sentence end
+/// or space in its second half (or at `max` for text without either) and ended with `…`.
+fn cut_at_word(text: &str, max: usize) -> String {
+    let text = text.trim().trim_end_matches('…').trim_end();
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let end = text
+        .char_indices()
+        .nth(max - 1)
+        .map_or(text.len(), |(i, _)| i);
+    let head = &text[..end];
+    let sentence = head
+        .char_indices()
+        .filter(|&(_, c)| matches!(c, '。' | '！' | '？' | '；'))
+        .map(|(i, c)| i + c.len_utf8())
+        .next_back();
+    let head = match (sentence, head.rfind(' ')) {
+        (Some(i), _) if i > end / 2 => &head[..i],
+        (_, Some(i)) if i > end / 2 => &head[..i],
+        _ => head,
+    };
+    format!("{}…", head.trim_end_matches([' ', ',', ';', ':', '·']))
+}
+
+/// The index page listing `issues` newest first.
+pub fn render_index(
+    config: &Config,
+    templates: &Templates,
+    site: &SiteCtx,
+    issues: &[&Issue],
+) -> Result<String> {
+    let rows = issues.iter().map(|i| IndexRow::of(config, i)).collect();
+    render_index_rows(config, templates, site, rows)
+}
+
+/// The index page listing the issues of `rows` newest first, grouped by year.
 pub fn render_index_rows(
+    config: &Config,
     templates: &Templates,
     site: &SiteCtx,
     mut rows: Vec<IndexRow>,
 ) -> Result<String> {
-    rows.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.slug.cmp(&a.slug)));
-    let entries: Vec<IndexEntry<'_>> = rows
-        .iter()
-        .map(|i| IndexEntry {
-            title: &i.title,
-            url: &i.url,
-            date: i.date.to_rfc3339(),
-            date_display: i.date.format("%-d %B %Y").to_string(),
-            description: i.description.as_deref(),
-        })
-        .collect();
+    sort_newest_first(&mut rows);
+    let mut langs: Vec<&str> = rows.iter().map(|r| r.lang.as_str()).collect();
+    langs.sort_unstable();
+    langs.dedup();
+    let multilingual = langs.len() > 1;
+    // The rows' strings move into the entries, which the context copies: only one copy of
+    // the archive is held besides the page being rendered.
+    let mut years: Vec<YearGroup> = Vec::new();
+    for i in rows {
+        let year = i.date.year();
+        if years.last().map_or(true, |g| g.year != year) {
+            years.push(YearGroup {
+                year,
+                issues: Vec::new(),
+            });
+        }
+        let (lang, lang_label) = if multilingual {
+            let label = language_name(&i.lang);
+            (Some(i.lang), Some(label))
+        } else {
+            (None, None)
+        };
+        if let Some(g) = years.last_mut() {
+            g.issues.push(IndexEntry {
+                title: i.title,
+                url: i.url,
+                date: i.date.to_rfc3339(),
+                date_display: display_date(i.date),
+                description: i.description,
+                summary: i.summary,
+                lang,
+                lang_label,
+            });
+        }
+    }
+    let layout = config.layout();
+    let mut sets = vec![FeedSet {
+        title: site.title.clone(),
+        lang: site.language.clone(),
+        lang_label: language_name(&site.language),
+        feeds: site.feeds.clone(),
+    }];
+    for x in &config.feeds.extra {
+        let lang = x.language.clone().unwrap_or_else(|| site.language.clone());
+        sets.push(FeedSet {
+            title: x.title.clone().unwrap_or_else(|| site.title.clone()),
+            lang_label: language_name(&lang),
+            lang,
+            feeds: layout.feed_links(&x.name),
+        });
+    }
     let mut ctx = Context::new();
     ctx.insert("site", site);
     ctx.insert("lang", &site.language);
-    ctx.insert("issues", &entries);
+    ctx.insert("years", &years);
+    drop(years);
+    ctx.insert("feed_sets", &sets);
+    ctx.insert("multilingual", &multilingual);
     templates.render("index.html", &ctx)
+}
+
+fn sort_newest_first(rows: &mut [IndexRow]) {
+    rows.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.slug.cmp(&a.slug)));
 }
 
 /// The web pages of a build, written one issue at a time, then the index.
@@ -169,8 +425,14 @@ impl<'c> Pages<'c> {
         })
     }
 
-    /// Writes the page of one issue through `sink(path under out, bytes)`.
-    pub fn write_page<F>(&self, issue: &Issue, sink: F) -> Result<()>
+    /// A queue that holds pages until their links to other issues are known.
+    pub fn queue<P>(&self) -> NavQueue<P> {
+        NavQueue::new(self.config.feeds.extra.len())
+    }
+
+    /// Writes the page of one issue showing `body` (its `page_html()`, which the caller may
+    /// have taken out) with `nav`'s links, through `sink(path under out, bytes)`.
+    pub fn write_page<F>(&self, issue: &Issue, body: &str, nav: &Nav, sink: F) -> Result<()>
     where
         F: FnOnce(&str, &[u8]) -> Result<()>,
     {
@@ -181,6 +443,8 @@ impl<'c> Pages<'c> {
             Some("the site's home page")
         } else if rel == self.index_rel {
             Some("the archive index")
+        } else if config.site.sitemap && (rel == "sitemap.xml" || rel == "robots.txt") {
+            Some("the sitemap")
         } else {
             None
         };
@@ -200,35 +464,59 @@ impl<'c> Pages<'c> {
             }
             None => &self.site,
         };
-        let page = render_page(self.templates, site, issue)
+        let page = render_page_with(self.templates, site, issue, body, nav)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", issue.path.display()))?;
         sink(&rel, page.as_bytes())
             .map_err(|e| anyhow::anyhow!("{}: the page of this issue: {e:#}", issue.path.display()))
     }
 
-    /// Writes the index of the issues of `rows` through `sink`.
-    pub fn write_index<F>(&self, rows: Vec<IndexRow>, sink: F) -> Result<()>
+    /// Writes the index of the issues of `rows` through `sink`, and `sitemap.xml` and
+    /// `robots.txt` when `site.sitemap` is on. Returns how many files were written.
+    pub fn write_index<F>(&self, mut rows: Vec<IndexRow>, sink: F) -> Result<usize>
     where
-        F: FnOnce(&str, &[u8]) -> Result<()>,
+        F: Fn(&str, &[u8]) -> Result<()>,
     {
-        let index = render_index_rows(self.templates, &self.site, rows)?;
-        sink(&self.index_rel, index.as_bytes())
+        sort_newest_first(&mut rows);
+        let mut written = 1;
+        if self.config.site.sitemap {
+            let layout = self.config.layout();
+            let pages: Vec<(&str, DateTime<FixedOffset>)> =
+                rows.iter().map(|r| (r.url.as_str(), r.updated)).collect();
+            let map = super::sitemap::sitemap(&self.site.index_url, &pages);
+            sink("sitemap.xml", map.as_bytes())?;
+            let robots = super::sitemap::robots(&layout.feed_url("sitemap.xml"));
+            sink("robots.txt", robots.as_bytes())?;
+            written += 2;
+        }
+        let index = render_index_rows(self.config, self.templates, &self.site, rows)?;
+        sink(&self.index_rel, index.as_bytes())?;
+        Ok(written)
     }
 }
 
-/// Writes the page of every issue given and the index through `sink(path under out, bytes)`,
-/// pages in parallel. Returns how many files were written.
+/// Writes the page of every issue given (oldest first) and the index through
+/// `sink(path under out, bytes)`. Returns how many files were written.
 pub fn write<F>(config: &Config, templates: &Templates, issues: &[&Issue], sink: F) -> Result<usize>
 where
     F: Fn(&str, &[u8]) -> Result<()> + Sync,
 {
     let pages = Pages::new(config, templates)?;
-    issues
+    let mut sorted: Vec<&Issue> = issues.to_vec();
+    sorted.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.path.cmp(&b.path)));
+    let mut queue = pages.queue();
+    let mut ready = Vec::new();
+    let mut rows = Vec::new();
+    for issue in sorted {
+        let row = IndexRow::of(config, issue);
+        ready.extend(queue.push(row.placed(), issue));
+        rows.push(row);
+    }
+    ready.extend(queue.finish());
+    ready
         .par_iter()
-        .try_for_each(|issue| pages.write_page(issue, &sink))?;
-    let rows = issues.iter().map(|i| IndexRow::of(i)).collect();
-    pages.write_index(rows, &sink)?;
-    Ok(issues.len() + 1)
+        .try_for_each(|r| pages.write_page(r.payload, r.payload.page_html(), &r.nav, &sink))?;
+    let others = pages.write_index(rows, &sink)?;
+    Ok(issues.len() + others)
 }
 
 #[cfg(test)]
@@ -349,17 +637,20 @@ mod tests {
         let a = issue("2019-01", "2018-12-31T09:00:00Z", "One <script>");
         let b = issue("2019-02", "2019-01-07T09:00:00Z", "Two");
         let mut files = written(&c, &t, &[&a, &b]);
-        assert_eq!(files.len(), 3);
+        assert_eq!(files.len(), 5);
         files.sort();
         let names: Vec<_> = files.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(
             names,
             [
+                "robots.txt",
+                "sitemap.xml",
                 "weekly/2019-01.html",
                 "weekly/2019-02.html",
                 "weekly/index.html"
             ]
         );
+        let files = files.split_off(2);
         let page = &files[0].1;
         assert!(page.contains("<title>One &lt;script&gt; · Weekly &amp; &lt;Co&gt;</title>"));
         assert!(page.contains(
@@ -374,6 +665,167 @@ mod tests {
         let one = index.find("weekly/2019-01.html").unwrap();
         assert!(two < one, "newest first");
         assert!(index.contains("About &lt;things&gt;"));
+    }
+
+    #[test]
+    fn summary_is_the_description_else_the_item_titles_else_the_body_cut() {
+        let mut i = issue("2019-01", "2018-12-31T09:00:00Z", "One");
+        assert_eq!(summary(&i, Some("About it")), "About it");
+        let item = i.items[0].clone();
+        i.items = (0..30)
+            .map(|k| Item {
+                title: format!("Article number {k}"),
+                ..item.clone()
+            })
+            .collect();
+        let s = summary(&i, None);
+        assert!(
+            s.starts_with("Article number 0 · Article number 1 · "),
+            "{s}"
+        );
+        assert!(s.ends_with(" · …"), "{s}");
+        assert!(s.chars().count() <= SUMMARY_MAX + 4, "{s}");
+        assert!(!s.contains("Article number 29"), "{s}");
+        i.items.truncate(2);
+        assert_eq!(summary(&i, None), "Article number 0 · Article number 1");
+        i.items.clear();
+        i.feed.summary = "word ".repeat(100);
+        let s = summary(&i, None);
+        assert!(
+            s.ends_with("word…") && s.chars().count() <= SUMMARY_MAX,
+            "{s}"
+        );
+        i.feed.summary = format!("{}。{}", "汉".repeat(150), "字".repeat(150));
+        assert_eq!(summary(&i, None), format!("{}。…", "汉".repeat(150)));
+        i.feed.summary = "短".into();
+        assert_eq!(summary(&i, None), "短");
+    }
+
+    #[test]
+    fn a_digest_of_link_lists_is_summed_up_by_its_first_list_links() {
+        let mut i = issue("2019-01", "2018-12-31T09:00:00Z", "One");
+        i.items.clear();
+        i.feed.summary = "Hello and welcome.".into();
+        i.html = "<p>Hello and <a href=\"https://r.example/\">welcome</a>.</p>\n<ul>\n<li><a href=\"https://a.example/\">Fast &amp; <em>safe</em></a></li>\n<li>[video] <a href=\"https://v.example/\">Not opening</a></li>\n<li>\n<p><a href=\"https://b.example/\">Loose   item</a> by someone</p>\n</li>\n</ul>".into();
+        assert_eq!(summary(&i, None), "Fast & safe · Loose item");
+        // One list link is not a digest: the body's start then.
+        i.html = "<ul><li><a href=\"https://a.example/\">Only</a></li></ul>".into();
+        assert_eq!(summary(&i, None), "Hello and welcome.");
+        let many: String = (0..50)
+            .map(|k| format!("<li><a href=\"https://a.example/{k}\">Link {k}</a></li>"))
+            .collect();
+        assert_eq!(list_links(&format!("<ul>{many}</ul>"), 30).len(), 4);
+    }
+
+    #[test]
+    fn index_groups_by_year_and_labels_languages_only_when_there_are_two() {
+        let c = Config::parse(
+            "[site]\ntitle = \"W\"\nbase_url = \"https://example.com\"\nissue_path = \"/weekly/{slug}.html\"\n[serve]\npublic_url = \"https://example.com/list/\"\n[[feeds.extra]]\nname = \"zh\"\nmatch = \"*-CN.*\"\ntitle = \"W 中文\"\nlanguage = \"zh\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let t = Templates::builtin().unwrap();
+        let mut cn = issue("2019-01-CN", "2019-01-07T09:00:00Z", "一");
+        cn.path = PathBuf::from("issues/2019-01-CN.md");
+        let en = issue("2019-01", "2019-01-07T09:00:00Z", "One");
+        let old = issue("2018-50", "2018-12-10T09:00:00Z", "Older");
+        let files = written(&c, &t, &[&cn, &en, &old]);
+        let index = &files.iter().find(|f| f.0 == "weekly/index.html").unwrap().1;
+        let at = |s: &str| index.find(s).unwrap_or_else(|| panic!("{s} in {index}"));
+        assert!(at("<nav class=\"years\"") < at("id=\"y2019\""));
+        assert!(at("href=\"#y2019\">2019</a><a href=\"#y2018\">2018</a>") > 0);
+        assert!(at("id=\"y2019\"") < at("2019-01.html") && at("2019-01.html") < at("id=\"y2018\""));
+        assert!(at("id=\"y2018\"") < at("2018-50.html"));
+        assert!(at("<span class=\"lang\" lang=\"zh\">中文</span>") > 0);
+        assert!(at("<span class=\"lang\" lang=\"en\">English</span>") > 0);
+        // The sign-up form, and every feed set's links, come before the list.
+        let form = at(
+            "<form class=\"signup\" method=\"post\" action=\"https://example.com/list/subscribe\">",
+        );
+        assert!(form < at("id=\"y2019\""));
+        assert!(
+            at("name=\"email\"") > form
+                && at("name=\"name\"") > form
+                && at("name=\"website\"") > form
+        );
+        assert!(
+            at("中文: <a href=\"https://example.com/zh.atom.xml\">Atom</a>") < at("id=\"y2019\"")
+        );
+        assert!(
+            at("hreflang=\"zh\">\n") > 0
+                || index.contains("href=\"https://example.com/zh.json\" hreflang=\"zh\"")
+        );
+        // One language: no labels, and no form without serve.public_url.
+        let c = config();
+        let files = written(&c, &t, &[&en, &old]);
+        let index = &files.iter().find(|f| f.0 == "weekly/index.html").unwrap().1;
+        assert!(!index.contains("class=\"lang\""), "{index}");
+        assert!(!index.contains("<form"), "{index}");
+        assert!(
+            index.contains("Follow by feed: <a href=\"https://example.com/atom.xml\">Atom</a>"),
+            "{index}"
+        );
+        let page = &files
+            .iter()
+            .find(|f| f.0 == "weekly/2019-01.html")
+            .unwrap()
+            .1;
+        assert!(page.contains("id=\"ts-subscribe\""), "{page}");
+        assert!(!page.contains("<form"), "{page}");
+    }
+
+    #[test]
+    fn pages_link_their_twin_and_neighbours() {
+        let c = Config::parse(
+            "[site]\ntitle = \"W\"\nbase_url = \"https://example.com\"\nissue_path = \"/weekly/{slug}.html\"\n[[feeds.extra]]\nname = \"zh\"\nmatch = \"*-CN.*\"\nlanguage = \"zh\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let t = Templates::builtin().unwrap();
+        let mut cn = issue("2019-01-CN", "2018-12-31T09:00:00Z", "一");
+        cn.path = PathBuf::from("issues/2019-01-CN.md");
+        let en = issue("2019-01", "2018-12-31T09:00:00Z", "One");
+        let next = issue("2019-02", "2019-01-07T09:00:00Z", "Two");
+        let files = written(&c, &t, &[&next, &cn, &en]);
+        let page = |n: &str| &files.iter().find(|f| f.0 == n).unwrap().1;
+        let one = page("weekly/2019-01.html");
+        assert!(one.contains("<link rel=\"alternate\" hreflang=\"zh\" href=\"https://example.com/weekly/2019-01-CN.html\">"), "{one}");
+        assert!(one.contains("<link rel=\"alternate\" hreflang=\"en\" href=\"https://example.com/weekly/2019-01.html\">"));
+        assert!(one.contains("<span class=\"here\" lang=\"en\">English</span> / <a href=\"https://example.com/weekly/2019-01-CN.html\" hreflang=\"zh\" lang=\"zh\">中文</a>"));
+        assert!(one.contains(
+            "<a class=\"next\" rel=\"next\" href=\"https://example.com/weekly/2019-02.html\">"
+        ));
+        assert!(!one.contains("rel=\"prev\""));
+        let zh = page("weekly/2019-01-CN.html");
+        assert!(zh.contains(">English</a>"), "{zh}");
+        assert!(
+            !zh.contains("rel=\"next\""),
+            "the next issue is in the other set: {zh}"
+        );
+        let two = page("weekly/2019-02.html");
+        assert!(two.contains("<a class=\"prev\" rel=\"prev\" href=\"https://example.com/weekly/2019-01.html\"><small>← Older · 31 December 2018</small>One</a>"), "{two}");
+        assert!(!two.contains("hreflang"), "no twin: {two}");
+    }
+
+    #[test]
+    fn sitemap_can_be_turned_off_and_no_page_may_replace_it() {
+        let mut c = config();
+        let t = Templates::builtin().unwrap();
+        let a = issue("2019-01", "2018-12-31T09:00:00Z", "One");
+        c.site.sitemap = false;
+        let files = written(&c, &t, &[&a]);
+        assert!(files
+            .iter()
+            .all(|f| f.0 != "sitemap.xml" && f.0 != "robots.txt"));
+        c.site.sitemap = true;
+        c.site.issue_path = "/{slug}.xml".into();
+        let mut s = issue("sitemap", "2018-12-31T09:00:00Z", "S");
+        s.path = PathBuf::from("issues/sitemap.md");
+        let err = write(&c, &t, &[&s], |_, _| Ok(())).unwrap_err().to_string();
+        assert!(
+            err.contains("would replace the sitemap `sitemap.xml`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -77,7 +77,8 @@ fn files(dir: &Path) -> Vec<String> {
 fn feed_files(dir: &Path) -> Vec<String> {
     files(dir)
         .into_iter()
-        .filter(|f| f.ends_with(".xml") || f.ends_with(".json"))
+        // sitemap.xml lists the pages for crawlers; it is not a feed.
+        .filter(|f| (f.ends_with(".xml") || f.ends_with(".json")) && f != "sitemap.xml")
         .collect()
 }
 

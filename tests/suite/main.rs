@@ -29,3 +29,5 @@ mod spam_score;
 mod status;
 mod subscribers;
 mod typos;
+mod web_archive;
+mod web_chromium;

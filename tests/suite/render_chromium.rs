@@ -264,10 +264,13 @@ fn seed_issue_web_page_and_index_fit_a_phone() {
     assert_eq!(
         names,
         [
+            "robots.txt",
+            "sitemap.xml",
             "techshack.weekly/2019-01.html",
             "techshack.weekly/index.html"
         ]
     );
+    let files = &files[2..];
     let page = &files[0].1;
     for (kind, file) in [
         ("application/atom+xml", "atom.xml"),

@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use techshack::store::SubscriberStatus;
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
     session: String,
@@ -26,7 +26,7 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn wd(method: &str, url: &str, body: Option<Value>) -> Value {
+pub(crate) fn wd(method: &str, url: &str, body: Option<Value>) -> Value {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(60))
         .build();
@@ -49,7 +49,7 @@ fn wd(method: &str, url: &str, body: Option<Value>) -> Value {
 }
 
 impl Driver {
-    fn start() -> Driver {
+    pub(crate) fn start() -> Driver {
         for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             assert!(
                 Path::new(bin).exists(),
@@ -103,15 +103,15 @@ impl Driver {
         }
     }
 
-    fn url(&self, rest: &str) -> String {
+    pub(crate) fn url(&self, rest: &str) -> String {
         format!("{}/session/{}{rest}", self.base, self.session)
     }
 
-    fn go(&self, url: &str) {
+    pub(crate) fn go(&self, url: &str) {
         wd("POST", &self.url("/url"), Some(json!({ "url": url })));
     }
 
-    fn element(&self, css: &str) -> String {
+    pub(crate) fn element(&self, css: &str) -> String {
         let v = wd(
             "POST",
             &self.url("/element"),
@@ -125,7 +125,7 @@ impl Driver {
             .to_string()
     }
 
-    fn click(&self, element: &str) {
+    pub(crate) fn click(&self, element: &str) {
         wd(
             "POST",
             &self.url(&format!("/element/{element}/click")),
@@ -133,14 +133,14 @@ impl Driver {
         );
     }
 
-    fn source(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         wd("GET", &self.url("/source"), None)["value"]
             .as_str()
             .unwrap_or_default()
             .to_string()
     }
 
-    fn script(&self, js: &str) -> Value {
+    pub(crate) fn script(&self, js: &str) -> Value {
         wd(
             "POST",
             &self.url("/execute/sync"),
@@ -150,7 +150,7 @@ impl Driver {
     }
 
     /// Chromium's DevTools command through chromedriver.
-    fn cdp(&self, cmd: &str, params: Value) {
+    pub(crate) fn cdp(&self, cmd: &str, params: Value) {
         wd(
             "POST",
             &self.url("/goog/cdp/execute"),
@@ -158,7 +158,7 @@ impl Driver {
         );
     }
 
-    fn screenshot(&self, file: &Path) {
+    pub(crate) fn screenshot(&self, file: &Path) {
         let v = wd("GET", &self.url("/screenshot"), None);
         let png = base64::engine::general_purpose::STANDARD
             .decode(v["value"].as_str().expect("base64 PNG"))
