@@ -149,3 +149,69 @@ fn retry_failed_needs_an_issue() {
     let (code, err) = run(&site, &["--latest", "--retry-failed"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// The rate the summary line reports (`(123 msg/s)`).
+fn msg_per_s(err: &str) -> f64 {
+    let end = err.find(" msg/s)").expect(err);
+    let start = err[..end].rfind('(').expect(err) + 1;
+    err[start..end].parse().unwrap()
+}
+
+#[test]
+fn greylisting_one_in_ten_leaves_the_others_at_the_clean_rate() {
+    let n = 1000;
+    let tmp = tempfile::tempdir().unwrap();
+    let clean_server = Server::start(tmp.path(), json!({}));
+    let clean = TestSite::for_send(&url(&clean_server), "rate = 500");
+    clean.subscribe(n);
+    let (code, err) = run(&clean, &[ISSUE]);
+    assert_eq!(code, 0, "{err}");
+    let clean_rate = msg_per_s(&err);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let grey_server = Server::start(
+        tmp.path(),
+        json!({"tempfail": {"regex": "^user\\d{3}0@", "times": 1,
+            "reply": "450 4.2.0 <x@example.net>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.net.html"}}),
+    );
+    let grey = TestSite::for_send(&url(&grey_server), "rate = 500");
+    grey.subscribe(n);
+    let (code, err) = run(&grey, &[ISSUE]);
+    assert_eq!(code, 75, "the greylisted wait for a later run: {err}");
+    assert!(
+        err.contains(&format!("sent {}, deferred {}", n * 9 / 10, n / 10)),
+        "{err}"
+    );
+    let grey_rate = msg_per_s(&err);
+    eprintln!("clean {clean_rate:.0} msg/s, 10% greylisted: the others at {grey_rate:.0} msg/s");
+    assert!(
+        grey_rate >= 0.8 * clean_rate,
+        "the other 90% at {grey_rate:.0} msg/s, clean {clean_rate:.0} msg/s"
+    );
+}
+
+#[test]
+fn a_domain_rate_from_the_config_paces_that_domain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = TestSite::for_send(
+        &url(&server),
+        "rate = 5000\ndomains = { \"Example.NET\" = { rate = 10 } }",
+    );
+    site.subscribe(11);
+    let t = std::time::Instant::now();
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(950),
+        "11 messages at 10 a second take a second: {:?}",
+        t.elapsed()
+    );
+    let site = TestSite::for_send(&url(&server), "domains = { \"x.org\" = { rate = 0 } }");
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("smtp.domains `x.org`: rate must be a positive"),
+        "{err}"
+    );
+}
