@@ -259,6 +259,12 @@ impl<'a> Runner<'a> {
                 return Ok(Exit::Ok);
             }
         }
+        if !snapshotted && store.active_count()? == 0 {
+            diag::error(format_args!(
+                "{slug}: no active subscriber: nothing sent, nothing recorded (the issue stays unsent, so `techshack send {slug}` mails subscribers who arrive later)"
+            ));
+            return Ok(Exit::Error);
+        }
         let secret = ctx.secrets.signing_key()?;
         let composer = Composer::new(config, issue, secret)
             .with_context(|| format!("composing the email of {slug}"))?;
@@ -352,6 +358,9 @@ impl<'a> Runner<'a> {
                 }
             };
             let snapshot = store.snapshot(slug)?;
+            if snapshot == Some(0) {
+                bail!("{slug}: no active subscriber: nothing sent, nothing recorded");
+            }
             if let (Some(n), true) = (snapshot, ctx.verbose) {
                 eprintln!("{slug}: {n} active subscriber(s) snapshotted");
             }

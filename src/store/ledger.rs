@@ -129,22 +129,45 @@ pub(crate) struct ReportRow {
 }
 
 impl Store {
-    /// Whether the issue's recipients were already snapshotted.
+    /// Whether the issue's recipients were already snapshotted. A snapshot of nobody (which
+    /// earlier versions recorded) does not count: it is taken again.
     pub(crate) fn has_snapshot(&self, issue: &str) -> Result<bool> {
         Ok(self
             .conn
-            .query_row("SELECT 1 FROM sends WHERE issue = ?1", [issue], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM sends s WHERE issue = ?1
+                   AND EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = s.issue)",
+                [issue],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }
 
+    /// Subscribers a snapshot taken now would copy.
+    pub(crate) fn active_count(&self) -> Result<usize> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM subscribers WHERE status = 'active'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Copies the active subscribers into the ledger as `pending`, once per issue. Returns the
-    /// number of rows written, or `None` when the snapshot was taken by an earlier run.
+    /// number of rows written, or `None` when the snapshot was taken by an earlier run. A
+    /// snapshot of nobody records nothing (`Some(0)`): the issue stays unsent, so subscribers
+    /// who arrive later can still be sent it.
     pub(crate) fn snapshot(&mut self, issue: &str) -> Result<Option<usize>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_text();
+        // An empty snapshot an earlier version recorded is no snapshot.
+        tx.execute(
+            "DELETE FROM sends WHERE issue = ?1
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = ?1)",
+            [issue],
+        )?;
         let n = tx.execute(
             "INSERT INTO sends (issue, snapshot_at) VALUES (?1, ?2) ON CONFLICT (issue) DO NOTHING",
             params![issue, now],
@@ -158,6 +181,10 @@ impl Store {
              ORDER BY address",
             params![issue, now],
         )?;
+        if rows == 0 {
+            tx.rollback()?;
+            return Ok(Some(0));
+        }
         tx.commit()?;
         Ok(Some(rows))
     }
@@ -626,6 +653,26 @@ mod tests {
         let rows: Vec<_> = (0..n).map(|i| (format!("u{i}@x.org"), None)).collect();
         s.import(&rows).unwrap();
         (d, s)
+    }
+
+    #[test]
+    fn a_snapshot_of_nobody_records_nothing_and_an_old_one_is_taken_again() {
+        let (_d, mut s) = setup(0);
+        assert_eq!(s.snapshot("i").unwrap(), Some(0));
+        assert!(!s.has_snapshot("i").unwrap());
+        assert!(s.all_counts().unwrap().is_empty());
+        // What earlier versions left: a send of nobody, complete for ever.
+        s.conn()
+            .execute(
+                "INSERT INTO sends (issue, snapshot_at) VALUES ('i', 'x')",
+                [],
+            )
+            .unwrap();
+        assert!(!s.has_snapshot("i").unwrap());
+        s.add_active("late@x.org", None).unwrap();
+        assert_eq!(s.active_count().unwrap(), 1);
+        assert_eq!(s.snapshot("i").unwrap(), Some(1));
+        assert!(s.has_snapshot("i").unwrap());
     }
 
     #[test]

@@ -215,3 +215,51 @@ fn a_domain_rate_from_the_config_paces_that_domain() {
         "{err}"
     );
 }
+
+#[test]
+fn a_send_to_nobody_records_nothing_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = TestSite::for_send(&url(&server), "");
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no active subscriber: nothing sent, nothing recorded"),
+        "{err}"
+    );
+    site.assert_no_send();
+    let (code, err) = run(&site, &["--latest"]);
+    assert_eq!(code, 1, "{err}");
+    site.assert_no_send();
+    // Subscribers who arrive later get the issue.
+    let addrs = site.subscribe(3);
+    let (code, err) = run(&site, &["--latest"]);
+    assert_eq!(code, 0, "{err}");
+    let got = server.counts();
+    for a in &addrs {
+        assert_eq!(got.get(a), Some(&1), "{a}");
+    }
+}
+
+#[test]
+fn an_empty_send_an_earlier_version_recorded_does_not_close_the_issue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = TestSite::for_send(&url(&server), "");
+    site.subscribe(2);
+    drop(site.store());
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    db.execute(
+        "INSERT INTO sends (issue, snapshot_at) VALUES (?1, '2026-11-21T00:00:00Z')",
+        [ISSUE],
+    )
+    .unwrap();
+    drop(db);
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("2 subscriber(s) snapshotted; this run sent 2"),
+        "{err}"
+    );
+    assert_eq!(server.counts().len(), 2);
+}
