@@ -22,7 +22,8 @@ Faults come from a JSON file (--faults), every key optional:
                          received whole (and logged as received), then the connection is closed
                          without a reply to the final dot
   stall_after: N         after N accepted messages the server stops answering anything
-  auth:  {"user": U, "password": P}    AUTH required (after STARTTLS)
+  auth:  {"user": U, "password": P}    AUTH required (after STARTTLS); with "echo": true a
+                         refused AUTH is answered with the password and the exchange in the text
   tls:   {"cert": FILE, "key": FILE}   STARTTLS offered and required
   implicit_tls: true     with tls: TLS from the first byte (smtps) instead of STARTTLS
   no_pipelining: true    do not advertise PIPELINING (commands then go one at a time)
@@ -230,6 +231,16 @@ def main():
                 and data.login.decode() == auth["user"]
                 and data.password.decode() == auth["password"]
             )
+            if not ok and auth.get("echo"):
+                # A careless relay that repeats the exchange, password and all, with a
+                # terminal escape sequence in it.
+                import base64
+                plain = base64.b64encode(b"\0" + data.login + b"\0" + data.password).decode()
+                message = (
+                    "535 5.7.8 \x1b]0;owned\x07Authentication failed for password "
+                    + data.password.decode() + ": AUTH PLAIN " + plain
+                )
+                return AuthResult(success=False, handled=False, message=message)
             return AuthResult(success=ok, handled=False)
 
         kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls) and implicit is None)

@@ -263,3 +263,44 @@ fn an_empty_send_an_earlier_version_recorded_does_not_close_the_issue() {
     );
     assert_eq!(server.counts().len(), 2);
 }
+
+#[test]
+fn reply_text_is_stored_and_printed_without_escapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"reject": {"regex": "^user0001@", "reply": "550 5.1.1 \u{1b}[2J\u{1b}]0;owned\u{7}gone\u{1b}[0m"}}),
+    );
+    let site = TestSite::for_send(&url(&server), "");
+    site.subscribe(3);
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    let csv = site.status_csv();
+    assert_eq!(csv.len(), 1);
+    assert_eq!(csv[0].2, "550 5.1.1 gone");
+}
+
+#[test]
+fn a_relay_that_echoes_the_auth_exchange_gets_neither_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"auth": {"user": "bob", "password": "correct horse", "echo": true}}),
+    );
+    let site = TestSite::for_send(&url(&server), "username = \"bob\"");
+    site.subscribe(2);
+    let o = site
+        .cmd()
+        .args(["send", ISSUE])
+        .env("TECHSHACK_SMTP_PASSWORD", "wrong-battery-staple")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("authentication as `bob` refused"), "{err}");
+    assert!(err.contains("Authentication failed for password ***: AUTH ***"), "{err}");
+    assert!(!err.contains("wrong-battery-staple"), "{err}");
+    assert!(!err.contains("AGJvYgB3cm9uZy1iYXR0ZXJ5LXN0YXBsZQ"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}
