@@ -12,6 +12,9 @@ use fs4::fs_std::FileExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
+use dry_run::dry_run;
+
+mod dry_run;
 use crate::cli::SendArgs;
 use crate::diag::{self, Diagnostic, Exit};
 use crate::mail::compose::{Composer, Recipient};
@@ -21,7 +24,7 @@ use crate::mail::policy::Settings;
 use crate::mail::session::Outcome;
 use crate::mail::smtp::{ConnectError, Target};
 use crate::model::Issue;
-use crate::store::{Address, Counts, DeliveryState, Store, SubscriberStatus};
+use crate::store::{Address, Counts, DeliveryState, Store};
 
 pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
     let config = &ctx.config;
@@ -525,41 +528,6 @@ fn load_issues(ctx: &Ctx) -> Result<(Vec<Issue>, Vec<Diagnostic>)> {
     Ok((loaded.issues, warnings.collect()))
 }
 
-fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<Exit> {
-    if super::output::is_stdout(dir) {
-        bail!("--dry-run takes a folder to write one .eml file per subscriber in; `-` is none");
-    }
-    let store = Store::open(&ctx.config.state.db)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let subs = store.subscribers(Some(SubscriberStatus::Active))?;
-    for s in &subs {
-        let (_, bytes) = composer.wire(&Recipient {
-            address: s.address.clone(),
-            name: s.name.clone(),
-        })?;
-        super::output::write(&dir.join(eml_name(slug, &s.address)), &bytes)?;
-    }
-    ctx.info(format!(
-        "{slug}: wrote {} message(s) to {} (nothing sent, nothing recorded)",
-        subs.len(),
-        dir.display()
-    ));
-    Ok(Exit::Ok)
-}
-
-/// `2019-01-ann_at_example.org.eml`: safe on every file system, one file per address.
-fn eml_name(slug: &str, address: &str) -> PathBuf {
-    let a: String = address
-        .chars()
-        .map(|c| match c {
-            '@' => '_',
-            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+') => c,
-            _ => '_',
-        })
-        .collect();
-    PathBuf::from(format!("{slug}-{a}.eml"))
-}
-
 fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exit> {
     let address = Address::parse(to)?;
     let (envelope, bytes) = composer.wire(&Recipient {
@@ -626,22 +594,5 @@ impl SendLock {
             }
             Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dry_run_files_are_named_safely_per_address() {
-        assert_eq!(
-            eml_name("2019-01", "ann+x@example.org"),
-            PathBuf::from("2019-01-ann+x_example.org.eml")
-        );
-        assert_eq!(
-            eml_name("2019-01", "o'brien@example.org"),
-            PathBuf::from("2019-01-o_brien_example.org.eml")
-        );
     }
 }

@@ -299,8 +299,99 @@ fn a_relay_that_echoes_the_auth_exchange_gets_neither_printed() {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("authentication as `bob` refused"), "{err}");
-    assert!(err.contains("Authentication failed for password ***: AUTH ***"), "{err}");
+    assert!(
+        err.contains("Authentication failed for password ***: AUTH ***"),
+        "{err}"
+    );
     assert!(!err.contains("wrong-battery-staple"), "{err}");
     assert!(!err.contains("AGJvYgB3cm9uZy1iYXR0ZXJ5LXN0YXBsZQ"), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
+}
+
+/// Puts `a@[127.0.0.1]` in the state as an active subscriber, as earlier versions of import let
+/// it in.
+fn add_ip_literal(site: &TestSite) {
+    drop(site.store());
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    db.execute(
+        "INSERT INTO subscribers (address, status, added_at, updated_at)
+         VALUES ('a@[127.0.0.1]', 'active', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+        [],
+    )
+    .unwrap();
+}
+
+#[test]
+fn dry_run_writes_one_file_per_address_and_fails_only_the_unroutable_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = TestSite::for_send(&url(&server), "");
+    let addrs = [
+        "a=b@x.org",
+        "a_b@x.org",
+        "a&b@x.org",
+        "a+b@x.org",
+        "a.b@x.org",
+        "a-b@x.org",
+        "a'b@x.org",
+        "a!b@x.org",
+        "a#b@x.org",
+        "a$b@x.org",
+        "a*b@x.org",
+        "a/b@x.org",
+        "a?b@x.org",
+        "a^b@x.org",
+        "a{b@x.org",
+        "a|b@x.org",
+        "a~b@x.org",
+        "josé@bücher.example",
+        "jose@bücher.example",
+    ];
+    let mut csv = String::from("email\n");
+    for a in addrs {
+        csv.push_str(a);
+        csv.push('\n');
+    }
+    std::fs::write(site.path("subs.csv"), csv).unwrap();
+    site.assert_cmd()
+        .args(["subscribers", "import"])
+        .arg(site.path("subs.csv"))
+        .assert()
+        .success();
+    let active = site.store().subscribers(None).unwrap().len();
+    assert_eq!(active, addrs.len());
+    add_ip_literal(&site);
+    let out = site.path("eml");
+    let o = site
+        .cmd()
+        .args(["send", ISSUE, "--dry-run"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a@[127.0.0.1]`: has an IP address for a domain")
+            || err.contains("`a@[127.0.0.1]` has an IP address for a domain"),
+        "{err}"
+    );
+    let files = std::fs::read_dir(&out).unwrap().count();
+    assert_eq!(files, active, "one file per address: {err}");
+    assert!(err.contains(&format!("wrote {active} message(s)")), "{err}");
+}
+
+#[test]
+fn a_real_send_fails_only_the_unroutable_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = TestSite::for_send(&url(&server), "");
+    site.subscribe(3);
+    add_ip_literal(&site);
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 0, "{err}");
+    let st = site.status();
+    assert_eq!((st["sent"], st["failed"]), (3, 1), "{st:?}");
+    let csv = site.status_csv();
+    assert!(csv[0].2.contains("an address literal"), "{csv:?}");
+    assert_eq!(bounced(&site), "");
 }
