@@ -262,12 +262,6 @@ impl<'a> Runner<'a> {
                 return Ok(Exit::Ok);
             }
         }
-        if !snapshotted && store.active_count()? == 0 {
-            diag::error(format_args!(
-                "{slug}: no active subscriber: nothing sent, nothing recorded (the issue stays unsent, so `techshack send {slug}` mails subscribers who arrive later)"
-            ));
-            return Ok(Exit::Error);
-        }
         let secret = ctx.secrets.signing_key()?;
         let composer = Composer::new(config, issue, secret)
             .with_context(|| format!("composing the email of {slug}"))?;
@@ -362,13 +356,13 @@ impl<'a> Runner<'a> {
             };
             let snapshot = store.snapshot(slug)?;
             if snapshot == Some(0) {
-                bail!("{slug}: no active subscriber: nothing sent, nothing recorded");
+                bail!("{slug}: no active subscriber: nothing sent, nothing recorded (the issue stays unsent, so `techshack send {slug}` mails subscribers who arrive later)");
             }
             if let (Some(n), true) = (snapshot, ctx.verbose) {
                 eprintln!("{slug}: {n} active subscriber(s) snapshotted");
             }
-            let rows = store.due(slug, unix_now)?;
-            let due = rows.len();
+            let due = store.due_count(slug, unix_now)?;
+            let rows = store.due_pages(slug, unix_now)?;
             let progress = progress_bar(ctx, due as u64);
             let writer = store.writer()?;
             let report = deliver::deliver(

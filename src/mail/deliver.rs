@@ -19,7 +19,7 @@ use super::pace::{domain_of, wait_until, Domains, Limiter, STOP_POLL};
 use super::policy::{jitter, settle, Attempt, Settings, Settlement, Tally};
 use super::session::{Conn, Outcome};
 use super::smtp::{ConnectError, Target};
-use crate::store::{Change, Row, WriterHandle};
+use crate::store::{Change, DuePages, Row, WriterHandle};
 
 /// Where sessions come from: connect (greeting, EHLO, TLS, AUTH) and the time one protocol
 /// step may take.
@@ -133,6 +133,11 @@ struct Job {
 
 const CONNECT_TRIES: u32 = 3;
 
+/// Rows read from the state file at a time, and the queue length that reads the next page:
+/// what a send holds in memory, whatever the size of the list.
+const PAGE: usize = 1000;
+const LOW: usize = 250;
+
 /// How far into the queue a session looks for a row whose domain may take a message now.
 const SCAN: usize = 1024;
 
@@ -146,6 +151,9 @@ enum Next {
 
 struct Shared<T: Transport> {
     queue: Mutex<VecDeque<Job>>,
+    /// Where the queue is refilled from, and whether every due row was read.
+    pages: Mutex<DuePages>,
+    exhausted: AtomicBool,
     target: Arc<T>,
     build: Arc<Build>,
     ledger: WriterHandle,
@@ -160,7 +168,43 @@ struct Shared<T: Transport> {
     progress: ProgressBar,
 }
 
+impl Job {
+    fn new(row: Row) -> Job {
+        Job {
+            row,
+            free_retries: 0,
+        }
+    }
+}
+
 impl<T: Transport> Shared<T> {
+    /// Reads the next page of due rows once the queue runs low. One session reads while the
+    /// others go on with what is queued.
+    fn refill(&self) -> Result<()> {
+        if self.exhausted.load(Ordering::Relaxed) || self.queued() >= LOW {
+            return Ok(());
+        }
+        let Ok(mut pages) = self.pages.try_lock() else {
+            return Ok(());
+        };
+        if self.queued() >= LOW {
+            return Ok(());
+        }
+        let rows = pages.next_page(PAGE)?;
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(rows.into_iter().map(Job::new));
+        if pages.is_done() {
+            self.exhausted.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn queued(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The first row (of the first [`SCAN`]) whose domain may take a message now; its
     /// domain's slot is taken.
     fn next(&self) -> Next {
@@ -289,9 +333,9 @@ pub struct Run<T: Transport> {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Delivers `rows`. Returns an error for what retrying cannot fix (a [`DeliveryError`], or
-/// the ledger); rows not reached then stay pending.
-pub async fn deliver<T: Transport>(rows: Vec<Row>, run: Run<T>) -> Result<Report> {
+/// Delivers the rows of `pages`, read a page at a time. Returns an error for what retrying
+/// cannot fix (a [`DeliveryError`], or the ledger); rows not reached then stay pending.
+pub async fn deliver<T: Transport>(mut pages: DuePages, run: Run<T>) -> Result<Report> {
     let Run {
         build,
         target,
@@ -301,16 +345,12 @@ pub async fn deliver<T: Transport>(rows: Vec<Row>, run: Run<T>) -> Result<Report
         progress,
         stop,
     } = run;
-    let workers = settings.concurrency.min(rows.len()).max(1);
+    let first_page = pages.next_page(PAGE)?;
+    let workers = settings.concurrency.min(first_page.len()).max(1);
     let shared = Arc::new(Shared {
-        queue: Mutex::new(
-            rows.into_iter()
-                .map(|row| Job {
-                    row,
-                    free_retries: 0,
-                })
-                .collect(),
-        ),
+        queue: Mutex::new(first_page.into_iter().map(Job::new).collect()),
+        exhausted: AtomicBool::new(pages.is_done()),
+        pages: Mutex::new(pages),
         target,
         build,
         ledger,
@@ -461,6 +501,7 @@ async fn ready<T: Transport>(s: &Shared<T>, conn: &mut Option<T::Session>) -> bo
 async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -> Result<()> {
     let step = s.target.step();
     while !s.stop.load(Ordering::Relaxed) {
+        s.refill()?;
         let (job, domain) = match s.next() {
             Next::Job(job, domain) => (job, domain),
             Next::Wait(at) => {
@@ -469,7 +510,12 @@ async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -
                 }
                 continue;
             }
-            Next::Empty => break,
+            Next::Empty if s.exhausted.load(Ordering::Relaxed) => break,
+            // Another session is reading the next page.
+            Next::Empty => {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
         };
         if !ready(&s, &mut conn).await {
             s.push_front(job);
@@ -631,7 +677,7 @@ mod tests {
         let rows: Vec<_> = (0..n).map(|i| (format!("u{i}@x.org"), None)).collect();
         store.import(&rows).unwrap();
         store.snapshot("i").unwrap();
-        let due = store.due("i", 0).unwrap();
+        let due = store.due_pages("i", 0).unwrap();
         let writer = store.writer().unwrap();
         let target = Arc::new(FakeTransport {
             script: Mutex::new(script),
@@ -741,6 +787,52 @@ mod tests {
             (c.get(DeliveryState::Sent), c.get(DeliveryState::Pending)),
             (1, 2)
         );
+    }
+
+    #[tokio::test]
+    async fn rows_beyond_one_page_are_read_as_the_queue_runs_low_and_sent_once() {
+        let n = PAGE * 2 + 10;
+        // per_connection is 100: a session per hundred.
+        let script = (0..=n / 100)
+            .map(|_| Ok(vec![Outcome::Sent("250 ok".into()); 100]))
+            .collect();
+        let (_d, store, report, log) = run(n, script).await;
+        assert_eq!(report.unwrap().stats.sent.load(Ordering::Relaxed), n);
+        let unique: std::collections::HashSet<_> = log.iter().collect();
+        assert_eq!((log.len(), unique.len()), (n, n));
+        assert_eq!(store.counts("i").unwrap().get(DeliveryState::Sent), n);
+    }
+
+    #[tokio::test]
+    async fn the_same_relay_refusal_for_three_recipients_stops_and_requeues_them() {
+        let denied = || Outcome::Fail {
+            reply: "554 5.7.1 <x@x.org>: Relay access denied".into(),
+            bounce: false,
+            fault: crate::mail::reply::Fault::Relay,
+        };
+        let script = VecDeque::from([Ok(vec![
+            Outcome::Sent("250 ok".into()),
+            denied(),
+            denied(),
+            denied(),
+            Outcome::Sent("250 ok".into()),
+        ])]);
+        let (_d, store, report, log) = run(6, script).await;
+        let report = report.unwrap();
+        let t = report.stopped.expect("the breaker tripped");
+        assert_eq!(t.recipients, 3);
+        assert_eq!(log.len(), 4, "nothing is sent after the stop");
+        let st = &report.stats;
+        assert_eq!(
+            (
+                st.sent.load(Ordering::Relaxed),
+                st.failed.load(Ordering::Relaxed),
+                st.requeued.load(Ordering::Relaxed)
+            ),
+            (1, 0, 3)
+        );
+        let c = store.counts("i").unwrap();
+        assert_eq!((c.get(DeliveryState::Sent), c.get(DeliveryState::Pending)), (1, 5));
     }
 
     #[tokio::test]

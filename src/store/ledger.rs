@@ -144,14 +144,7 @@ impl Store {
             .is_some())
     }
 
-    /// Subscribers a snapshot taken now would copy.
-    pub(crate) fn active_count(&self) -> Result<usize> {
-        Ok(self.conn.query_row(
-            "SELECT count(*) FROM subscribers WHERE status = 'active'",
-            [],
-            |r| r.get(0),
-        )?)
-    }
+
 
     /// Copies the active subscribers into the ledger as `pending`, once per issue. Returns the
     /// number of rows written, or `None` when the snapshot was taken by an earlier run. A
@@ -269,24 +262,34 @@ impl Store {
     }
 
     /// Rows to deliver now: pending, and deferred whose next attempt is due at `now` (Unix
-    /// seconds).
+    /// seconds). All of them at once: for tests; a send reads them a page at a time
+    /// ([`Store::due_pages`]).
+    #[cfg(test)]
     pub(crate) fn due(&self, issue: &str, now: i64) -> Result<Vec<Row>> {
-        let mut st = self.conn.prepare(
-            "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
+        due_page(&self.conn, issue, now, i64::MIN, i64::MAX)
+    }
+
+    /// How many rows [`Store::due`] would return.
+    pub(crate) fn due_count(&self, issue: &str, now: i64) -> Result<usize> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM deliveries
              WHERE issue = ?1
-               AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
-             ORDER BY id",
-        )?;
-        let rows = st.query_map(params![issue, now], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                address: Address::unchecked(r.get(1)?),
-                name: r.get(2)?,
-                attempts: r.get(3)?,
-                first_attempt_at: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+               AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))",
+            params![issue, now],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The rows due at `now`, read a page at a time on a connection of their own, so a send
+    /// holds one page of the list in memory, not the list.
+    pub(crate) fn due_pages(&self, issue: &str, now: i64) -> Result<DuePages> {
+        Ok(DuePages {
+            conn: open_connection(&self.path)?,
+            issue: issue.to_string(),
+            now,
+            after: i64::MIN,
+            done: false,
+        })
     }
 
     /// The earliest next attempt of a deferred row, Unix seconds.
@@ -364,6 +367,56 @@ impl Store {
     pub(crate) fn writer(&self) -> Result<Writer> {
         Writer::start(&self.path)
     }
+}
+
+/// The due rows of one issue, by id, a page at a time (see [`Store::due_pages`]).
+pub(crate) struct DuePages {
+    conn: Connection,
+    issue: String,
+    now: i64,
+    /// The last id read.
+    after: i64,
+    done: bool,
+}
+
+impl DuePages {
+    /// The next `limit` due rows; empty once every row was read.
+    pub(crate) fn next_page(&mut self, limit: usize) -> Result<Vec<Row>> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = due_page(&self.conn, &self.issue, self.now, self.after, limit)?;
+        match rows.last() {
+            Some(r) if (rows.len() as i64) == limit => self.after = r.id,
+            _ => self.done = true,
+        }
+        Ok(rows)
+    }
+
+    /// Whether every due row was read.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+fn due_page(conn: &Connection, issue: &str, now: i64, after: i64, limit: i64) -> Result<Vec<Row>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
+         WHERE issue = ?1 AND id > ?3
+           AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
+         ORDER BY id LIMIT ?4",
+    )?;
+    let rows = st.query_map(params![issue, now, after, limit], |r| {
+        Ok(Row {
+            id: r.get(0)?,
+            address: Address::unchecked(r.get(1)?),
+            name: r.get(2)?,
+            attempts: r.get(3)?,
+            first_attempt_at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 fn recover_in_flight(conn: &Connection, issue: &str) -> Result<usize> {
@@ -670,9 +723,28 @@ mod tests {
             .unwrap();
         assert!(!s.has_snapshot("i").unwrap());
         s.add_active("late@x.org", None).unwrap();
-        assert_eq!(s.active_count().unwrap(), 1);
         assert_eq!(s.snapshot("i").unwrap(), Some(1));
         assert!(s.has_snapshot("i").unwrap());
+    }
+
+    #[test]
+    fn due_rows_come_a_page_at_a_time_in_id_order() {
+        let (_d, mut s) = setup(5);
+        s.snapshot("i").unwrap();
+        assert_eq!(s.due_count("i", 0).unwrap(), 5);
+        let mut pages = s.due_pages("i", 0).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let page = pages.next_page(2).unwrap();
+            assert!(page.len() <= 2);
+            if page.is_empty() {
+                break;
+            }
+            seen.extend(page.into_iter().map(|r| r.id));
+        }
+        assert!(pages.is_done());
+        let all: Vec<i64> = s.due("i", 0).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(seen, all);
     }
 
     #[test]
