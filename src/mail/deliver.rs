@@ -832,7 +832,10 @@ mod tests {
             (1, 0, 3)
         );
         let c = store.counts("i").unwrap();
-        assert_eq!((c.get(DeliveryState::Sent), c.get(DeliveryState::Pending)), (1, 5));
+        assert_eq!(
+            (c.get(DeliveryState::Sent), c.get(DeliveryState::Pending)),
+            (1, 5)
+        );
     }
 
     #[tokio::test]

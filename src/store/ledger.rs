@@ -144,8 +144,6 @@ impl Store {
             .is_some())
     }
 
-
-
     /// Copies the active subscribers into the ledger as `pending`, once per issue. Returns the
     /// number of rows written, or `None` when the snapshot was taken by an earlier run. A
     /// snapshot of nobody records nothing (`Some(0)`): the issue stays unsent, so subscribers
