@@ -2,7 +2,7 @@
 # Sending speed and memory against Postfix's smtp-sink, compared in the same run with Postfix's
 # own smtp-source at the same number of connections and message size (SPEC "Speed").
 #
-#   [ITEMS=13] [CONC=4] benches/send.sh [RECIPIENTS...]   (default: 10000 100000 1000000)
+#   [ITEMS=13] [CONC=4] [BIN=...] benches/send.sh [RECIPIENTS...]   (default: 10000 100000 1000000)
 #
 # For each list size: a fresh state file with that many subscribers, smtp-source sending as
 # many messages of the same size over CONC connections, then `techshack send` (the whole
@@ -24,8 +24,11 @@ for b in "$SINK" "$SOURCE" /usr/bin/time; do
   [ -x "$b" ] || { echo "send.sh: $b is missing: run scripts/setup-test-deps" >&2; exit 1; }
 done
 
-cargo build --release --quiet
-BIN=$PWD/target/release/techshack
+# BIN=path/to/techshack measures that binary instead of building one.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=$PWD/target/release/techshack
+fi
 
 work=$(mktemp -d)
 sink_pid=""
