@@ -1,24 +1,34 @@
 #!/usr/bin/env bash
-# Sending speed against Postfix's smtp-sink, compared in the same run with Postfix's own
-# smtp-source at the same number of connections and message size (SPEC "Speed").
+# Sending speed and memory against Postfix's smtp-sink, compared in the same run with Postfix's
+# own smtp-source at the same number of connections and message size (SPEC "Speed").
 #
-#   [ITEMS=13] benches/send.sh [MESSAGES] [CONCURRENCY]   (13 items make a message of about 20 KB)
+#   [ITEMS=13] [CONC=4] [BIN=...] benches/send.sh [RECIPIENTS...]   (default: 10000 100000 1000000)
 #
-# Needs smtp-sink and smtp-source (scripts/setup-test-deps installs Postfix). Prints both
-# rates, the ratio (target >= 0.6) and checks that the ledger recorded every delivery.
+# For each list size: a fresh state file with that many subscribers, smtp-source sending as
+# many messages of the same size over CONC connections, then `techshack send` (the whole
+# command: issue parsing, snapshot, every delivery journaled in the ledger) under
+# /usr/bin/time. Prints one table row per size: both rates and their ratio (target >= 0.85),
+# the send's wall time and peak RSS, the state file's size; then ten million extrapolated from
+# the largest size (time and state file linear in the list, memory flat), and the peak-memory
+# ratio of the largest size to the smallest (target <= 1.5). 13 items make a message of
+# about 20 KB. Needs smtp-sink and smtp-source (scripts/setup-test-deps installs Postfix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-N=${1:-10000}
-CONC=${2:-4}
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 100000 1000000)
+CONC=${CONC:-4}
 SINK=/usr/sbin/smtp-sink
 SOURCE=/usr/sbin/smtp-source
-for b in "$SINK" "$SOURCE"; do
+for b in "$SINK" "$SOURCE" /usr/bin/time; do
   [ -x "$b" ] || { echo "send.sh: $b is missing: run scripts/setup-test-deps" >&2; exit 1; }
 done
 
-cargo build --release --quiet
-BIN=$PWD/target/release/techshack
+# BIN=path/to/techshack measures that binary instead of building one.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=$PWD/target/release/techshack
+fi
 
 work=$(mktemp -d)
 sink_pid=""
@@ -45,7 +55,8 @@ today=$(date -u +%Y-%m-%d)
     printf 'so replays are cheap and backpressure is explicit. Partitioning spreads the load.\n\n'
   done
 } > "$work/issues/bench.md"
-cat > "$work/techshack.toml" <<TOML
+config() {
+  cat <<TOML
 [site]
 title = "Bench Digest"
 base_url = "https://example.org"
@@ -66,48 +77,66 @@ per_connection = 1000
 timeout_secs = 30
 
 [state]
-db = "state/bench.sqlite3"
+db = "state/$1.sqlite3"
 TOML
-export TECHSHACK_CONFIG="$work/techshack.toml"
+}
 export TECHSHACK_SECRET=benchmark-secret-0123456789abcdef
 
-{
-  echo "email,name"
-  for i in $(seq -w 1 "$N"); do echo "reader$i@example.net,Reader $i"; done
-} > "$work/subscribers.csv"
-"$BIN" -q subscribers import "$work/subscribers.csv"
-
 # The size of one real message, for smtp-source's -l.
-echo "email" > "$work/one.csv"
-mkdir -p "$work/eml"
-TECHSHACK_CONFIG_ONE="$work/one.toml"
-sed "s#state/bench.sqlite3#state/one.sqlite3#" "$work/techshack.toml" > "$TECHSHACK_CONFIG_ONE"
-"$BIN" -q -c "$TECHSHACK_CONFIG_ONE" subscribers add sample@example.net
-"$BIN" -q -c "$TECHSHACK_CONFIG_ONE" send bench --dry-run "$work/eml"
+config one > "$work/one.toml"
+"$BIN" -q -c "$work/one.toml" subscribers add sample@example.net
+"$BIN" -q -c "$work/one.toml" send bench --dry-run "$work/eml"
 SIZE=$(stat -c %s "$work"/eml/*.eml)
 
 now() { date +%s.%N; }
+py() { python3 -c "print($1)"; }
 
-t0=$(now)
-"$SOURCE" -d -s "$CONC" -m "$N" -l "$SIZE" -f digest@example.org -t reader@example.net "127.0.0.1:$PORT"
-t1=$(now)
-src_rate=$(python3 -c "print(f'{$N / ($t1 - $t0):.0f}')")
+echo "concurrency=$CONC message=${SIZE}B"
+printf '%10s %12s %12s %6s %10s %10s %12s\n' recipients smtp-source techshack ratio send-time peak-RSS state-file
+rows=()
+for N in "${SIZES[@]}"; do
+  config "bench$N" > "$work/bench$N.toml"
+  export TECHSHACK_CONFIG="$work/bench$N.toml"
+  python3 - "$N" > "$work/subscribers.csv" <<'PY'
+import sys
+n = int(sys.argv[1])
+w = sys.stdout.write
+w("email,name\n")
+for i in range(1, n + 1):
+    w(f"reader{i:08d}@example.net,Reader {i}\n")
+PY
+  "$BIN" -q subscribers import "$work/subscribers.csv"
 
-t0=$(now)
-"$BIN" send bench 2> "$work/send.log" || { cat "$work/send.log" >&2; exit 1; }
-t1=$(now)
-ts_rate=$(python3 -c "print(f'{$N / ($t1 - $t0):.0f}')")
+  t0=$(now)
+  "$SOURCE" -d -s "$CONC" -m "$N" -l "$SIZE" -f digest@example.org -t reader@example.net "127.0.0.1:$PORT"
+  t1=$(now)
+  src_rate=$(py "f'{$N / ($t1 - $t0):.0f}'")
 
-sent=$("$BIN" status bench | awk '$1 == "sent" {print $2}')
-total=$("$BIN" status bench | awk '$1 == "total" {print $2}')
-[ "$sent" = "$N" ] && [ "$total" = "$N" ] || {
-  echo "send.sh: the ledger says sent $sent of $total, expected $N" >&2
-  exit 1
-}
+  t0=$(now)
+  /usr/bin/time -f '%M' -o "$work/rss" "$BIN" send bench 2> "$work/send.log" \
+    || { cat "$work/send.log" >&2; exit 1; }
+  t1=$(now)
+  secs=$(py "f'{$t1 - $t0:.1f}'")
+  ts_rate=$(py "f'{$N / ($t1 - $t0):.0f}'")
+  rss_kib=$(tail -n 1 "$work/rss")
 
-ratio=$(python3 -c "print(f'{$ts_rate / $src_rate:.2f}')")
-echo "messages=$N concurrency=$CONC size=${SIZE}B"
-echo "smtp-source -d: $src_rate msg/s"
-echo "techshack send: $ts_rate msg/s (whole command: issue parsing, snapshot, ledger; sent $sent recorded)"
-echo "ratio: $ratio (target >= 0.60)"
-cat "$work/send.log"
+  sent=$("$BIN" status bench | awk '$1 == "sent" {print $2}')
+  total=$("$BIN" status bench | awk '$1 == "total" {print $2}')
+  [ "$sent" = "$N" ] && [ "$total" = "$N" ] || {
+    echo "send.sh: the ledger says sent $sent of $total, expected $N" >&2
+    exit 1
+  }
+  db="$work/state/bench$N.sqlite3"
+  state=$(( $(stat -c %s "$db") + $(stat -c %s "$db-wal" 2>/dev/null || echo 0) ))
+  printf '%10s %8s msg/s %6s msg/s %6s %9ss %7s MiB %8s MiB\n' "$N" "$src_rate" "$ts_rate" \
+    "$(py "f'{$ts_rate / $src_rate:.2f}'")" "$secs" "$(py "f'{$rss_kib / 1024:.1f}'")" \
+    "$(py "f'{$state / 1048576:.1f}'")"
+  rows+=("$N $secs $rss_kib $state")
+  rm -f "$db" "$db-wal" "$db-shm"
+done
+
+read -r n0 _ rss0 _ <<< "${rows[0]}"
+read -r nl secsl rssl statel <<< "${rows[-1]}"
+echo "peak RSS at $nl recipients is $(py "f'{$rssl / $rss0:.2f}'")x the peak at $n0 (target <= 1.5)"
+echo "ten million extrapolated from $nl: $(py "f'{$secsl * 1e7 / $nl / 60:.0f}'") min," \
+  "state file $(py "f'{$statel * 1e7 / $nl / 1073741824:.1f}'") GiB, peak RSS about $(py "f'{$rssl / 1024:.0f}'") MiB"

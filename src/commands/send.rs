@@ -12,6 +12,9 @@ use fs4::fs_std::FileExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
+use dry_run::dry_run;
+
+mod dry_run;
 use crate::cli::SendArgs;
 use crate::diag::{self, Diagnostic, Exit};
 use crate::mail::compose::{Composer, Recipient};
@@ -21,7 +24,7 @@ use crate::mail::policy::Settings;
 use crate::mail::session::Outcome;
 use crate::mail::smtp::{ConnectError, Target};
 use crate::model::Issue;
-use crate::store::{Address, Counts, DeliveryState, Store, SubscriberStatus};
+use crate::store::{Address, Counts, DeliveryState, Store};
 
 pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
     let config = &ctx.config;
@@ -57,7 +60,13 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
             let slug = &issue.slug;
             let recovered = store.recover_in_flight(slug)?;
             warn_recovered(slug, recovered);
-            run.issue(&mut store, &issue, args.retry_unknown, None)
+            run.issue(
+                &mut store,
+                &issue,
+                args.retry_unknown,
+                args.retry_failed,
+                None,
+            )
         }
         (_, newest) => send_latest(&mut run, &mut store, &issues, newest.as_ref(), &args),
     }
@@ -151,7 +160,7 @@ fn send_latest(
         }
         let max_age = is_newest.then_some(args.max_age);
         let retry_unknown = is_newest && args.retry_unknown;
-        match run.issue(store, issue, retry_unknown, max_age) {
+        match run.issue(store, issue, retry_unknown, false, max_age) {
             Ok(c) => code.add(c),
             Err(e) => {
                 diag::error(format_args!("{}: {e:#}", issue.slug));
@@ -226,6 +235,7 @@ impl<'a> Runner<'a> {
         store: &mut Store,
         issue: &Issue,
         retry_unknown: bool,
+        retry_failed: bool,
         max_age: Option<u32>,
     ) -> Result<Exit> {
         let ctx = self.ctx;
@@ -236,6 +246,12 @@ impl<'a> Runner<'a> {
             if n > 0 {
                 ctx.info(format!("{n} unknown delivery(ies) of {slug} queued again"));
             }
+        }
+        if retry_failed {
+            let n = store.requeue_failed(slug)?;
+            ctx.info(format!(
+                "{n} failed delivery(ies) of {slug} queued again (subscribers still active only)"
+            ));
         }
         let snapshotted = store.has_snapshot(slug)?;
         if let (Some(max_age), false) = (max_age, snapshotted) {
@@ -282,6 +298,20 @@ impl<'a> Runner<'a> {
             _ => store.next_due(slug)?,
         };
         let line = summary(slug, &done, &c, self.stopped(), next);
+        if let Some(t) = &done.report.stopped {
+            eprintln!("{line}");
+            diag::error(format_args!(
+                "{slug}: stopped: {} recipients in a row were refused with `{}`, which is not about them: {}. Their deliveries are pending again and nobody was marked bounced; once that is fixed, run `techshack send {slug}` again",
+                t.recipients,
+                t.refusal.reply,
+                t.refusal.fault.hint()
+            ));
+            return Ok(if t.refusal.permanent {
+                Exit::Error
+            } else {
+                Exit::TempFail
+            });
+        }
         if !ctx.quiet || c.get(DeliveryState::Deferred) > 0 {
             eprintln!("{line}");
         }
@@ -325,11 +355,14 @@ impl<'a> Runner<'a> {
                 }
             };
             let snapshot = store.snapshot(slug)?;
+            if snapshot == Some(0) {
+                bail!("{slug}: no active subscriber: nothing sent, nothing recorded (the issue stays unsent, so `techshack send {slug}` mails subscribers who arrive later)");
+            }
             if let (Some(n), true) = (snapshot, ctx.verbose) {
                 eprintln!("{slug}: {n} active subscriber(s) snapshotted");
             }
-            let rows = store.due(slug, unix_now)?;
-            let due = rows.len();
+            let due = store.due_count(slug, unix_now)?;
+            let rows = store.due_pages(slug, unix_now)?;
             let progress = progress_bar(ctx, due as u64);
             let writer = store.writer()?;
             let report = deliver::deliver(
@@ -384,6 +417,12 @@ fn summary(slug: &str, done: &Delivered, c: &Counts, stopped: bool, next: Option
         if n(&st.not_attempted) > 0 {
             line.push_str(&format!("; stopped early: {e}"));
         }
+    }
+    if n(&st.requeued) > 0 {
+        line.push_str(&format!(
+            "; {} put back to pending by the stop",
+            n(&st.requeued)
+        ));
     }
     if stopped {
         line.push_str("; interrupted");
@@ -483,41 +522,6 @@ fn load_issues(ctx: &Ctx) -> Result<(Vec<Issue>, Vec<Diagnostic>)> {
     Ok((loaded.issues, warnings.collect()))
 }
 
-fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) -> Result<Exit> {
-    if super::output::is_stdout(dir) {
-        bail!("--dry-run takes a folder to write one .eml file per subscriber in; `-` is none");
-    }
-    let store = Store::open(&ctx.config.state.db)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let subs = store.subscribers(Some(SubscriberStatus::Active))?;
-    for s in &subs {
-        let (_, bytes) = composer.wire(&Recipient {
-            address: s.address.clone(),
-            name: s.name.clone(),
-        })?;
-        super::output::write(&dir.join(eml_name(slug, &s.address)), &bytes)?;
-    }
-    ctx.info(format!(
-        "{slug}: wrote {} message(s) to {} (nothing sent, nothing recorded)",
-        subs.len(),
-        dir.display()
-    ));
-    Ok(Exit::Ok)
-}
-
-/// `2019-01-ann_at_example.org.eml`: safe on every file system, one file per address.
-fn eml_name(slug: &str, address: &str) -> PathBuf {
-    let a: String = address
-        .chars()
-        .map(|c| match c {
-            '@' => '_',
-            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+') => c,
-            _ => '_',
-        })
-        .collect();
-    PathBuf::from(format!("{slug}-{a}.eml"))
-}
-
 fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exit> {
     let address = Address::parse(to)?;
     let (envelope, bytes) = composer.wire(&Recipient {
@@ -584,22 +588,5 @@ impl SendLock {
             }
             Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dry_run_files_are_named_safely_per_address() {
-        assert_eq!(
-            eml_name("2019-01", "ann+x@example.org"),
-            PathBuf::from("2019-01-ann+x_example.org.eml")
-        );
-        assert_eq!(
-            eml_name("2019-01", "o'brien@example.org"),
-            PathBuf::from("2019-01-o_brien_example.org.eml")
-        );
     }
 }

@@ -509,6 +509,15 @@ impl Composer {
     /// The envelope and the message as it goes on the wire (CRLF line ends), DKIM-signed when
     /// `[email.dkim]` is set, with `t=` the message's `Date` (so a preview is reproducible).
     pub fn wire(&self, r: &Recipient) -> Result<(lettre::address::Envelope, Vec<u8>)> {
+        let address = r.address.as_str();
+        if address
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| d.starts_with('['))
+        {
+            anyhow::bail!(
+                "`{address}` has an IP address for a domain (an address literal), which mail is not routed to: remove it with `techshack subscribers remove`"
+            );
+        }
         let msg = self.message(r)?;
         let bytes = msg.formatted();
         let bytes = match &self.dkim {

@@ -197,7 +197,7 @@ pub fn resume(
     if counts.is_complete() {
         return Ok((expired, Resume::Complete(counts)));
     }
-    if store.due(slug, unix_now)?.is_empty() {
+    if store.due_count(slug, unix_now)? == 0 {
         let next = store.next_due(slug)?.unwrap_or(unix_now);
         return Ok((expired, Resume::NothingDue { next, counts }));
     }

@@ -129,22 +129,36 @@ pub(crate) struct ReportRow {
 }
 
 impl Store {
-    /// Whether the issue's recipients were already snapshotted.
+    /// Whether the issue's recipients were already snapshotted. A snapshot of nobody (which
+    /// earlier versions recorded) does not count: it is taken again.
     pub(crate) fn has_snapshot(&self, issue: &str) -> Result<bool> {
         Ok(self
             .conn
-            .query_row("SELECT 1 FROM sends WHERE issue = ?1", [issue], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM sends s WHERE issue = ?1
+                   AND EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = s.issue)",
+                [issue],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }
 
     /// Copies the active subscribers into the ledger as `pending`, once per issue. Returns the
-    /// number of rows written, or `None` when the snapshot was taken by an earlier run.
+    /// number of rows written, or `None` when the snapshot was taken by an earlier run. A
+    /// snapshot of nobody records nothing (`Some(0)`): the issue stays unsent, so subscribers
+    /// who arrive later can still be sent it.
     pub(crate) fn snapshot(&mut self, issue: &str) -> Result<Option<usize>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_text();
+        // An empty snapshot an earlier version recorded is no snapshot.
+        tx.execute(
+            "DELETE FROM sends WHERE issue = ?1
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = ?1)",
+            [issue],
+        )?;
         let n = tx.execute(
             "INSERT INTO sends (issue, snapshot_at) VALUES (?1, ?2) ON CONFLICT (issue) DO NOTHING",
             params![issue, now],
@@ -158,6 +172,10 @@ impl Store {
              ORDER BY address",
             params![issue, now],
         )?;
+        if rows == 0 {
+            tx.rollback()?;
+            return Ok(Some(0));
+        }
         tx.commit()?;
         Ok(Some(rows))
     }
@@ -210,6 +228,19 @@ impl Store {
         )?)
     }
 
+    /// `--retry-failed`: failed rows whose subscriber is still active go back to `pending`,
+    /// their attempts and age reset so the retry is a fresh start.
+    pub(crate) fn requeue_failed(&mut self, issue: &str) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, first_attempt_at = NULL,
+                 next_attempt_at = NULL, updated_at = ?2
+             WHERE issue = ?1 AND state = 'failed'
+               AND EXISTS (SELECT 1 FROM subscribers s
+                           WHERE s.address = deliveries.address AND s.status = 'active')",
+            params![issue, now_text()],
+        )?)
+    }
+
     /// Deferred rows first attempted before `first_attempt_before` (Unix seconds) become
     /// `failed`, their reply `reason` followed by the last reply. Rows never handed to the
     /// server are not aged, like pending ones. Returns the number of rows failed.
@@ -229,24 +260,34 @@ impl Store {
     }
 
     /// Rows to deliver now: pending, and deferred whose next attempt is due at `now` (Unix
-    /// seconds).
+    /// seconds). All of them at once: for tests; a send reads them a page at a time
+    /// ([`Store::due_pages`]).
+    #[cfg(test)]
     pub(crate) fn due(&self, issue: &str, now: i64) -> Result<Vec<Row>> {
-        let mut st = self.conn.prepare(
-            "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
+        due_page(&self.conn, issue, now, i64::MIN, i64::MAX)
+    }
+
+    /// How many rows [`Store::due`] would return.
+    pub(crate) fn due_count(&self, issue: &str, now: i64) -> Result<usize> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM deliveries
              WHERE issue = ?1
-               AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
-             ORDER BY id",
-        )?;
-        let rows = st.query_map(params![issue, now], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                address: Address::unchecked(r.get(1)?),
-                name: r.get(2)?,
-                attempts: r.get(3)?,
-                first_attempt_at: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+               AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))",
+            params![issue, now],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The rows due at `now`, read a page at a time on a connection of their own, so a send
+    /// holds one page of the list in memory, not the list.
+    pub(crate) fn due_pages(&self, issue: &str, now: i64) -> Result<DuePages> {
+        Ok(DuePages {
+            conn: open_connection(&self.path)?,
+            issue: issue.to_string(),
+            now,
+            after: i64::MIN,
+            done: false,
+        })
     }
 
     /// The earliest next attempt of a deferred row, Unix seconds.
@@ -324,6 +365,56 @@ impl Store {
     pub(crate) fn writer(&self) -> Result<Writer> {
         Writer::start(&self.path)
     }
+}
+
+/// The due rows of one issue, by id, a page at a time (see [`Store::due_pages`]).
+pub(crate) struct DuePages {
+    conn: Connection,
+    issue: String,
+    now: i64,
+    /// The last id read.
+    after: i64,
+    done: bool,
+}
+
+impl DuePages {
+    /// The next `limit` due rows; empty once every row was read.
+    pub(crate) fn next_page(&mut self, limit: usize) -> Result<Vec<Row>> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = due_page(&self.conn, &self.issue, self.now, self.after, limit)?;
+        match rows.last() {
+            Some(r) if (rows.len() as i64) == limit => self.after = r.id,
+            _ => self.done = true,
+        }
+        Ok(rows)
+    }
+
+    /// Whether every due row was read.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+fn due_page(conn: &Connection, issue: &str, now: i64, after: i64, limit: i64) -> Result<Vec<Row>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
+         WHERE issue = ?1 AND id > ?3
+           AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
+         ORDER BY id LIMIT ?4",
+    )?;
+    let rows = st.query_map(params![issue, now, after, limit], |r| {
+        Ok(Row {
+            id: r.get(0)?,
+            address: Address::unchecked(r.get(1)?),
+            name: r.get(2)?,
+            attempts: r.get(3)?,
+            first_attempt_at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 fn recover_in_flight(conn: &Connection, issue: &str) -> Result<usize> {
@@ -613,6 +704,45 @@ mod tests {
         let rows: Vec<_> = (0..n).map(|i| (format!("u{i}@x.org"), None)).collect();
         s.import(&rows).unwrap();
         (d, s)
+    }
+
+    #[test]
+    fn a_snapshot_of_nobody_records_nothing_and_an_old_one_is_taken_again() {
+        let (_d, mut s) = setup(0);
+        assert_eq!(s.snapshot("i").unwrap(), Some(0));
+        assert!(!s.has_snapshot("i").unwrap());
+        assert!(s.all_counts().unwrap().is_empty());
+        // What earlier versions left: a send of nobody, complete for ever.
+        s.conn()
+            .execute(
+                "INSERT INTO sends (issue, snapshot_at) VALUES ('i', 'x')",
+                [],
+            )
+            .unwrap();
+        assert!(!s.has_snapshot("i").unwrap());
+        s.add_active("late@x.org", None).unwrap();
+        assert_eq!(s.snapshot("i").unwrap(), Some(1));
+        assert!(s.has_snapshot("i").unwrap());
+    }
+
+    #[test]
+    fn due_rows_come_a_page_at_a_time_in_id_order() {
+        let (_d, mut s) = setup(5);
+        s.snapshot("i").unwrap();
+        assert_eq!(s.due_count("i", 0).unwrap(), 5);
+        let mut pages = s.due_pages("i", 0).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let page = pages.next_page(2).unwrap();
+            assert!(page.len() <= 2);
+            if page.is_empty() {
+                break;
+            }
+            seen.extend(page.into_iter().map(|r| r.id));
+        }
+        assert!(pages.is_done());
+        let all: Vec<i64> = s.due("i", 0).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(seen, all);
     }
 
     #[test]

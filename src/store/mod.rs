@@ -26,7 +26,7 @@ mod subscribers;
 pub(crate) use address::normalize_address;
 pub use address::{Address, AddressError, ToAddress};
 pub(crate) use confirmations::{Confirmed, SignUp, Unsubscribed};
-pub(crate) use ledger::{Change, Counts, DeliveryState, Row, WriterHandle};
+pub(crate) use ledger::{Change, Counts, DeliveryState, DuePages, Row, WriterHandle};
 pub(crate) use subscribers::normalize_name;
 pub use subscribers::{AddOutcome, ImportReport, Subscriber, SubscriberStatus};
 

@@ -8,7 +8,8 @@ several issues can count per issue.
 Faults come from a JSON file (--faults), every key optional:
   tempfail:   {"regex": R, "times": N, "reply": "451 4.3.0 ..."}  RCPT of a matching address
               gets the reply on its first N attempts
-  reject:     {"regex": R, "reply": "550 5.1.1 ..."}              RCPT always refused
+  reject:     {"regex": R, "reply": "550 5.1.1 ..."}              RCPT always refused (or a list
+              of such rules: the first that matches answers)
   disconnect_after: N    after N accepted messages, the next MAIL gets 421 and the connection is
                          closed (once)
   drop_in_data: {"regex": R, "times": N}   the first N DATA commands for a matching address get
@@ -21,7 +22,8 @@ Faults come from a JSON file (--faults), every key optional:
                          received whole (and logged as received), then the connection is closed
                          without a reply to the final dot
   stall_after: N         after N accepted messages the server stops answering anything
-  auth:  {"user": U, "password": P}    AUTH required (after STARTTLS)
+  auth:  {"user": U, "password": P}    AUTH required (after STARTTLS); with "echo": true a
+                         refused AUTH is answered with the password and the exchange in the text
   tls:   {"cert": FILE, "key": FILE}   STARTTLS offered and required
   implicit_tls: true     with tls: TLS from the first byte (smtps) instead of STARTTLS
   no_pipelining: true    do not advertise PIPELINING (commands then go one at a time)
@@ -76,8 +78,12 @@ class Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         f = self.s.faults
         a = address.lower()
-        if matches(f.get("reject"), a):
-            return f["reject"].get("reply", "550 5.1.1 No such user here")
+        rejects = f.get("reject")
+        if isinstance(rejects, dict):
+            rejects = [rejects]
+        for rule in rejects or []:
+            if matches(rule, a):
+                return rule.get("reply", "550 5.1.1 No such user here")
         tf = f.get("tempfail")
         if matches(tf, a):
             n = self.s.tempfails.get(a, 0)
@@ -225,6 +231,16 @@ def main():
                 and data.login.decode() == auth["user"]
                 and data.password.decode() == auth["password"]
             )
+            if not ok and auth.get("echo"):
+                # A careless relay that repeats the exchange, password and all, with a
+                # terminal escape sequence in it.
+                import base64
+                plain = base64.b64encode(b"\0" + data.login + b"\0" + data.password).decode()
+                message = (
+                    "535 5.7.8 \x1b]0;owned\x07Authentication failed for password "
+                    + data.password.decode() + ": AUTH PLAIN " + plain
+                )
+                return AuthResult(success=False, handled=False, message=message)
             return AuthResult(success=ok, handled=False)
 
         kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls) and implicit is None)
