@@ -159,7 +159,10 @@ fn export_round_trips_through_import() {
         .stdout
         .clone();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.starts_with("email,name,status,added_at\n"), "{text}");
+    assert!(
+        text.starts_with("email,name,status,added_at,updated_at,reason,history\n"),
+        "{text}"
+    );
     assert!(
         text.contains("a@example.com,\"Quote \"\"Q\"\", Comma\",active,"),
         "{text}"
@@ -173,8 +176,124 @@ fn export_round_trips_through_import() {
         .arg(&f)
         .assert()
         .success();
+    // The unsubscribe travels with the file: a move never re-subscribes anyone.
     assert_eq!(
         list(&other, None),
-        "a@example.com\tactive\tQuote \"Q\", Comma\nb@example.com\tactive\t\n"
+        "a@example.com\tactive\tQuote \"Q\", Comma\nb@example.com\tunsubscribed\t\n"
     );
+}
+
+fn export(s: &TestSite) -> String {
+    let out = s
+        .assert_cmd()
+        .args(["subscribers", "export"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap()
+}
+
+fn run_ok(s: &TestSite, args: &[&str]) -> String {
+    let out = s.assert_cmd().args(args).assert().success();
+    String::from_utf8(out.get_output().stderr.clone()).unwrap()
+}
+
+fn import_text(s: &TestSite, text: impl AsRef<[u8]>, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let f = s.path("in.csv");
+    std::fs::write(&f, text).unwrap();
+    s.assert_cmd()
+        .args(["subscribers", "import"])
+        .args(extra)
+        .arg(&f)
+        .assert()
+}
+
+/// A list holding every status, a reason, a history and an erased address.
+fn mixed_list() -> TestSite {
+    let s = site();
+    import_text(
+        &s,
+        "email,name,status,reason\nact@example.com,Act,,\nspam@example.com,,complained,feedback loop\n",
+        &[],
+    )
+    .success();
+    run_ok(
+        &s,
+        &[
+            "subscribers",
+            "add",
+            "unsub@example.com",
+            "--name",
+            "=HYPERLINK(\"http://evil\")",
+        ],
+    );
+    run_ok(
+        &s,
+        &[
+            "subscribers",
+            "remove",
+            "unsub@example.com",
+            "--reason",
+            "asked by mail",
+        ],
+    );
+    run_ok(&s, &["subscribers", "add", "bounce@example.com"]);
+    run_ok(
+        &s,
+        &[
+            "subscribers",
+            "bounce",
+            "bounce@example.com",
+            "--reason",
+            "550 5.1.1 no such user",
+        ],
+    );
+    s.store()
+        .add_pending("pend@example.com", Some("Pat"))
+        .unwrap();
+    run_ok(&s, &["subscribers", "add", "gone@example.com"]);
+    run_ok(&s, &["subscribers", "erase", "gone@example.com"]);
+    s
+}
+
+#[test]
+fn a_restore_reproduces_the_export_and_an_import_never_reactivates() {
+    let s = mixed_list();
+    let text = export(&s);
+    assert!(!text.contains("gone@example.com"), "{text}");
+    assert!(text.contains(",erased,"), "{text}");
+    assert!(
+        text.contains("'=HYPERLINK"),
+        "a formula is neutralized for spreadsheets: {text}"
+    );
+    assert!(text.contains("550 5.1.1 no such user"), "{text}");
+
+    // A plain import into a new state keeps every suppression.
+    let plain = site();
+    import_text(&plain, &text, &[]).success();
+    assert_eq!(
+        list(&plain, None),
+        "act@example.com\tactive\tAct\nbounce@example.com\tbounced\t\npend@example.com\tpending\tPat\nspam@example.com\tcomplained\t\nunsub@example.com\tunsubscribed\t=HYPERLINK(\"http://evil\")\n"
+    );
+    // ... and refuses the erased address.
+    plain
+        .assert_cmd()
+        .args(["subscribers", "add", "gone@example.com"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("erased"));
+
+    // A restore reproduces the file byte for byte.
+    let restored = site();
+    import_text(&restored, &text, &["--restore"]).success();
+    assert_eq!(export(&restored), text);
+    // Only into an empty state.
+    import_text(&restored, &text, &["--restore"])
+        .code(1)
+        .stderr(predicate::str::contains("is not empty"));
+    // An import of the export over the old list changes nothing either.
+    import_text(&s, &text, &[]).success();
+    assert_eq!(list(&s, Some("active")), "act@example.com\tactive\tAct\n");
 }
