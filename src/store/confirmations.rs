@@ -173,7 +173,7 @@ impl Store {
         let erased = matcher(&tx, &self.keys)?;
         if erased
             .erased_at(&a)
-            .is_some_and(|t| !(timestamp(t) < minted_at))
+            .is_some_and(|t| timestamp(t) > minted_at)
         {
             return Ok(Confirmed::UnsubscribedSince);
         }
