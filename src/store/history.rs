@@ -96,23 +96,25 @@ pub(crate) struct StatusChange<'a> {
 }
 
 /// Sets the status (creating the row when `from` is `None`) and appends the event: the one
-/// function through which every status change goes.
-pub(crate) fn record_status_change(conn: &Connection, c: &StatusChange<'_>) -> Result<()> {
-    match c.from {
-        None => {
-            conn.prepare_cached(
+/// function through which every status change goes. Returns false, recording nothing, when
+/// `from` is `None` and the row exists after all (an import's first guess).
+pub(crate) fn record_status_change(conn: &Connection, c: &StatusChange<'_>) -> Result<bool> {
+    let changed = match c.from {
+        None => conn
+            .prepare_cached(
                 "INSERT INTO subscribers (address, name, status, added_at, updated_at, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (address) DO NOTHING",
             )?
-            .execute(params![c.address, c.name, c.to.as_str(), c.at, c.reason])?;
-        }
-        Some(_) => {
-            conn.prepare_cached(
+            .execute(params![c.address, c.name, c.to.as_str(), c.at, c.reason])?,
+        Some(_) => conn
+            .prepare_cached(
                 "UPDATE subscribers SET status = ?2, reason = ?3, updated_at = ?4
                  WHERE address = ?1",
             )?
-            .execute(params![c.address, c.to.as_str(), c.reason, c.at])?;
-        }
+            .execute(params![c.address, c.to.as_str(), c.reason, c.at])?,
+    };
+    if changed == 0 {
+        return Ok(false);
     }
     conn.prepare_cached(
         "INSERT INTO subscriber_events (address, at, from_status, to_status, path, reason)
@@ -126,7 +128,7 @@ pub(crate) fn record_status_change(conn: &Connection, c: &StatusChange<'_>) -> R
         c.path.as_str(),
         c.reason
     ])?;
-    Ok(())
+    Ok(true)
 }
 
 /// The status of `address` as stored, read inside the caller's transaction.

@@ -75,7 +75,14 @@ impl Store {
         if !erased.is_empty() {
             erase_matching(&tx, &matcher)?;
         }
-        for row in rows {
+        // A large page cache and rows in key order keep the B-tree inserts cheap: a million
+        // rows would otherwise spill the cache to the WAL again and again. The sort is
+        // stable, so repeated addresses keep the file's order.
+        tx.pragma_update(None, "cache_size", -262_144)?;
+        let mut sorted: Vec<&ImportRow> = rows.iter().collect();
+        sorted.sort_by(|a, b| a.address.cmp(&b.address));
+        let at = now_text();
+        for row in sorted {
             if matcher.matches(&row.address) {
                 report.erased.push(row.line);
                 continue;
@@ -83,7 +90,7 @@ impl Store {
             if !seen.insert(row.address.as_str()) {
                 report.merged += 1;
             }
-            match import_one(&tx, row)? {
+            match import_one(&tx, row, &at)? {
                 Imported::Outcome(AddOutcome::Added) => report.added += 1,
                 Imported::Outcome(AddOutcome::Updated) => report.updated += 1,
                 Imported::Outcome(AddOutcome::KeptFinal(_)) => report.kept_final += 1,
@@ -92,6 +99,8 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.conn.pragma_update(None, "cache_size", -2000)?;
+        report.erased.sort_unstable();
         // A row merged into one added earlier in this file counted once as added already.
         report.updated = report.updated.saturating_sub(report.merged);
         Ok(report)
@@ -146,7 +155,7 @@ enum Imported {
     Suppressed,
 }
 
-fn import_one(tx: &Connection, row: &ImportRow) -> Result<Imported> {
+fn import_one(tx: &Connection, row: &ImportRow, at: &str) -> Result<Imported> {
     let status = row.status.unwrap_or(SubscriberStatus::Active);
     let name = normalize_name(row.name.as_deref());
     if !status.is_final() {
@@ -157,6 +166,7 @@ fn import_one(tx: &Connection, row: &ImportRow) -> Result<Imported> {
             status,
             ChangePath::Import,
             row.reason.as_deref(),
+            at,
         )?));
     }
     let current = current_status(tx, &row.address)?;
@@ -165,7 +175,6 @@ fn import_one(tx: &Connection, row: &ImportRow) -> Result<Imported> {
             current.unwrap_or(status),
         )));
     }
-    let at = now_text();
     record_status_change(
         tx,
         &StatusChange {
@@ -175,7 +184,7 @@ fn import_one(tx: &Connection, row: &ImportRow) -> Result<Imported> {
             to: status,
             path: ChangePath::Import,
             reason: row.reason.as_deref(),
-            at: &at,
+            at,
         },
     )?;
     Ok(match current {

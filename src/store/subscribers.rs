@@ -179,6 +179,7 @@ impl Store {
             SubscriberStatus::Active,
             ChangePath::Operator,
             None,
+            &now_text(),
         )?;
         tx.commit()?;
         Ok(out)
@@ -273,6 +274,7 @@ impl Store {
 }
 
 /// Adds `address` in `status` or brings an existing row to it, never out of a suppression.
+/// `at` is the time recorded (one per transaction).
 pub(crate) fn upsert(
     tx: &rusqlite::Connection,
     address: &Address,
@@ -280,9 +282,8 @@ pub(crate) fn upsert(
     status: SubscriberStatus,
     path: ChangePath,
     reason: Option<&str>,
+    at: &str,
 ) -> Result<AddOutcome> {
-    let current = current_status(tx, address)?;
-    let at = now_text();
     let change = |from| StatusChange {
         address,
         name: name.as_deref(),
@@ -290,13 +291,14 @@ pub(crate) fn upsert(
         to: status,
         path,
         reason,
-        at: &at,
+        at,
     };
-    match current {
-        None => {
-            record_status_change(tx, &change(None))?;
-            Ok(AddOutcome::Added)
-        }
+    // Most rows of an import are new: try that first, one statement instead of two.
+    if record_status_change(tx, &change(None))? {
+        return Ok(AddOutcome::Added);
+    }
+    match current_status(tx, address)? {
+        None => anyhow::bail!("{address} vanished during the transaction"),
         Some(s) if s.is_final() => Ok(AddOutcome::KeptFinal(s)),
         Some(s) => {
             if name.is_some() {

@@ -28,4 +28,5 @@ mod shipped;
 mod spam_score;
 mod status;
 mod subscribers;
+mod subscribers_lock;
 mod typos;
