@@ -532,3 +532,91 @@ fn a_large_import_takes_linear_time() {
         50_000
     );
 }
+
+#[test]
+fn exports_of_other_services_and_other_delimiters_are_read() {
+    let s = site();
+    // Mailchimp: `Email Address`, `First Name`, `Last Name`; its cleaned export has CLEAN_TIME.
+    import_text(
+        &s,
+        "\"Email Address\",\"First Name\",\"Last Name\",MEMBER_RATING,CLEAN_TIME\nmc@example.com,Mary,Chimp,2,\ngone@example.com,Gone,,1,2024-01-01 10:00:00\n",
+        &[],
+    )
+    .success();
+    // Semicolons (a European spreadsheet) and a listmonk status.
+    import_text(
+        &s,
+        "uuid;email;name;attributes;status\nx;lm@example.com;List Monk;{};enabled\ny;bl@example.com;;{};blocklisted\n",
+        &[],
+    )
+    .success();
+    // Tabs, Buttondown's words.
+    import_text(
+        &s,
+        "email\tnotes\tsubscriber_type\nbd@example.com\t\tregular\nun@example.com\t\tunsubscribed\n",
+        &[],
+    )
+    .success();
+    assert_eq!(
+        list(&s, None),
+        "bd@example.com\tactive\t\nbl@example.com\tunsubscribed\t\ngone@example.com\tbounced\tGone\nlm@example.com\tactive\tList Monk\nmc@example.com\tactive\tMary Chimp\nun@example.com\tunsubscribed\t\n"
+    );
+    import_text(&s, "email,status\nq@example.com,maybe\n", &[])
+        .code(1)
+        .stderr(predicate::str::contains(
+            "in.csv:2:1: error: unknown status `maybe`",
+        ));
+}
+
+#[test]
+fn latin1_files_and_skipped_rows_say_what_to_do() {
+    let s = site();
+    import_text(
+        &s,
+        b"email,name\nok@example.com,Ok\nrene@example.com,Ren\xe9\n",
+        &[],
+    )
+    .code(1)
+    .stderr(
+        predicate::str::contains("in.csv:3:").and(predicate::str::contains("save it as UTF-8")),
+    );
+    assert_eq!(list(&s, None), "");
+    // With --skip-invalid a bad row is a warning, never an error.
+    import_text(&s, "email\nok@example.com\nnope\n", &["--skip-invalid"])
+        .success()
+        .stderr(
+            predicate::str::contains("in.csv:3:1: warning:")
+                .and(predicate::str::contains("error:").not()),
+        );
+}
+
+#[test]
+fn export_neutralizes_formulas_and_imports_them_back_as_written() {
+    let s = site();
+    for (a, n) in [
+        (
+            "f1@example.com",
+            "=HYPERLINK(\"https://evil.example\",\"x\")",
+        ),
+        ("f2@example.com", "+1+1"),
+        ("f3@example.com", "-2"),
+        ("f4@example.com", "@SUM(A1)"),
+        ("f5@example.com", "'quoted"),
+    ] {
+        run_ok(&s, &["subscribers", "add", a, &format!("--name={n}")]);
+    }
+    let text = export(&s);
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        for cell in rec.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?} would run in a spreadsheet"
+            );
+        }
+    }
+    let other = site();
+    import_text(&other, &text, &["--restore"]).success();
+    assert_eq!(list(&other, None), list(&s, None));
+}
