@@ -321,7 +321,7 @@ async fn send_confirmation(app: App, address: String, now: i64, previous: Option
     let shown = masked(&address);
     let r = async {
         let expires = now + CONFIRM_TTL_SECS;
-        let t = token::sign(&app.0.secret, Purpose::Confirm { expires }, &address);
+        let t = token::sign(app.signing_key(), Purpose::Confirm { expires }, &address);
         let link = format!("{}/confirm?token={t}&expires={expires}", app.0.public_url);
         let until = chrono::DateTime::from_timestamp(expires, 0)
             .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())

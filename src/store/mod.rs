@@ -36,6 +36,12 @@ pub(crate) use ledger::{Change, Counts, DeliveryState, Row, WriterHandle};
 pub(crate) use subscribers::normalize_name;
 pub use subscribers::{AddOutcome, ImportReport, Subscriber, SubscriberStatus};
 
+/// The schema version this techshack migrates state files to (for tests and diagnostics:
+/// migrations are appended, so no number is written anywhere else).
+pub fn schema_version() -> usize {
+    migrations::MIGRATIONS.len()
+}
+
 /// The open state file.
 pub struct Store {
     conn: Connection,
