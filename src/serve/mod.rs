@@ -26,7 +26,7 @@ pub mod pages;
 mod routes;
 
 pub use conn::{run, Limits};
-use limit::RateLimiter;
+use limit::{HourlyBudget, RateLimiter};
 use mail::Mailer;
 use pages::Pages;
 pub use routes::router;
@@ -48,6 +48,8 @@ struct Inner {
     store: Mutex<Store>,
     pages: Pages,
     limiter: RateLimiter,
+    /// Confirmation mails per hour, from every client together.
+    budget: HourlyBudget,
     mailer: Mailer,
     /// Where the reverse proxy exposes this server, without a trailing slash.
     public_url: String,
@@ -74,6 +76,7 @@ impl App {
             store: Mutex::new(store),
             pages,
             limiter: RateLimiter::new(limit::SUBSCRIBE, limit::MAX_CLIENTS),
+            budget: HourlyBudget::new(config.serve.confirm_mails_per_hour),
             mailer,
             public_url,
             trust_forwarded_for: config.serve.trust_forwarded_for,

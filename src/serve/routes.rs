@@ -289,6 +289,19 @@ async fn subscribe(
     match decided {
         Ok((action, claim)) => {
             match (action, claim) {
+                (SignUp::SendConfirmation, Some(previous))
+                    if !app.0.budget.take(Instant::now()) =>
+                {
+                    // The same answer: a flood must not learn that it hit the cap.
+                    tracing::warn!("sign-up from {shown}: this hour's confirmation mails (serve.confirm_mails_per_hour) are spent, none sent");
+                    let a = address.clone();
+                    let _ = app
+                        .db(move |s| {
+                            s.serve_release_mail(&a, now, previous);
+                            Ok(())
+                        })
+                        .await;
+                }
                 (SignUp::SendConfirmation, Some(previous)) => {
                     tracing::info!("sign-up from {shown}: mailing a confirmation link");
                     // The answer must not wait for SMTP: a slower reply for new addresses

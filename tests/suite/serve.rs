@@ -903,3 +903,43 @@ fn links_carry_no_address_and_survive_a_secret_rotation() {
         Some(SubscriberStatus::Active)
     );
 }
+
+#[test]
+fn forged_sources_cannot_exceed_the_hourly_mail_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let site = TestSite::for_serve(
+        dir,
+        sink.port,
+        "trust_forwarded_for = true\nconfirm_mails_per_hour = 3",
+        "",
+    );
+    let srv = site.serve();
+    // Each from its own forged IPv6 /64: the per-client limit never applies.
+    for i in 0..8 {
+        let r = post_form_from(
+            &srv.url("/subscribe"),
+            &format!("2001:db8:{i:x}::1"),
+            &[("email", &format!("f{i}@example.net"))],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("Check your inbox"));
+    }
+    sink.wait_for(3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.recipients().len(), 3, "{:?}", sink.recipients());
+    assert!(
+        srv.log().contains("confirm_mails_per_hour"),
+        "{}",
+        srv.log()
+    );
+    // The budget spent, a real client still gets its answer at once.
+    let t = std::time::Instant::now();
+    let r = post_form_from(
+        &srv.url("/subscribe"),
+        "192.0.2.10",
+        &[("email", "real@example.net")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
