@@ -285,47 +285,56 @@ async fn subscribe(
             Ok((action, claim))
         })
         .await;
-    let shown = masked(&address);
     match decided {
         Ok((action, claim)) => {
-            match (action, claim) {
-                (SignUp::SendConfirmation, Some(previous))
-                    if !app.0.budget.take(Instant::now()) =>
-                {
-                    // The same answer: a flood must not learn that it hit the cap.
-                    tracing::warn!("sign-up from {shown}: this hour's confirmation mails (serve.confirm_mails_per_hour) are spent, none sent");
-                    let a = address.clone();
-                    let _ = app
-                        .db(move |s| {
-                            s.serve_release_mail(&a, now, previous);
-                            Ok(())
-                        })
-                        .await;
-                }
-                (SignUp::SendConfirmation, Some(previous)) => {
-                    tracing::info!("sign-up from {shown}: mailing a confirmation link");
-                    // The answer must not wait for SMTP: a slower reply for new addresses
-                    // would tell which addresses are subscribed already.
-                    tokio::spawn(send_confirmation(app.clone(), address, now, previous));
-                }
-                (SignUp::SendConfirmation, None) => {
-                    tracing::info!("sign-up from {shown}: a confirmation link went out within the hour, none sent")
-                }
-                (SignUp::AlreadyActive, _) => {
-                    tracing::info!("sign-up from {shown}: already subscribed")
-                }
-                (SignUp::Bounced, _) => {
-                    tracing::info!("sign-up from {shown}: the address bounced before, none sent")
-                }
-                (SignUp::Complained, _) => {
-                    tracing::info!("sign-up from {shown}: the address complained before, none sent")
-                }
-            }
+            act_on_sign_up(&app, address, now, action, claim).await;
             done()
         }
         Err(e) => {
-            tracing::error!("recording the sign-up of {shown}: {e:#}");
+            tracing::error!("recording the sign-up of {}: {e:#}", masked(&address));
             internal_error()
+        }
+    }
+}
+
+/// Mails the confirmation link a recorded sign-up calls for (within the hourly budget), or
+/// logs why none goes out.
+async fn act_on_sign_up(
+    app: &App,
+    address: String,
+    now: i64,
+    action: SignUp,
+    claim: Option<Option<i64>>,
+) {
+    let shown = masked(&address);
+    match (action, claim) {
+        (SignUp::SendConfirmation, Some(previous)) if !app.0.budget.take(Instant::now()) => {
+            // The same answer: a flood must not learn that it hit the cap.
+            tracing::warn!("sign-up from {shown}: this hour's confirmation mails (serve.confirm_mails_per_hour) are spent, none sent");
+            let _ = app
+                .db(move |s| {
+                    s.serve_release_mail(&address, now, previous);
+                    Ok(())
+                })
+                .await;
+        }
+        (SignUp::SendConfirmation, Some(previous)) => {
+            tracing::info!("sign-up from {shown}: mailing a confirmation link");
+            // The answer must not wait for SMTP: a slower reply for new addresses
+            // would tell which addresses are subscribed already.
+            tokio::spawn(send_confirmation(app.clone(), address, now, previous));
+        }
+        (SignUp::SendConfirmation, None) => {
+            tracing::info!(
+                "sign-up from {shown}: a confirmation link went out within the hour, none sent"
+            )
+        }
+        (SignUp::AlreadyActive, _) => tracing::info!("sign-up from {shown}: already subscribed"),
+        (SignUp::Bounced, _) => {
+            tracing::info!("sign-up from {shown}: the address bounced before, none sent")
+        }
+        (SignUp::Complained, _) => {
+            tracing::info!("sign-up from {shown}: the address complained before, none sent")
         }
     }
 }
