@@ -244,6 +244,7 @@ pub(super) fn known_keys(table: &str) -> &'static [&'static str] {
             "trust_forwarded_for",
             "header_timeout_secs",
             "max_connections",
+            "confirm_mails_per_hour",
         ],
         _ => &[],
     }

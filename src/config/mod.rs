@@ -73,6 +73,9 @@ pub struct Serve {
     pub header_timeout_secs: u64,
     /// Connections served at once; further clients wait in the listen queue.
     pub max_connections: usize,
+    /// Confirmation mails per hour from all clients together: forged sources cannot turn the
+    /// sign-up form into a mail cannon.
+    pub confirm_mails_per_hour: u32,
 }
 
 impl Serve {
@@ -88,6 +91,7 @@ impl Serve {
             trust_forwarded_for: raw.trust_forwarded_for,
             header_timeout_secs: raw.header_timeout_secs,
             max_connections: raw.max_connections,
+            confirm_mails_per_hour: raw.confirm_mails_per_hour,
         }
     }
 }
@@ -345,6 +349,11 @@ fn validate(raw: &mut RawConfig) -> Vec<String> {
             "serve.header_timeout_secs must be between 1 and {MAX_HEADER_TIMEOUT_SECS} (seconds a client may take to send its request headers), not {}",
             raw.serve.header_timeout_secs
         ));
+    }
+    if raw.serve.confirm_mails_per_hour == 0 {
+        problems.push(
+            "serve.confirm_mails_per_hour must be at least 1 (confirmation mails sent per hour, from all clients together)".to_string(),
+        );
     }
     if !(1..=MAX_SERVE_CONNECTIONS).contains(&raw.serve.max_connections) {
         problems.push(format!(

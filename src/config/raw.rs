@@ -571,6 +571,8 @@ pub struct ServeConfig {
     pub header_timeout_secs: u64,
     /// Connections served at once; further clients wait in the listen queue.
     pub max_connections: usize,
+    /// Confirmation mails sent per hour, from all clients together.
+    pub confirm_mails_per_hour: u32,
 }
 
 impl Default for ServeConfig {
@@ -581,6 +583,7 @@ impl Default for ServeConfig {
             trust_forwarded_for: false,
             header_timeout_secs: 10,
             max_connections: 512,
+            confirm_mails_per_hour: 200,
         }
     }
 }

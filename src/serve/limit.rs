@@ -60,7 +60,12 @@ impl RateLimiter {
                 b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_sec < burst
             });
             if map.len() >= self.max_clients {
-                return false;
+                // Still full, of a flood from many (perhaps forged) sources: forget the client
+                // seen longest ago rather than refuse every new one. The mails such a flood
+                // could cause are capped by the hourly budget, not here.
+                if let Some(oldest) = map.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
             }
         }
         let b = map.entry(key).or_insert(Bucket {
@@ -82,6 +87,43 @@ impl RateLimiter {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.buckets.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// The confirmation mails all clients together may cause in an hour (`serve.
+/// confirm_mails_per_hour`), counted in windows of an hour from the first mail of each.
+pub struct HourlyBudget {
+    per_hour: u32,
+    window: Mutex<(Option<Instant>, u32)>,
+}
+
+impl HourlyBudget {
+    pub fn new(per_hour: u32) -> HourlyBudget {
+        HourlyBudget {
+            per_hour,
+            window: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Takes one mail's allowance at `now`; false when this hour's are spent.
+    pub fn take(&self, now: Instant) -> bool {
+        let mut w = match self.window.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let expired = match w.0 {
+            None => true,
+            Some(start) => now.saturating_duration_since(start) >= Duration::from_secs(3600),
+        };
+        if expired {
+            *w = (Some(now), 0);
+        }
+        if w.1 < self.per_hour {
+            w.1 += 1;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -147,13 +189,32 @@ mod tests {
         for i in 0..4 {
             assert!(l.check(ip(&format!("198.51.100.{i}")), t));
         }
-        assert!(
-            !l.check(ip("198.51.100.200"), t),
-            "a full table refuses new clients"
-        );
+        // A full table does not lock new clients out: the client seen longest ago goes.
+        assert!(l.check(ip("198.51.100.200"), t + Duration::from_secs(1)));
         assert_eq!(l.len(), 4);
         // Once the old buckets have refilled they are dropped to make room.
-        assert!(l.check(ip("198.51.100.200"), t + Duration::from_secs(61)));
+        assert!(l.check(ip("198.51.100.201"), t + Duration::from_secs(62)));
         assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_forged_sources_leaves_room_for_a_real_client() {
+        let l = RateLimiter::new(Q, 100);
+        let t = Instant::now();
+        for i in 0..10_000u32 {
+            let a = std::net::Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 1);
+            l.check(IpAddr::V6(a), t);
+        }
+        assert!(l.check(ip("192.0.2.55"), t), "a new client after the flood");
+        assert!(l.len() <= 100);
+    }
+
+    #[test]
+    fn the_hourly_budget_caps_every_client_together() {
+        let b = HourlyBudget::new(3);
+        let t = Instant::now();
+        assert!(b.take(t) && b.take(t) && b.take(t));
+        assert!(!b.take(t + Duration::from_secs(3599)));
+        assert!(b.take(t + Duration::from_secs(3600)));
     }
 }

@@ -26,7 +26,7 @@ pub mod pages;
 mod routes;
 
 pub use conn::{run, Limits};
-use limit::RateLimiter;
+use limit::{HourlyBudget, RateLimiter};
 use mail::Mailer;
 use pages::Pages;
 pub use routes::router;
@@ -43,10 +43,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_TOKEN_LEN: usize = 1024;
 
 struct Inner {
-    secret: Vec<u8>,
+    /// The signing secret first, then `$TECHSHACK_SECRET_PREVIOUS` during a rotation.
+    keys: Vec<Vec<u8>>,
     store: Mutex<Store>,
     pages: Pages,
     limiter: RateLimiter,
+    /// Confirmation mails per hour, from every client together.
+    budget: HourlyBudget,
     mailer: Mailer,
     /// Where the reverse proxy exposes this server, without a trailing slash.
     public_url: String,
@@ -61,16 +64,19 @@ impl App {
     /// Opens the state file and loads templates, SMTP settings and the secret; every
     /// configuration problem is reported here, before the server listens.
     pub fn new(config: &Config, secrets: &Secrets) -> Result<App> {
-        let secret = secrets.signing_key()?.to_vec();
+        secrets.signing_key()?;
+        let keys = secrets.verification_keys();
         let public_url = public_url(config)?;
         let pages = Pages::load(config)?;
         let mailer = Mailer::from_config(config, secrets.smtp_password())?;
-        let store = Store::open(&config.state.db)?;
+        let mut store = Store::open(&config.state.db)?;
+        store.set_keys(keys.clone());
         Ok(App(Arc::new(Inner {
-            secret,
+            keys,
             store: Mutex::new(store),
             pages,
             limiter: RateLimiter::new(limit::SUBSCRIBE, limit::MAX_CLIENTS),
+            budget: HourlyBudget::new(config.serve.confirm_mails_per_hour),
             mailer,
             public_url,
             trust_forwarded_for: config.serve.trust_forwarded_for,
@@ -140,6 +146,11 @@ impl App {
         self.notice(status, "Request refused", &message, None)
     }
 
+    /// The key new links are signed with.
+    fn signing_key(&self) -> &[u8] {
+        &self.0.keys[0]
+    }
+
     fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         if self.0.trust_forwarded_for {
             if let Some(ip) = forwarded_for(headers) {
@@ -151,7 +162,7 @@ impl App {
 
     fn unsubscribe_address(&self, q: &TokenQuery) -> Option<String> {
         let t = q.token.as_deref().filter(|t| t.len() <= MAX_TOKEN_LEN)?;
-        token::verify(&self.0.secret, Purpose::Unsubscribe, t)
+        token::verify_any(&self.0.keys, Purpose::Unsubscribe, t)
     }
 
     /// The address and expiry of a confirmation link.
@@ -161,7 +172,7 @@ impl App {
         let (Some(t), Some(expires)) = (t, expires) else {
             return Err(LinkError::Invalid);
         };
-        let Some(address) = token::verify(&self.0.secret, Purpose::Confirm { expires }, t) else {
+        let Some(address) = token::verify_any(&self.0.keys, Purpose::Confirm { expires }, t) else {
             return Err(LinkError::Invalid);
         };
         if chrono::Utc::now().timestamp() > expires {

@@ -280,36 +280,61 @@ async fn subscribe(
             let action = s.serve_sign_up(&a, name.as_deref())?;
             let claim = match action {
                 SignUp::SendConfirmation => s.serve_claim_mail(&a, now, CONFIRM_MAIL_GAP_SECS)?,
-                SignUp::AlreadyActive | SignUp::Bounced => None,
+                SignUp::AlreadyActive | SignUp::Bounced | SignUp::Complained => None,
             };
             Ok((action, claim))
         })
         .await;
-    let shown = masked(&address);
     match decided {
         Ok((action, claim)) => {
-            match (action, claim) {
-                (SignUp::SendConfirmation, Some(previous)) => {
-                    tracing::info!("sign-up from {shown}: mailing a confirmation link");
-                    // The answer must not wait for SMTP: a slower reply for new addresses
-                    // would tell which addresses are subscribed already.
-                    tokio::spawn(send_confirmation(app.clone(), address, now, previous));
-                }
-                (SignUp::SendConfirmation, None) => {
-                    tracing::info!("sign-up from {shown}: a confirmation link went out within the hour, none sent")
-                }
-                (SignUp::AlreadyActive, _) => {
-                    tracing::info!("sign-up from {shown}: already subscribed")
-                }
-                (SignUp::Bounced, _) => {
-                    tracing::info!("sign-up from {shown}: the address bounced before, none sent")
-                }
-            }
+            act_on_sign_up(&app, address, now, action, claim).await;
             done()
         }
         Err(e) => {
-            tracing::error!("recording the sign-up of {shown}: {e:#}");
+            tracing::error!("recording the sign-up of {}: {e:#}", masked(&address));
             internal_error()
+        }
+    }
+}
+
+/// Mails the confirmation link a recorded sign-up calls for (within the hourly budget), or
+/// logs why none goes out.
+async fn act_on_sign_up(
+    app: &App,
+    address: String,
+    now: i64,
+    action: SignUp,
+    claim: Option<Option<i64>>,
+) {
+    let shown = masked(&address);
+    match (action, claim) {
+        (SignUp::SendConfirmation, Some(previous)) if !app.0.budget.take(Instant::now()) => {
+            // The same answer: a flood must not learn that it hit the cap.
+            tracing::warn!("sign-up from {shown}: this hour's confirmation mails (serve.confirm_mails_per_hour) are spent, none sent");
+            let _ = app
+                .db(move |s| {
+                    s.serve_release_mail(&address, now, previous);
+                    Ok(())
+                })
+                .await;
+        }
+        (SignUp::SendConfirmation, Some(previous)) => {
+            tracing::info!("sign-up from {shown}: mailing a confirmation link");
+            // The answer must not wait for SMTP: a slower reply for new addresses
+            // would tell which addresses are subscribed already.
+            tokio::spawn(send_confirmation(app.clone(), address, now, previous));
+        }
+        (SignUp::SendConfirmation, None) => {
+            tracing::info!(
+                "sign-up from {shown}: a confirmation link went out within the hour, none sent"
+            )
+        }
+        (SignUp::AlreadyActive, _) => tracing::info!("sign-up from {shown}: already subscribed"),
+        (SignUp::Bounced, _) => {
+            tracing::info!("sign-up from {shown}: the address bounced before, none sent")
+        }
+        (SignUp::Complained, _) => {
+            tracing::info!("sign-up from {shown}: the address complained before, none sent")
         }
     }
 }
@@ -318,7 +343,7 @@ async fn send_confirmation(app: App, address: String, now: i64, previous: Option
     let shown = masked(&address);
     let r = async {
         let expires = now + CONFIRM_TTL_SECS;
-        let t = token::sign(&app.0.secret, Purpose::Confirm { expires }, &address);
+        let t = token::sign(app.signing_key(), Purpose::Confirm { expires }, &address);
         let link = format!("{}/confirm?token={t}&expires={expires}", app.0.public_url);
         let until = chrono::DateTime::from_timestamp(expires, 0)
             .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -412,6 +437,15 @@ async fn confirm(
                 StatusCode::CONFLICT,
                 "We cannot subscribe this address",
                 "Mail to this address was returned as undeliverable before, so it stays off the list.",
+                Some("Reply to any issue or write to the sender to be added again."),
+            )
+        }
+        Ok(Confirmed::Complained) => {
+            tracing::info!("refused a confirmation of {shown}, which complained before");
+            app.notice(
+                StatusCode::CONFLICT,
+                "We cannot subscribe this address",
+                "An earlier issue sent to this address was reported as spam, so it stays off the list.",
                 Some("Reply to any issue or write to the sender to be added again."),
             )
         }

@@ -19,6 +19,9 @@ use rusqlite::Connection;
 
 mod address;
 mod confirmations;
+mod erase;
+mod history;
+mod import;
 mod ledger;
 mod migrations;
 mod subscribers;
@@ -26,14 +29,25 @@ mod subscribers;
 pub(crate) use address::normalize_address;
 pub use address::{Address, AddressError, ToAddress};
 pub(crate) use confirmations::{Confirmed, SignUp, Unsubscribed};
+pub use erase::Erased;
+pub use history::{ChangePath, StatusEvent};
+pub use import::{ImportRow, RestoreRow};
 pub(crate) use ledger::{Change, Counts, DeliveryState, DuePages, Row, WriterHandle};
 pub(crate) use subscribers::normalize_name;
 pub use subscribers::{AddOutcome, ImportReport, Subscriber, SubscriberStatus};
+
+/// The schema version this techshack migrates state files to (for tests and diagnostics:
+/// migrations are appended, so no number is written anywhere else).
+pub fn schema_version() -> usize {
+    migrations::MIGRATIONS.len()
+}
 
 /// The open state file.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The keys erased addresses are hashed with ([`Store::set_keys`]).
+    keys: Vec<Vec<u8>>,
 }
 
 impl Store {
@@ -54,6 +68,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            keys: Vec::new(),
         })
     }
 

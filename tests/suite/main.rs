@@ -29,6 +29,7 @@ mod shipped;
 mod spam_score;
 mod status;
 mod subscribers;
+mod subscribers_lock;
 mod typos;
 mod web_archive;
 mod web_chromium;

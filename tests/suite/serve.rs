@@ -101,9 +101,17 @@ fn forged_truncated_and_other_purpose_tokens_change_nothing() {
     site.add_active(&["ann@example.net", "eve@example.net"]);
     let srv = site.serve();
     let good = unsubscribe_token("ann@example.net");
-    let (addr_part, mac_part) = good.split_once('.').unwrap();
-    let eve_part = unsubscribe_token("eve@example.net");
-    let eve_addr = eve_part.split_once('.').unwrap().0;
+    // The old form, which links mailed before still carry: forgeries of it fail too.
+    let old = old_form_token("ann@example.net");
+    let (addr_part, mac_part) = old.split_once('.').unwrap();
+    let eve_old = old_form_token("eve@example.net");
+    let eve_addr = eve_old.split_once('.').unwrap().0;
+    // The sealed form: Ann's tag on Eve's sealed address, and one flipped bit.
+    let eve = unsubscribe_token("eve@example.net");
+    let spliced = format!("{}{}", &good[..22], &eve[22..]);
+    let mut flipped = good.clone().into_bytes();
+    flipped[30] = if flipped[30] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
     let other_secret = sign(
         b"another secret that is long enough",
         Purpose::Unsubscribe,
@@ -119,8 +127,12 @@ fn forged_truncated_and_other_purpose_tokens_change_nothing() {
     let long = "A".repeat(5000);
     let bad: Vec<String> = vec![
         format!("{eve_addr}.{mac_part}"),   // Ann's MAC on Eve's address
-        good[..good.len() - 3].to_string(), // truncated
+        old[..old.len() - 3].to_string(),   // truncated
         addr_part.to_string(),              // no MAC at all
+        spliced,                            // Ann's tag on Eve's sealed address
+        flipped,                            // one character changed
+        good[..good.len() - 3].to_string(), // truncated
+        good[..20].to_string(),             // the tag alone
         other_secret,                       // another server's secret
         confirm.clone(),                    // a confirm token
         "%%%".to_string(),                  // not even base64
@@ -831,4 +843,103 @@ fn a_client_that_never_reads_its_responses_loses_its_slot() {
         .expect("the server closed the connection of the client that did not read");
     assert!(answers.starts_with(b"HTTP/1.1 200"));
     assert!(srv.stop().success());
+}
+
+/// An unsubscribe token of the form mailed before tokens were sealed, under `SECRET`.
+fn old_form_token(address: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    m.update(b"unsubscribe\0");
+    m.update(address.as_bytes());
+    format!(
+        "{}.{}",
+        B64.encode(address),
+        B64.encode(m.finalize().into_bytes())
+    )
+}
+
+#[test]
+fn links_carry_no_address_and_survive_a_secret_rotation() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let (_sink, site) = site();
+    site.add_active(&["ann@example.net", "bo@example.net", "cy@example.net"]);
+    // Rotated: the new secret signs, the one that signed the mails already sent still verifies.
+    let srv = site.serve_with(&[
+        ("TECHSHACK_SECRET", "a brand new secret, long enough"),
+        ("TECHSHACK_SECRET_PREVIOUS", SECRET),
+    ]);
+    let t = unsubscribe_token("ann@example.net");
+    assert!(
+        !t.contains(&B64.encode("ann@example.net")[..12]) && !t.contains("ann"),
+        "{t}"
+    );
+    let r = one_click(&srv.url(&format!("/unsubscribe?token={t}")));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        site.subscriber_status("ann@example.net"),
+        Some(SubscriberStatus::Unsubscribed)
+    );
+    // A link of the old form (the address in base64, then the MAC) keeps working.
+    let old = old_form_token("bo@example.net");
+    let r = one_click(&srv.url(&format!("/unsubscribe?token={old}")));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        site.subscriber_status("bo@example.net"),
+        Some(SubscriberStatus::Unsubscribed)
+    );
+    // A token of a secret never configured is refused.
+    let stranger = sign(
+        b"some other secret, also long",
+        Purpose::Unsubscribe,
+        "cy@example.net",
+    );
+    let r = one_click(&srv.url(&format!("/unsubscribe?token={stranger}")));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        site.subscriber_status("cy@example.net"),
+        Some(SubscriberStatus::Active)
+    );
+}
+
+#[test]
+fn forged_sources_cannot_exceed_the_hourly_mail_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let site = TestSite::for_serve(
+        dir,
+        sink.port,
+        "trust_forwarded_for = true\nconfirm_mails_per_hour = 3",
+        "",
+    );
+    let srv = site.serve();
+    // Each from its own forged IPv6 /64: the per-client limit never applies.
+    for i in 0..8 {
+        let r = post_form_from(
+            &srv.url("/subscribe"),
+            &format!("2001:db8:{i:x}::1"),
+            &[("email", &format!("f{i}@example.net"))],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("Check your inbox"));
+    }
+    sink.wait_for(3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.recipients().len(), 3, "{:?}", sink.recipients());
+    assert!(
+        srv.log().contains("confirm_mails_per_hour"),
+        "{}",
+        srv.log()
+    );
+    // The budget spent, a real client still gets its answer at once.
+    let t = std::time::Instant::now();
+    let r = post_form_from(
+        &srv.url("/subscribe"),
+        "192.0.2.10",
+        &[("email", "real@example.net")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }

@@ -165,8 +165,16 @@ public_url = "{PUBLIC_URL}"
 
     /// Starts `techshack serve` on a free loopback port and waits until it listens.
     pub fn serve(&self) -> Server {
-        let mut child = self
-            .cmd()
+        self.serve_with(&[])
+    }
+
+    /// [`TestSite::serve`] with more environment variables (another secret, ...).
+    pub fn serve_with(&self, env: &[(&str, &str)]) -> Server {
+        let mut cmd = self.cmd();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
