@@ -356,3 +356,51 @@ fn arbitrary_bytes_never_panic() {
     }
     assert!(rounds >= 10_000);
 }
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/inbound")
+        .join(name);
+    std::fs::read(p).unwrap()
+}
+
+/// Reports written by Postfix 3.7's bounce daemon for a relay whose next hop refused one
+/// recipient and kept deferring another until the queue lifetime ran out.
+#[test]
+fn postfix_reports_of_a_refusal_and_an_expired_deferral() {
+    let m = read(&fixture("postfix-rejected.eml"), Envelope::default()).unwrap();
+    let Kind::Bounce {
+        recipients,
+        standard: true,
+    } = &m.kind
+    else {
+        panic!("{:?}", m.kind)
+    };
+    assert_eq!(recipients.len(), 1);
+    assert_eq!(recipients[0].address.as_deref(), Some("bob@example.org"));
+    assert_eq!(recipients[0].action, Action::Failed);
+    assert_eq!(recipients[0].status.as_deref(), Some("5.1.1"));
+    assert_eq!(
+        recipients[0].reply.as_deref(),
+        Some("550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown")
+    );
+    assert_eq!(m.token_carriers[0], "bounces+TOKbob@news.example");
+    assert_eq!(
+        m.original_message_id.as_deref(),
+        Some("i3.bob@news.example")
+    );
+
+    let m = read(
+        &fixture("postfix-expired-deferral.eml"),
+        Envelope::default(),
+    )
+    .unwrap();
+    let Kind::Bounce { recipients, .. } = &m.kind else {
+        panic!()
+    };
+    assert_eq!(recipients[0].action, Action::Failed);
+    assert_eq!(recipients[0].status.as_deref(), Some("4.2.0"));
+    assert!(m
+        .token_carriers
+        .contains(&"https://news.example/u?t=UTcarol".to_string()));
+}
