@@ -8,6 +8,7 @@
 
 pub mod fields;
 mod plain;
+pub mod source;
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
