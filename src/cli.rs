@@ -139,13 +139,18 @@ pub struct StatusArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SubscribersCommand {
-    /// Import subscribers from a CSV file with an `email` column (and optionally `name`)
+    /// Import subscribers from a CSV file with an email column (`email`, `Email Address`, ...)
+    /// and optionally names and a status; `,` `;` or tab separated, UTF-8
     Import {
         /// The CSV file
         file: PathBuf,
-        /// Import the valid rows and report the invalid ones
-        #[arg(long)]
+        /// Import the valid rows and warn about the invalid ones
+        #[arg(long, conflicts_with = "restore")]
         skip_invalid: bool,
+        /// Reproduce an export exactly (statuses, reasons, times, history, erased addresses)
+        /// in a state file that holds no subscribers yet: a move or a restore from backup
+        #[arg(long)]
+        restore: bool,
     },
     /// Add one subscriber
     Add {
@@ -159,14 +164,43 @@ pub enum SubscribersCommand {
     Remove {
         /// The address
         address: String,
+        /// Why, kept in the subscriber's history
+        #[arg(long)]
+        reason: Option<String>,
     },
-    /// List subscribers
+    /// Make an unsubscribed or bounced address active again (an operator's explicit act,
+    /// recorded with its reason)
+    Reactivate {
+        /// The address
+        address: String,
+        /// Why, kept in the subscriber's history (the subscriber asked by mail, ...)
+        #[arg(long)]
+        reason: Option<String>,
+        /// Also reactivate an address that reported an issue as spam
+        #[arg(long)]
+        force: bool,
+    },
+    /// Mark an address bounced: nothing more is sent to it
+    Bounce {
+        /// The address
+        address: String,
+        /// Why, kept in the subscriber's history (the server's reply, ...)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Erase an address and its name from every table (GDPR article 17); a keyed hash keeps
+    /// it from being imported or added again
+    Erase {
+        /// The address
+        address: String,
+    },
+    /// List subscribers; with -v, each one's status history too
     List {
-        /// Only subscribers in this status: pending, active, unsubscribed, bounced
+        /// Only subscribers in this status: pending, active, unsubscribed, bounced, complained
         #[arg(long, value_name = "S", value_parser = parse_status)]
         status: Option<SubscriberStatus>,
     },
-    /// Write every subscriber as CSV on stdout
+    /// Write every subscriber as CSV on stdout, losslessly (status, reason, times, history)
     Export,
 }
 

@@ -9,6 +9,9 @@ use crate::config::Timezone;
 
 /// The environment variable of the signing secret.
 pub const SECRET_ENV: &str = "TECHSHACK_SECRET";
+/// The secret that signed links before a rotation: still accepted for verification (and for
+/// recognizing erased addresses) while set, never used to sign.
+pub const SECRET_PREVIOUS_ENV: &str = "TECHSHACK_SECRET_PREVIOUS";
 /// The environment variable of the SMTP password.
 pub const SMTP_PASSWORD_ENV: &str = "TECHSHACK_SMTP_PASSWORD";
 /// A hidden clock for tests and reproducible builds: an RFC 3339 time that stands for "now"
@@ -21,6 +24,7 @@ pub struct Secrets {
     /// Whether `$TECHSHACK_SECRET` is set at all, even to something unusable.
     secret_set: bool,
     secret: Option<String>,
+    previous: Option<String>,
     smtp_password: Option<String>,
 }
 
@@ -29,6 +33,7 @@ impl std::fmt::Debug for Secrets {
         // Never the values, not even in debug output.
         f.debug_struct("Secrets")
             .field("secret_set", &self.secret_set)
+            .field("previous_set", &self.previous.is_some())
             .field("smtp_password_set", &self.smtp_password.is_some())
             .finish()
     }
@@ -40,6 +45,9 @@ impl Secrets {
         Secrets {
             secret_set: std::env::var_os(SECRET_ENV).is_some(),
             secret: std::env::var(SECRET_ENV).ok(),
+            previous: std::env::var(SECRET_PREVIOUS_ENV)
+                .ok()
+                .filter(|v| !v.is_empty()),
             smtp_password: std::env::var(SMTP_PASSWORD_ENV).ok(),
         }
     }
@@ -67,10 +75,13 @@ impl Secrets {
                     s.secret = Some(v.to_string());
                 }
                 Some((SMTP_PASSWORD_ENV, v)) => s.smtp_password = Some(v.to_string()),
+                Some((SECRET_PREVIOUS_ENV, v)) => {
+                    s.previous = Some(v.to_string()).filter(|v| !v.is_empty())
+                }
                 Some((k, _)) => problems.push(Diagnostic::error(
                     path,
                     at,
-                    format!("unknown key `{}`: a secrets file holds only {SECRET_ENV}=... and {SMTP_PASSWORD_ENV}=... lines, without quotes or `export`", k.trim()),
+                    format!("unknown key `{}`: a secrets file holds only {SECRET_ENV}=..., {SECRET_PREVIOUS_ENV}=... and {SMTP_PASSWORD_ENV}=... lines, without quotes or `export`", k.trim()),
                 )),
                 None => problems.push(Diagnostic::error(
                     path,
@@ -97,6 +108,21 @@ impl Secrets {
             Some(_) => bail!("$TECHSHACK_SECRET is shorter than 16 bytes: use a long random value (openssl rand -hex 32)"),
             None => bail!("$TECHSHACK_SECRET is not set: it signs unsubscribe links; set it to a long random value (openssl rand -hex 32)"),
         }
+    }
+
+    /// The keys a link or an erased address may have been made with: the signing key, then
+    /// `$TECHSHACK_SECRET_PREVIOUS` during a rotation. Empty without a usable secret.
+    pub fn verification_keys(&self) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = self
+            .signing_key()
+            .ok()
+            .map(<[u8]>::to_vec)
+            .into_iter()
+            .collect();
+        if let Some(p) = self.previous.as_deref().filter(|p| p.len() >= 16) {
+            keys.push(p.as_bytes().to_vec());
+        }
+        keys
     }
 
     /// `$TECHSHACK_SMTP_PASSWORD`, when set.
@@ -182,6 +208,7 @@ mod tests {
         let s = |v: Option<&str>| Secrets {
             secret_set: v.is_some(),
             secret: v.map(str::to_string),
+            previous: None,
             smtp_password: Some("hunter2".into()),
         };
         assert_eq!(

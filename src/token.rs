@@ -65,6 +65,18 @@ pub fn verify(secret: &[u8], purpose: Purpose, token: &str) -> Option<String> {
     }
 }
 
+/// The keyed hash an erased address is remembered by: hex HMAC-SHA256 under `secret`.
+pub fn address_hash(secret: &[u8], address: &str) -> String {
+    let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
+    m.update(b"erased\0");
+    m.update(address.as_bytes());
+    m.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

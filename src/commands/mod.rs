@@ -19,6 +19,7 @@ pub mod send;
 pub mod serve;
 pub mod status;
 pub mod subscribers;
+pub mod subscribers_csv;
 
 /// What every command gets: the loaded config, the secrets and clock of the environment,
 /// and the global flags.

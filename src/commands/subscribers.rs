@@ -1,157 +1,220 @@
-//! `techshack subscribers`: import, add, remove, list, export.
+//! `techshack subscribers`: import (and restore), add, remove, reactivate, bounce, erase,
+//! list, export.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::subscribers_csv;
 use super::Ctx;
 use crate::cli::SubscribersCommand;
 use crate::diag::{Diagnostic, Exit};
-use crate::store::{AddOutcome, Address, Store, Subscriber};
+use crate::store::{AddOutcome, Address, ChangePath, Store, SubscriberStatus};
 
 pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<Exit> {
     let mut store = Store::open(&ctx.config.state.db)?;
+    store.set_keys(ctx.secrets.verification_keys());
     match cmd {
-        SubscribersCommand::Import { file, skip_invalid } => {
-            import(ctx, &mut store, &file, skip_invalid)
-        }
+        SubscribersCommand::Import {
+            file,
+            skip_invalid,
+            restore,
+        } => import(ctx, &mut store, &file, skip_invalid, restore),
         SubscribersCommand::Add { address, name } => {
             let a = Address::parse(&address)?;
             match store.add_active(&a, name.as_deref())? {
                 AddOutcome::Added => ctx.info(format!("added {a}")),
                 AddOutcome::Updated => ctx.info(format!("{a} was already subscribed; now active")),
                 AddOutcome::KeptFinal(s) => ctx.info(format!(
-                    "{a} is {s} and stays so: an address that unsubscribed or bounced is never re-added"
+                    "{a} is {s} and stays so: an address that unsubscribed, bounced or complained is never re-added (`subscribers reactivate` if the subscriber asked)"
                 )),
+                AddOutcome::Erased => anyhow::bail!(
+                    "{a} was erased at its owner's request: it can only come back by signing up again (double opt-in through `serve`)"
+                ),
             }
             Ok(Exit::Ok)
         }
-        SubscribersCommand::Remove { address } => {
+        SubscribersCommand::Remove { address, reason } => {
             let a = Address::parse(&address)?;
-            if store.unsubscribe(&a)? {
-                ctx.info(format!("{a} is unsubscribed"));
-                Ok(Exit::Ok)
-            } else {
-                anyhow::bail!("{a} is not on the subscriber list")
-            }
+            change(
+                ctx,
+                &mut store,
+                &a,
+                SubscriberStatus::Unsubscribed,
+                reason.as_deref(),
+            )
         }
-        SubscribersCommand::List { status } => {
-            let out = std::io::stdout();
-            let mut out = out.lock();
-            for s in store.subscribers(status)? {
-                writeln!(
-                    out,
-                    "{}\t{}\t{}",
-                    s.address.as_str(),
-                    s.status,
-                    s.name.unwrap_or_default()
-                )?;
-            }
+        SubscribersCommand::Bounce { address, reason } => {
+            let a = Address::parse(&address)?;
+            change(
+                ctx,
+                &mut store,
+                &a,
+                SubscriberStatus::Bounced,
+                reason.as_deref(),
+            )
+        }
+        SubscribersCommand::Reactivate {
+            address,
+            reason,
+            force,
+        } => reactivate(ctx, &mut store, &address, reason.as_deref(), force),
+        SubscribersCommand::Erase { address } => {
+            let a = Address::parse(&address)?;
+            let e = store.erase(&a)?;
+            ctx.info(format!(
+                "erased {a}: {}, {} status change(s), {} delivery row(s) removed; a keyed hash keeps it from being imported or added again",
+                if e.subscriber { "its subscriber row" } else { "no subscriber row (it was not on the list)" },
+                e.events,
+                e.deliveries
+            ));
             Ok(Exit::Ok)
         }
+        SubscribersCommand::List { status } => list(ctx, &store, status),
         SubscribersCommand::Export => {
-            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-            w.write_record(["email", "name", "status", "added_at"])?;
-            for Subscriber {
-                address,
-                name,
-                status,
-                added_at,
-            } in store.subscribers(None)?
-            {
-                w.write_record([
-                    address.as_str(),
-                    name.as_deref().unwrap_or(""),
-                    status.as_str(),
-                    added_at.as_str(),
-                ])?;
-            }
-            w.flush()?;
+            subscribers_csv::export(&store, std::io::stdout().lock())?;
             Ok(Exit::Ok)
         }
     }
 }
 
-fn import(ctx: &Ctx, store: &mut Store, file: &Path, skip_invalid: bool) -> Result<Exit> {
-    let shown = file.display().to_string();
-    // Each problem names the file as given and its line, as `check` does for issues.
-    let at = |pos, message: String| Diagnostic::error(file, pos, message);
-    let bytes = std::fs::read(file).with_context(|| format!("reading {shown}"))?;
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes.as_slice());
-    let headers = rdr
-        .headers()
-        .with_context(|| at(Some((1, 1)), "cannot read the header row".into()))?
-        .clone();
-    let col = |want: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(want))
-    };
-    let Some(email) = col("email") else {
-        let found = headers.iter().collect::<Vec<_>>().join(", ");
-        anyhow::bail!(at(
-            Some((1, 1)),
-            format!("no `email` column in the header row (found: {found}); the first row must name the columns, e.g. `email,name`"),
-        ));
-    };
-    let name = col("name");
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
-    for rec in rdr.records() {
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| line_of(&bytes, p.byte())).unwrap_or(0);
-                errors.push(at(Some((line, 1)), e.to_string()));
-                continue;
-            }
-        };
-        let line = rec
-            .position()
-            .map(|p| line_of(&bytes, p.byte()))
-            .unwrap_or(0);
-        if rec.iter().all(|f| f.is_empty()) {
-            continue;
-        }
-        let raw = rec.get(email).unwrap_or("");
-        match Address::parse(raw) {
-            Ok(a) => rows.push((a, name.and_then(|n| rec.get(n)).map(str::to_string))),
-            Err(e) => errors.push(at(Some((line, 1)), e.to_string())),
-        }
+/// The operator's `remove` and `bounce`.
+fn change(
+    ctx: &Ctx,
+    store: &mut Store,
+    a: &Address,
+    to: SubscriberStatus,
+    reason: Option<&str>,
+) -> Result<Exit> {
+    match store.change_status(a, to, ChangePath::Operator, reason)? {
+        None => anyhow::bail!("{a} is not on the subscriber list"),
+        Some(from) if from == to => ctx.info(format!("{a} was {to} already")),
+        Some(from) => ctx.info(format!("{a} is {to} (was {from})")),
     }
-    for e in &errors {
-        eprintln!("{e}");
-    }
-    if !errors.is_empty() && !skip_invalid {
-        anyhow::bail!(
-            "{} invalid row(s) in {shown}: nothing imported; fix them or pass --skip-invalid to import the valid rows",
-            errors.len()
-        );
-    }
-    let r = store.import(&rows)?;
-    ctx.info(format!(
-        "imported {shown}: {} added, {} updated, {} kept unsubscribed or bounced, {} duplicate(s) merged, {} invalid skipped",
-        r.added,
-        r.updated,
-        r.kept_final,
-        r.merged,
-        errors.len()
-    ));
     Ok(Exit::Ok)
 }
 
-/// The 1-based line of a byte offset, counting LF (so CRLF and LF files agree).
-fn line_of(bytes: &[u8], offset: u64) -> usize {
-    let mut end = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    // After a CRLF the reader may report the record as starting at the LF.
-    while end < bytes.len() && matches!(bytes[end], b'\r' | b'\n') {
-        end += 1;
+fn reactivate(
+    ctx: &Ctx,
+    store: &mut Store,
+    address: &str,
+    reason: Option<&str>,
+    force: bool,
+) -> Result<Exit> {
+    let a = Address::parse(address)?;
+    let Some(s) = store.subscriber(&a)? else {
+        anyhow::bail!("{a} is not on the subscriber list");
+    };
+    match s.status {
+        SubscriberStatus::Active => {
+            ctx.info(format!("{a} is active already"));
+            return Ok(Exit::Ok);
+        }
+        SubscriberStatus::Pending => anyhow::bail!(
+            "{a} has not confirmed its sign-up: it becomes active through its confirmation link, or `subscribers add` if it asked you directly"
+        ),
+        SubscriberStatus::Complained if !force => anyhow::bail!(
+            "{a} reported an issue as spam: mailing it again risks the sender's reputation; pass --force (with --reason) if the subscriber asked to come back"
+        ),
+        _ => {}
     }
-    bytes[..end].iter().filter(|b| **b == b'\n').count() + 1
+    let reason = reason.map_or_else(|| "reactivated by the operator".to_string(), str::to_string);
+    store.change_status(
+        &a,
+        SubscriberStatus::Active,
+        ChangePath::Operator,
+        Some(&reason),
+    )?;
+    ctx.info(format!("{a} is active again (was {})", s.status));
+    Ok(Exit::Ok)
+}
+
+fn list(ctx: &Ctx, store: &Store, status: Option<SubscriberStatus>) -> Result<Exit> {
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let histories = if ctx.verbose {
+        store.all_histories()?
+    } else {
+        Default::default()
+    };
+    for s in store.subscribers(status)? {
+        writeln!(
+            out,
+            "{}\t{}\t{}",
+            s.address.as_str(),
+            s.status,
+            s.name.unwrap_or_default()
+        )?;
+        for e in histories.get(s.address.as_str()).into_iter().flatten() {
+            let from = e.from.map_or("(new)", |f| f.as_str());
+            write!(out, "\t{}\t{from} -> {}\tby {}", e.at, e.to, e.path)?;
+            if let Some(r) = &e.reason {
+                write!(out, "\t{r}")?;
+            }
+            writeln!(out)?;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn import(
+    ctx: &Ctx,
+    store: &mut Store,
+    file: &Path,
+    skip_invalid: bool,
+    restore: bool,
+) -> Result<Exit> {
+    let shown = file.display().to_string();
+    let bytes = std::fs::read(file).with_context(|| format!("reading {shown}"))?;
+    let parsed = subscribers_csv::read(file, &bytes, restore)?;
+    let bad = parsed.problems.len();
+    for (line, m) in &parsed.problems {
+        let pos = Some((*line, 1));
+        let d = if skip_invalid {
+            Diagnostic::warning(file, pos, format!("{m} (skipped)"))
+        } else {
+            Diagnostic::error(file, pos, m.clone())
+        };
+        eprintln!("{d}");
+    }
+    if bad > 0 && !skip_invalid {
+        let hint = if restore {
+            "fix them and restore again"
+        } else {
+            "fix them or pass --skip-invalid to import the valid rows"
+        };
+        anyhow::bail!("{bad} invalid row(s) in {shown}: nothing imported; {hint}");
+    }
+    if restore {
+        store.restore(&parsed.restore, &parsed.erased)?;
+        ctx.info(format!(
+            "restored {shown}: {} subscriber(s), {} erased address(es)",
+            parsed.restore.len(),
+            parsed.erased.len()
+        ));
+        return Ok(Exit::Ok);
+    }
+    let r = store.import_rows(&parsed.rows, &parsed.erased)?;
+    for line in &r.erased {
+        eprintln!(
+            "{}",
+            Diagnostic::warning(
+                file,
+                Some((*line, 1)),
+                "this address was erased at its owner's request: not imported (it can come back only by signing up again)",
+            )
+        );
+    }
+    ctx.info(format!(
+        "imported {shown}: {} added, {} updated, {} kept unsubscribed or bounced, {} newly suppressed, {} duplicate(s) merged, {} erased refused, {} invalid skipped",
+        r.added,
+        r.updated,
+        r.kept_final,
+        r.suppressed,
+        r.merged,
+        r.erased.len(),
+        bad
+    ));
+    Ok(Exit::Ok)
 }

@@ -65,7 +65,8 @@ impl App {
         let public_url = public_url(config)?;
         let pages = Pages::load(config)?;
         let mailer = Mailer::from_config(config, secrets.smtp_password())?;
-        let store = Store::open(&config.state.db)?;
+        let mut store = Store::open(&config.state.db)?;
+        store.set_keys(secrets.verification_keys());
         Ok(App(Arc::new(Inner {
             secret,
             store: Mutex::new(store),

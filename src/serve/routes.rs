@@ -280,7 +280,7 @@ async fn subscribe(
             let action = s.serve_sign_up(&a, name.as_deref())?;
             let claim = match action {
                 SignUp::SendConfirmation => s.serve_claim_mail(&a, now, CONFIRM_MAIL_GAP_SECS)?,
-                SignUp::AlreadyActive | SignUp::Bounced => None,
+                SignUp::AlreadyActive | SignUp::Bounced | SignUp::Complained => None,
             };
             Ok((action, claim))
         })
@@ -303,6 +303,9 @@ async fn subscribe(
                 }
                 (SignUp::Bounced, _) => {
                     tracing::info!("sign-up from {shown}: the address bounced before, none sent")
+                }
+                (SignUp::Complained, _) => {
+                    tracing::info!("sign-up from {shown}: the address complained before, none sent")
                 }
             }
             done()
@@ -412,6 +415,15 @@ async fn confirm(
                 StatusCode::CONFLICT,
                 "We cannot subscribe this address",
                 "Mail to this address was returned as undeliverable before, so it stays off the list.",
+                Some("Reply to any issue or write to the sender to be added again."),
+            )
+        }
+        Ok(Confirmed::Complained) => {
+            tracing::info!("refused a confirmation of {shown}, which complained before");
+            app.notice(
+                StatusCode::CONFLICT,
+                "We cannot subscribe this address",
+                "An earlier issue sent to this address was reported as spam, so it stays off the list.",
                 Some("Reply to any issue or write to the sender to be added again."),
             )
         }

@@ -41,6 +41,12 @@ impl Address {
         let (_, domain) = a
             .rsplit_once('@')
             .ok_or_else(|| AddressError::Invalid(shown.clone(), "it has no `@`".into()))?;
+        if domain.starts_with('[') {
+            return Err(AddressError::Invalid(
+                shown,
+                "an IP-literal domain such as [127.0.0.1] cannot be routed by the sender: use the domain name".into(),
+            ));
+        }
         if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
             return Err(AddressError::Invalid(
                 shown,
@@ -154,6 +160,8 @@ mod tests {
             "<a@x.org>",
             "a@@x.org",
             "a@x..org",
+            "a@[127.0.0.1]",
+            "a@[IPv6:::1]",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -4,14 +4,16 @@
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{normalize_name, now_text, Store, SubscriberStatus, ToAddress};
+use super::erase::{clear_erased, matcher};
+use super::history::{current_status, record_status_change, ChangePath, StatusChange};
+use super::{now_text, Store, SubscriberStatus, ToAddress};
 
 /// What an unsubscribe link did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unsubscribed {
     /// A pending or active subscriber is now unsubscribed.
     Now,
-    /// Already unsubscribed or bounced: nothing changed.
+    /// Already unsubscribed, bounced, complained or erased: nothing changed.
     Already,
     /// No such row (removed by hand): a row `unsubscribed` now keeps a later import from
     /// mailing the address again.
@@ -21,24 +23,29 @@ pub(crate) enum Unsubscribed {
 /// What a sign-up asks of the server, decided from the address's standing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SignUp {
-    /// Mail a confirmation link (new, pending, or unsubscribed and asking to come back).
+    /// Mail a confirmation link (new, pending, erased, or unsubscribed and asking to come
+    /// back).
     SendConfirmation,
     /// Already active: nothing to do.
     AlreadyActive,
     /// Bounced: mailing it again would only bounce again.
     Bounced,
+    /// The address reported an issue as spam: only the operator reactivates it.
+    Complained,
 }
 
 /// What a confirmation link did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Confirmed {
-    /// Now active (it was pending, or unsubscribed before this link was made).
+    /// Now active (it was pending, or unsubscribed or erased before this link was made).
     Activated,
     AlreadyActive,
-    /// Unsubscribed after this link was made: an old link does not undo an unsubscribe.
+    /// Unsubscribed or erased after this link was made: an old link does not undo that.
     UnsubscribedSince,
     /// Bounced addresses are only reactivated by an operator.
     Bounced,
+    /// Nor are addresses that complained.
+    Complained,
 }
 
 impl Store {
@@ -46,27 +53,31 @@ impl Store {
     /// bounced: both receive nothing, and the bounce says more.
     pub(crate) fn serve_unsubscribe(&mut self, address: impl ToAddress) -> Result<Unsubscribed> {
         let a = address.to_address()?;
-        let now = now_text();
+        let at = now_text();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
-            "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2
-             WHERE address = ?1 AND status IN ('pending', 'active')",
-            params![a.as_str(), now],
-        )?;
-        let out = if changed == 1 {
-            Unsubscribed::Now
-        } else {
-            let inserted = tx.execute(
-                "INSERT INTO subscribers (address, name, status, added_at, updated_at)
-                 VALUES (?1, NULL, 'unsubscribed', ?2, ?2) ON CONFLICT (address) DO NOTHING",
-                params![a.as_str(), now],
-            )?;
-            if inserted == 1 {
+        let from = current_status(&tx, &a)?;
+        let change = |from| StatusChange {
+            address: &a,
+            name: None,
+            from,
+            to: SubscriberStatus::Unsubscribed,
+            path: ChangePath::Link,
+            reason: None,
+            at: &at,
+        };
+        let out = match from {
+            Some(SubscriberStatus::Pending | SubscriberStatus::Active) => {
+                record_status_change(&tx, &change(from))?;
+                Unsubscribed::Now
+            }
+            Some(_) => Unsubscribed::Already,
+            // An erased address stays without a row: nothing is mailed to it anyway.
+            None if matcher(&tx, &self.keys)?.matches(&a) => Unsubscribed::Already,
+            None => {
+                record_status_change(&tx, &change(None))?;
                 Unsubscribed::Recorded
-            } else {
-                Unsubscribed::Already
             }
         };
         tx.commit()?;
@@ -90,9 +101,9 @@ impl Store {
             SubscriberStatus::Pending | SubscriberStatus::Unsubscribed => SignUp::SendConfirmation,
             SubscriberStatus::Active => SignUp::AlreadyActive,
             SubscriberStatus::Bounced => SignUp::Bounced,
+            SubscriberStatus::Complained => SignUp::Complained,
         })
     }
-
     /// Takes the address's one confirmation mail per `min_gap_secs`. Returns `None` when one
     /// went out more recently, else the previous time (for [`Store::serve_release_mail`]).
     pub(crate) fn serve_claim_mail(
@@ -146,17 +157,26 @@ impl Store {
         }
     }
 
-    /// Applies a verified confirmation link made at `minted_at` (Unix time).
+    /// Applies a verified confirmation link made at `minted_at` (Unix time). A link made
+    /// after an erasure is a new double opt-in: the address comes back and its erasure is
+    /// forgotten.
     pub(crate) fn serve_confirm(
         &mut self,
         address: impl ToAddress,
         minted_at: i64,
     ) -> Result<Confirmed> {
         let a = address.to_address()?;
-        let now = now_text();
+        let at = now_text();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let erased = matcher(&tx, &self.keys)?;
+        if erased
+            .erased_at(&a)
+            .is_some_and(|t| timestamp(t) > minted_at)
+        {
+            return Ok(Confirmed::UnsubscribedSince);
+        }
         let row: Option<(String, String)> = tx
             .query_row(
                 "SELECT status, updated_at FROM subscribers WHERE address = ?1",
@@ -164,30 +184,38 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
+        let activate = |from| {
+            record_status_change(
+                &tx,
+                &StatusChange {
+                    address: &a,
+                    name: None,
+                    from,
+                    to: SubscriberStatus::Active,
+                    path: ChangePath::Link,
+                    reason: None,
+                    at: &at,
+                },
+            )
+        };
         let out = match row {
+            // The row was removed by hand after the link went out; the link still proves
+            // the address asked to be subscribed.
             None => {
-                // The row was removed by hand after the link went out; the link still
-                // proves the address asked to be subscribed.
-                tx.execute(
-                    "INSERT INTO subscribers (address, name, status, added_at, updated_at)
-                     VALUES (?1, ?2, 'active', ?3, ?3)",
-                    params![a.as_str(), normalize_name(None), now],
-                )?;
+                activate(None)?;
                 Confirmed::Activated
             }
             Some((status, updated_at)) => match status.parse::<SubscriberStatus>()? {
-                SubscriberStatus::Pending => {
-                    activate(&tx, &a, &now)?;
+                from @ SubscriberStatus::Pending => {
+                    activate(Some(from))?;
                     Confirmed::Activated
                 }
                 SubscriberStatus::Active => Confirmed::AlreadyActive,
                 SubscriberStatus::Bounced => Confirmed::Bounced,
-                SubscriberStatus::Unsubscribed => {
-                    let since = chrono::DateTime::parse_from_rfc3339(&updated_at)
-                        .map(|t| t.timestamp())
-                        .unwrap_or(i64::MAX);
-                    if since < minted_at {
-                        activate(&tx, &a, &now)?;
+                SubscriberStatus::Complained => Confirmed::Complained,
+                from @ SubscriberStatus::Unsubscribed => {
+                    if timestamp(&updated_at) < minted_at {
+                        activate(Some(from))?;
                         Confirmed::Activated
                     } else {
                         Confirmed::UnsubscribedSince
@@ -195,17 +223,19 @@ impl Store {
                 }
             },
         };
+        if out == Confirmed::Activated {
+            clear_erased(&tx, &self.keys, &a)?;
+        }
         tx.commit()?;
         Ok(out)
     }
 }
 
-fn activate(tx: &rusqlite::Transaction<'_>, address: &str, now: &str) -> Result<()> {
-    tx.execute(
-        "UPDATE subscribers SET status = 'active', updated_at = ?2 WHERE address = ?1",
-        params![address, now],
-    )?;
-    Ok(())
+/// Unix seconds of a stored RFC 3339 time; an unreadable one counts as the far future.
+fn timestamp(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| t.timestamp())
+        .unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -60,6 +60,43 @@ CREATE TABLE IF NOT EXISTS serve_confirm_mails (
     last_sent_at INTEGER NOT NULL
 );
 "#,
+    // A fifth status (`complained`), the reason of the latest change, every change of status
+    // with when, how and why, and the keyed hashes of erased addresses. SQLite cannot change
+    // a CHECK constraint in place, so the subscriber table is rebuilt.
+    r#"
+CREATE TABLE subscribers_rebuilt (
+    address    TEXT PRIMARY KEY,
+    name       TEXT,
+    status     TEXT NOT NULL
+               CHECK (status IN ('pending', 'active', 'unsubscribed', 'bounced', 'complained')),
+    added_at   TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    reason     TEXT
+);
+INSERT INTO subscribers_rebuilt (address, name, status, added_at, updated_at)
+    SELECT address, name, status, added_at, updated_at FROM subscribers;
+DROP TABLE subscribers;
+ALTER TABLE subscribers_rebuilt RENAME TO subscribers;
+CREATE INDEX subscribers_status ON subscribers (status);
+
+CREATE TABLE subscriber_events (
+    id          INTEGER PRIMARY KEY,
+    address     TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    from_status TEXT,
+    to_status   TEXT NOT NULL,
+    path        TEXT NOT NULL
+                CHECK (path IN ('link', 'mail', 'bounce', 'complaint', 'operator', 'import',
+                                'form')),
+    reason      TEXT
+);
+CREATE INDEX subscriber_events_address ON subscriber_events (address, id);
+
+CREATE TABLE erased_addresses (
+    hash      TEXT PRIMARY KEY,
+    erased_at TEXT NOT NULL
+);
+"#,
 ];
 
 /// Runs the migrations `conn` has not seen, in one transaction; refuses a newer schema.

@@ -19,6 +19,9 @@ use rusqlite::Connection;
 
 mod address;
 mod confirmations;
+mod erase;
+mod history;
+mod import;
 mod ledger;
 mod migrations;
 mod subscribers;
@@ -26,6 +29,9 @@ mod subscribers;
 pub(crate) use address::normalize_address;
 pub use address::{Address, AddressError, ToAddress};
 pub(crate) use confirmations::{Confirmed, SignUp, Unsubscribed};
+pub use erase::Erased;
+pub use history::{ChangePath, StatusEvent};
+pub use import::{ImportRow, RestoreRow};
 pub(crate) use ledger::{Change, Counts, DeliveryState, Row, WriterHandle};
 pub(crate) use subscribers::normalize_name;
 pub use subscribers::{AddOutcome, ImportReport, Subscriber, SubscriberStatus};
@@ -34,6 +40,8 @@ pub use subscribers::{AddOutcome, ImportReport, Subscriber, SubscriberStatus};
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The keys erased addresses are hashed with ([`Store::set_keys`]).
+    keys: Vec<Vec<u8>>,
 }
 
 impl Store {
@@ -54,6 +62,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            keys: Vec::new(),
         })
     }
 

@@ -1,29 +1,35 @@
-//! The subscriber list: statuses, adding, importing, and status changes.
+//! The subscriber list: statuses, adding, confirming, and the operator's status changes.
 
 use std::fmt;
 use std::str::FromStr;
 
 use anyhow::Result;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
 
+use super::history::{current_status, record_status_change, ChangePath, StatusChange};
 use super::{now_text, Address, Store, ToAddress};
 
 /// A subscriber's standing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SubscriberStatus {
     /// Signed up, not confirmed yet (double opt-in): receives nothing.
     Pending,
     Active,
     Unsubscribed,
     Bounced,
+    /// The subscriber reported an issue as spam.
+    Complained,
 }
 
 impl SubscriberStatus {
-    pub const ALL: [SubscriberStatus; 4] = [
+    pub const ALL: [SubscriberStatus; 5] = [
         SubscriberStatus::Pending,
         SubscriberStatus::Active,
         SubscriberStatus::Unsubscribed,
         SubscriberStatus::Bounced,
+        SubscriberStatus::Complained,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,14 +38,19 @@ impl SubscriberStatus {
             SubscriberStatus::Active => "active",
             SubscriberStatus::Unsubscribed => "unsubscribed",
             SubscriberStatus::Bounced => "bounced",
+            SubscriberStatus::Complained => "complained",
         }
     }
 
-    /// Unsubscribed and bounced addresses stay so whatever an import or an `add` says.
+    /// The suppressions: unsubscribed, bounced and complained addresses stay so whatever an
+    /// import or an `add` says; only `subscribers reactivate` (or a new double opt-in, for an
+    /// unsubscribe) brings them back.
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
+            SubscriberStatus::Unsubscribed
+                | SubscriberStatus::Bounced
+                | SubscriberStatus::Complained
         )
     }
 }
@@ -58,7 +69,7 @@ impl FromStr for SubscriberStatus {
             .find(|x| x.as_str() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown subscriber status `{s}`: use pending, active, unsubscribed or bounced"
+                    "unknown subscriber status `{s}`: use pending, active, unsubscribed, bounced or complained"
                 )
             })
     }
@@ -72,6 +83,10 @@ pub struct Subscriber {
     pub status: SubscriberStatus,
     /// RFC 3339, UTC.
     pub added_at: String,
+    /// When the row last changed, RFC 3339, UTC.
+    pub updated_at: String,
+    /// Why the status is what it is (the latest change's reason), when one was given.
+    pub reason: Option<String>,
 }
 
 /// Cleans a display name: one line, trimmed; `None` when empty.
@@ -91,8 +106,10 @@ pub enum AddOutcome {
     Added,
     /// The row existed; its name may have been updated, pending became active.
     Updated,
-    /// The address is unsubscribed or bounced and stays so.
+    /// The address is unsubscribed, bounced or complained and stays so.
     KeptFinal(SubscriberStatus),
+    /// The address was erased: only a new double opt-in brings it back.
+    Erased,
 }
 
 /// What a whole import did.
@@ -100,11 +117,17 @@ pub enum AddOutcome {
 pub struct ImportReport {
     pub added: usize,
     pub updated: usize,
-    /// Rows whose address was already unsubscribed or bounced: left as they were.
+    /// Rows whose address was already unsubscribed, bounced or complained: left as they were.
     pub kept_final: usize,
     /// Rows that repeated an address earlier in the same file.
     pub merged: usize,
+    /// Existing addresses that the file marks unsubscribed, bounced or complained: applied.
+    pub suppressed: usize,
+    /// Lines (1-based) of rows refused because their address was erased.
+    pub erased: Vec<usize>,
 }
+
+const SELECT: &str = "SELECT address, name, status, added_at, updated_at, reason FROM subscribers";
 
 impl Store {
     /// One subscriber by address; `None` also for text that is no address at all.
@@ -114,7 +137,7 @@ impl Store {
         };
         self.conn
             .query_row(
-                "SELECT address, name, status, added_at FROM subscribers WHERE address = ?1",
+                &format!("{SELECT} WHERE address = ?1"),
                 [a.as_str()],
                 row_to_subscriber,
             )
@@ -124,10 +147,9 @@ impl Store {
 
     /// Every subscriber, or those in one status, by address.
     pub fn subscribers(&self, status: Option<SubscriberStatus>) -> Result<Vec<Subscriber>> {
-        let mut st = self.conn.prepare(
-            "SELECT address, name, status, added_at FROM subscribers
-             WHERE ?1 IS NULL OR status = ?1 ORDER BY address",
-        )?;
+        let mut st = self.conn.prepare(&format!(
+            "{SELECT} WHERE ?1 IS NULL OR status = ?1 ORDER BY address"
+        ))?;
         let rows = st.query_map([status.map(|s| s.as_str())], row_to_subscriber)?;
         let mut out = Vec::new();
         for r in rows {
@@ -136,16 +158,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Adds an active subscriber, or activates a pending one; never reactivates an
-    /// unsubscribed or bounced address.
+    /// Adds an active subscriber (the operator's `add`), or activates a pending one; never
+    /// reactivates an unsubscribed, bounced or complained address, nor an erased one.
     pub fn add_active(
         &mut self,
         address: impl ToAddress,
         name: Option<&str>,
     ) -> Result<AddOutcome> {
         let a = address.to_address()?;
-        let tx = self.conn.transaction()?;
-        let out = upsert(&tx, &a, normalize_name(name), SubscriberStatus::Active)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if super::erase::matcher(&tx, &self.keys)?.matches(&a) {
+            return Ok(AddOutcome::Erased);
+        }
+        let out = upsert(
+            &tx,
+            &a,
+            normalize_name(name),
+            SubscriberStatus::Active,
+            ChangePath::Operator,
+            None,
+        )?;
         tx.commit()?;
         Ok(out)
     }
@@ -158,24 +192,32 @@ impl Store {
         name: Option<&str>,
     ) -> Result<AddOutcome> {
         let a = address.to_address()?;
-        let now = now_text();
-        let n = self.conn.execute(
-            "INSERT INTO subscribers (address, name, status, added_at, updated_at)
-             VALUES (?1, ?2, 'pending', ?3, ?3) ON CONFLICT (address) DO NOTHING",
-            params![a.as_str(), normalize_name(name), now],
-        )?;
-        if n == 1 {
-            return Ok(AddOutcome::Added);
-        }
-        let status = self
-            .subscriber(&a)?
-            .map(|s| s.status)
-            .unwrap_or(SubscriberStatus::Pending);
-        Ok(if status.is_final() {
-            AddOutcome::KeptFinal(status)
-        } else {
-            AddOutcome::Updated
-        })
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = match current_status(&tx, &a)? {
+            None => {
+                let at = now_text();
+                let name = normalize_name(name);
+                record_status_change(
+                    &tx,
+                    &StatusChange {
+                        address: &a,
+                        name: name.as_deref(),
+                        from: None,
+                        to: SubscriberStatus::Pending,
+                        path: ChangePath::Form,
+                        reason: None,
+                        at: &at,
+                    },
+                )?;
+                AddOutcome::Added
+            }
+            Some(s) if s.is_final() => AddOutcome::KeptFinal(s),
+            Some(_) => AddOutcome::Updated,
+        };
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Confirms a pending sign-up (the confirm link). Returns the status after the call, or
@@ -185,16 +227,31 @@ impl Store {
         let Ok(a) = address.to_address() else {
             return Ok(None);
         };
-        self.conn.execute(
-            "UPDATE subscribers SET status = 'active', updated_at = ?2
-             WHERE address = ?1 AND status = 'pending'",
-            params![a.as_str(), now_text()],
-        )?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = current_status(&tx, &a)?;
+        if now == Some(SubscriberStatus::Pending) {
+            let at = now_text();
+            record_status_change(
+                &tx,
+                &StatusChange {
+                    address: &a,
+                    name: None,
+                    from: now,
+                    to: SubscriberStatus::Active,
+                    path: ChangePath::Link,
+                    reason: None,
+                    at: &at,
+                },
+            )?;
+        }
+        tx.commit()?;
         Ok(self.subscriber(&a)?.map(|s| s.status))
     }
 
-    /// Sets a subscriber's status as given (an unsubscribe link, a bounce report, an operator).
-    /// Returns false when the address is unknown.
+    /// Sets a subscriber's status as the operator says. Returns false when the address is
+    /// unknown.
     pub fn subscriber_set_status(
         &mut self,
         address: impl ToAddress,
@@ -203,79 +260,66 @@ impl Store {
         let Ok(a) = address.to_address() else {
             return Ok(false);
         };
-        let n = self.conn.execute(
-            "UPDATE subscribers SET status = ?2, updated_at = ?3 WHERE address = ?1",
-            params![a.as_str(), status.as_str(), now_text()],
-        )?;
-        Ok(n == 1)
+        Ok(self
+            .change_status(&a, status, ChangePath::Operator, None)?
+            .is_some())
     }
 
-    /// Marks an address unsubscribed, keeping the row. Returns false when it is unknown.
+    /// Marks an address unsubscribed (the operator's `remove`), keeping the row. Returns false
+    /// when it is unknown.
     pub fn unsubscribe(&mut self, address: impl ToAddress) -> Result<bool> {
         self.subscriber_set_status(address, SubscriberStatus::Unsubscribed)
     }
-
-    /// Imports already validated rows in one transaction.
-    pub fn import<A: ToAddress>(&mut self, rows: &[(A, Option<String>)]) -> Result<ImportReport> {
-        let mut report = ImportReport::default();
-        let mut seen = std::collections::HashSet::new();
-        let tx = self.conn.transaction()?;
-        for (address, name) in rows {
-            let a = address.to_address()?;
-            if !seen.insert(a.clone()) {
-                report.merged += 1;
-            }
-            match upsert(
-                &tx,
-                &a,
-                normalize_name(name.as_deref()),
-                SubscriberStatus::Active,
-            )? {
-                AddOutcome::Added => report.added += 1,
-                AddOutcome::Updated => report.updated += 1,
-                AddOutcome::KeptFinal(_) => report.kept_final += 1,
-            }
-        }
-        tx.commit()?;
-        // A row merged into one added earlier in this file counted once as added already.
-        report.updated = report.updated.saturating_sub(report.merged);
-        Ok(report)
-    }
 }
 
-fn upsert(
-    tx: &rusqlite::Transaction<'_>,
+/// Adds `address` in `status` or brings an existing row to it, never out of a suppression.
+pub(crate) fn upsert(
+    tx: &rusqlite::Connection,
     address: &Address,
     name: Option<String>,
     status: SubscriberStatus,
+    path: ChangePath,
+    reason: Option<&str>,
 ) -> Result<AddOutcome> {
-    let current: Option<String> = tx
-        .query_row(
-            "SELECT status FROM subscribers WHERE address = ?1",
-            [address.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let now = now_text();
+    let current = current_status(tx, address)?;
+    let at = now_text();
+    let change = |from| StatusChange {
+        address,
+        name: name.as_deref(),
+        from,
+        to: status,
+        path,
+        reason,
+        at: &at,
+    };
     match current {
         None => {
-            tx.execute(
-                "INSERT INTO subscribers (address, name, status, added_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![address.as_str(), name, status.as_str(), now],
-            )?;
+            record_status_change(tx, &change(None))?;
             Ok(AddOutcome::Added)
         }
+        Some(s) if s.is_final() => Ok(AddOutcome::KeptFinal(s)),
         Some(s) => {
-            let s: SubscriberStatus = s.parse()?;
-            if s.is_final() {
-                return Ok(AddOutcome::KeptFinal(s));
+            if name.is_some() {
+                tx.prepare_cached(
+                    "UPDATE subscribers SET name = ?2, updated_at = ?3 WHERE address = ?1",
+                )?
+                .execute(params![address.as_str(), name, at])?;
             }
-            tx.execute(
-                "UPDATE subscribers SET name = coalesce(?2, name), status = ?3, updated_at = ?4
-                 WHERE address = ?1",
-                params![address.as_str(), name, status.as_str(), now],
-            )?;
+            // Pending only moves up to what is asked; active stays active for a pending row.
+            let to = if s == SubscriberStatus::Active && status == SubscriberStatus::Pending {
+                s
+            } else {
+                status
+            };
+            if to != s {
+                record_status_change(
+                    tx,
+                    &StatusChange {
+                        to,
+                        ..change(Some(s))
+                    },
+                )?;
+            }
             Ok(AddOutcome::Updated)
         }
     }
@@ -288,6 +332,8 @@ fn row_to_subscriber(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Subscribe
         name: r.get(1).unwrap_or_default(),
         status,
         added_at: r.get(3).unwrap_or_default(),
+        updated_at: r.get(4).unwrap_or_default(),
+        reason: r.get(5).unwrap_or_default(),
     }))
 }
 
@@ -336,7 +382,8 @@ mod tests {
                 added: 1,
                 updated: 0,
                 kept_final: 2,
-                merged: 1
+                merged: 1,
+                ..Default::default()
             }
         );
         let all = s.subscribers(None).unwrap();

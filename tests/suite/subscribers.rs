@@ -159,7 +159,10 @@ fn export_round_trips_through_import() {
         .stdout
         .clone();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.starts_with("email,name,status,added_at\n"), "{text}");
+    assert!(
+        text.starts_with("email,name,status,added_at,updated_at,reason,history\n"),
+        "{text}"
+    );
     assert!(
         text.contains("a@example.com,\"Quote \"\"Q\"\", Comma\",active,"),
         "{text}"
@@ -173,8 +176,334 @@ fn export_round_trips_through_import() {
         .arg(&f)
         .assert()
         .success();
+    // The unsubscribe travels with the file: a move never re-subscribes anyone.
     assert_eq!(
         list(&other, None),
-        "a@example.com\tactive\tQuote \"Q\", Comma\nb@example.com\tactive\t\n"
+        "a@example.com\tactive\tQuote \"Q\", Comma\nb@example.com\tunsubscribed\t\n"
     );
+}
+
+fn export(s: &TestSite) -> String {
+    let out = s
+        .assert_cmd()
+        .args(["subscribers", "export"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap()
+}
+
+fn run_ok(s: &TestSite, args: &[&str]) -> String {
+    let out = s.assert_cmd().args(args).assert().success();
+    String::from_utf8(out.get_output().stderr.clone()).unwrap()
+}
+
+fn import_text(s: &TestSite, text: impl AsRef<[u8]>, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let f = s.path("in.csv");
+    std::fs::write(&f, text).unwrap();
+    s.assert_cmd()
+        .args(["subscribers", "import"])
+        .args(extra)
+        .arg(&f)
+        .assert()
+}
+
+/// A list holding every status, a reason, a history and an erased address.
+fn mixed_list() -> TestSite {
+    let s = site();
+    import_text(
+        &s,
+        "email,name,status,reason\nact@example.com,Act,,\nspam@example.com,,complained,feedback loop\n",
+        &[],
+    )
+    .success();
+    run_ok(
+        &s,
+        &[
+            "subscribers",
+            "add",
+            "unsub@example.com",
+            "--name",
+            "=HYPERLINK(\"http://evil\")",
+        ],
+    );
+    run_ok(
+        &s,
+        &[
+            "subscribers",
+            "remove",
+            "unsub@example.com",
+            "--reason",
+            "asked by mail",
+        ],
+    );
+    run_ok(&s, &["subscribers", "add", "bounce@example.com"]);
+    run_ok(
+        &s,
+        &[
+            "subscribers",
+            "bounce",
+            "bounce@example.com",
+            "--reason",
+            "550 5.1.1 no such user",
+        ],
+    );
+    s.store()
+        .add_pending("pend@example.com", Some("Pat"))
+        .unwrap();
+    run_ok(&s, &["subscribers", "add", "gone@example.com"]);
+    run_ok(&s, &["subscribers", "erase", "gone@example.com"]);
+    s
+}
+
+#[test]
+fn a_restore_reproduces_the_export_and_an_import_never_reactivates() {
+    let s = mixed_list();
+    let text = export(&s);
+    assert!(!text.contains("gone@example.com"), "{text}");
+    assert!(text.contains(",erased,"), "{text}");
+    assert!(
+        text.contains("'=HYPERLINK"),
+        "a formula is neutralized for spreadsheets: {text}"
+    );
+    assert!(text.contains("550 5.1.1 no such user"), "{text}");
+
+    // A plain import into a new state keeps every suppression.
+    let plain = site();
+    import_text(&plain, &text, &[]).success();
+    assert_eq!(
+        list(&plain, None),
+        "act@example.com\tactive\tAct\nbounce@example.com\tbounced\t\npend@example.com\tpending\tPat\nspam@example.com\tcomplained\t\nunsub@example.com\tunsubscribed\t=HYPERLINK(\"http://evil\")\n"
+    );
+    // ... and refuses the erased address.
+    plain
+        .assert_cmd()
+        .args(["subscribers", "add", "gone@example.com"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("erased"));
+
+    // A restore reproduces the file byte for byte.
+    let restored = site();
+    import_text(&restored, &text, &["--restore"]).success();
+    assert_eq!(export(&restored), text);
+    // Only into an empty state.
+    import_text(&restored, &text, &["--restore"])
+        .code(1)
+        .stderr(predicate::str::contains("is not empty"));
+    // An import of the export over the old list changes nothing either.
+    import_text(&s, &text, &[]).success();
+    assert_eq!(list(&s, Some("active")), "act@example.com\tactive\tAct\n");
+}
+
+#[test]
+fn reactivate_bounce_and_the_history_they_leave() {
+    let s = site();
+    run_ok(
+        &s,
+        &["subscribers", "add", "ann@example.com", "--name", "Ann"],
+    );
+    let said = run_ok(
+        &s,
+        &[
+            "subscribers",
+            "bounce",
+            "ann@example.com",
+            "--reason",
+            "550 no such user",
+        ],
+    );
+    assert!(said.contains("bounced (was active)"), "{said}");
+    // Neither add nor import brings it back ...
+    run_ok(&s, &["subscribers", "add", "ann@example.com"]);
+    assert_eq!(list(&s, Some("bounced")), "ann@example.com\tbounced\tAnn\n");
+    // ... the operator's reactivate does, recorded with its reason.
+    run_ok(
+        &s,
+        &[
+            "subscribers",
+            "reactivate",
+            "ann@example.com",
+            "--reason",
+            "fixed her mailbox",
+        ],
+    );
+    assert_eq!(list(&s, Some("active")), "ann@example.com\tactive\tAnn\n");
+    let out = s
+        .assert_cmd()
+        .args(["subscribers", "list", "-v"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[1].contains("(new) -> active\tby operator"), "{out}");
+    assert!(
+        lines[2].contains("active -> bounced\tby operator\t550 no such user"),
+        "{out}"
+    );
+    assert!(
+        lines[3].contains("bounced -> active\tby operator\tfixed her mailbox"),
+        "{out}"
+    );
+
+    // A complaint needs --force.
+    import_text(&s, "email,status\nspam@example.com,complained\n", &[]).success();
+    s.assert_cmd()
+        .args(["subscribers", "reactivate", "spam@example.com"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--force"));
+    run_ok(
+        &s,
+        &["subscribers", "reactivate", "spam@example.com", "--force"],
+    );
+    assert_eq!(
+        s.store()
+            .subscriber("spam@example.com")
+            .unwrap()
+            .unwrap()
+            .status,
+        techshack::store::SubscriberStatus::Active
+    );
+    s.assert_cmd()
+        .args(["subscribers", "reactivate", "nobody@example.com"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not on the subscriber list"));
+}
+
+/// Every cell of every table of the state file, as text.
+fn every_cell(s: &TestSite) -> String {
+    let store = s.store();
+    let c = store.conn();
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut out = String::new();
+    for t in tables {
+        let mut st = c.prepare(&format!("SELECT * FROM {t}")).unwrap();
+        let n = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            for i in 0..n {
+                let v: rusqlite::types::Value = r.get(i).unwrap();
+                out.push_str(&format!("{t}:{v:?}\n"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn erase_leaves_no_trace_and_refuses_a_later_import_or_add() {
+    let s = site();
+    run_ok(
+        &s,
+        &[
+            "subscribers",
+            "add",
+            "gone@example.com",
+            "--name",
+            "Gonzo Person",
+        ],
+    );
+    run_ok(&s, &["subscribers", "add", "kept@example.com"]);
+    run_ok(
+        &s,
+        &[
+            "subscribers",
+            "remove",
+            "gone@example.com",
+            "--reason",
+            "asked",
+        ],
+    );
+    {
+        let store = s.store();
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO sends VALUES ('2024-01', '2024-01-01T00:00:00Z');
+                 INSERT INTO deliveries (issue, address, name, state, updated_at) VALUES
+                   ('2024-01', 'gone@example.com', 'Gonzo Person', 'sent', '2024-01-01T00:00:00Z'),
+                   ('2024-01', 'kept@example.com', NULL, 'sent', '2024-01-01T00:00:00Z');
+                 INSERT INTO serve_confirm_mails VALUES ('gone@example.com', 1);",
+            )
+            .unwrap();
+    }
+    assert!(every_cell(&s).contains("gone@example.com"));
+    let said = run_ok(&s, &["subscribers", "erase", "GONE@example.com"]);
+    assert!(said.contains("1 delivery row(s)"), "{said}");
+    let cells = every_cell(&s);
+    assert!(!cells.contains("gone@"), "{cells}");
+    assert!(!cells.contains("Gonzo"), "{cells}");
+    assert!(cells.contains("kept@example.com"), "{cells}");
+
+    s.assert_cmd()
+        .args(["subscribers", "add", "gone@example.com"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("double opt-in"));
+    import_text(&s, "email\nnew@example.com\ngone@example.com\n", &[])
+        .success()
+        .stderr(
+            predicate::str::contains("in.csv:3:1: warning: this address was erased")
+                .and(predicate::str::contains("1 erased refused")),
+        );
+    assert!(!every_cell(&s).contains("gone@"));
+    // Without the secret the hashes cannot be checked, so nothing is added blindly.
+    s.assert_cmd()
+        .env_remove("TECHSHACK_SECRET")
+        .args(["subscribers", "add", "other@example.com"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("$TECHSHACK_SECRET"));
+}
+
+#[test]
+fn an_erased_address_comes_back_only_through_double_opt_in() {
+    use crate::support::serve::{link_in, post_form, Sink, PUBLIC_URL};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let s = TestSite::for_serve(dir, sink.port, "", "");
+    run_ok(&s, &["subscribers", "add", "back@example.net"]);
+    run_ok(&s, &["subscribers", "erase", "back@example.net"]);
+    let srv = s.serve();
+    let r = post_form(&srv.url("/subscribe"), &[("email", "back@example.net")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let msgs = sink.wait_for(1);
+    let link = link_in(&msgs[0], &format!("{PUBLIC_URL}/confirm?"));
+    let done = post_form(&srv.local(&link), &[]);
+    assert!(done.body.contains("You are subscribed"), "{}", done.body);
+    drop(srv);
+    assert_eq!(list(&s, None), "back@example.net\tactive\t\n");
+    // Confirmed again, the erasure no longer stands in the way.
+    run_ok(&s, &["subscribers", "remove", "back@example.net"]);
+    assert!(s.store().erased_hashes().unwrap().is_empty());
+}
+
+#[test]
+fn ip_literal_domains_are_refused_with_their_line() {
+    let s = site();
+    s.assert_cmd()
+        .args(["subscribers", "add", "a@[127.0.0.1]"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("IP-literal"));
+    import_text(&s, "email\nok@example.com\nb@[192.0.2.1]\n", &[])
+        .code(1)
+        .stderr(
+            predicate::str::contains("in.csv:3:1: error:")
+                .and(predicate::str::contains("IP-literal")),
+        );
 }

@@ -1,0 +1,206 @@
+//! Importing a CSV file's rows (`subscribers import`) and restoring an export into an empty
+//! state file (`subscribers import --restore`), each in one transaction.
+
+use std::collections::HashSet;
+
+use anyhow::{bail, Result};
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::erase::{insert_erased, matcher, ErasedMatcher};
+use super::history::{
+    current_status, insert_events, record_status_change, ChangePath, StatusChange, StatusEvent,
+};
+use super::subscribers::{normalize_name, upsert};
+use super::{now_text, AddOutcome, Address, ImportReport, Store, SubscriberStatus, ToAddress};
+
+/// One valid row of an import file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRow {
+    /// Its line in the file, for what is reported about it.
+    pub line: usize,
+    pub address: Address,
+    pub name: Option<String>,
+    /// The status the file gives (`None`: active). Unsubscribed, bounced and complained
+    /// are applied as suppressions; nothing is reactivated.
+    pub status: Option<SubscriberStatus>,
+    pub reason: Option<String>,
+}
+
+/// One row of an export, restored as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreRow {
+    pub address: Address,
+    pub name: Option<String>,
+    pub status: SubscriberStatus,
+    pub reason: Option<String>,
+    pub added_at: String,
+    pub updated_at: String,
+    pub history: Vec<StatusEvent>,
+}
+
+impl Store {
+    /// Imports plain rows (address and name), as active subscribers.
+    pub fn import<A: ToAddress>(&mut self, rows: &[(A, Option<String>)]) -> Result<ImportReport> {
+        let rows = rows
+            .iter()
+            .map(|(a, name)| {
+                Ok(ImportRow {
+                    line: 0,
+                    address: a.to_address()?,
+                    name: name.clone(),
+                    status: None,
+                    reason: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.import_rows(&rows, &[])
+    }
+
+    /// Imports already validated rows, and erased hashes (`erased` rows of an export), in one
+    /// transaction that takes the write lock first.
+    pub fn import_rows(
+        &mut self,
+        rows: &[ImportRow],
+        erased: &[(String, String)],
+    ) -> Result<ImportReport> {
+        let mut report = ImportReport::default();
+        let mut seen = HashSet::with_capacity(rows.len());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (hash, at) in erased {
+            insert_erased(&tx, hash, at)?;
+        }
+        let matcher = matcher(&tx, &self.keys)?;
+        if !erased.is_empty() {
+            erase_matching(&tx, &matcher)?;
+        }
+        for row in rows {
+            if matcher.matches(&row.address) {
+                report.erased.push(row.line);
+                continue;
+            }
+            if !seen.insert(row.address.as_str()) {
+                report.merged += 1;
+            }
+            match import_one(&tx, row)? {
+                Imported::Outcome(AddOutcome::Added) => report.added += 1,
+                Imported::Outcome(AddOutcome::Updated) => report.updated += 1,
+                Imported::Outcome(AddOutcome::KeptFinal(_)) => report.kept_final += 1,
+                Imported::Outcome(AddOutcome::Erased) => report.erased.push(row.line),
+                Imported::Suppressed => report.suppressed += 1,
+            }
+        }
+        tx.commit()?;
+        // A row merged into one added earlier in this file counted once as added already.
+        report.updated = report.updated.saturating_sub(report.merged);
+        Ok(report)
+    }
+
+    /// Restores an export into an empty state: every row, status, reason, time and history
+    /// as it was, and the erased hashes.
+    pub fn restore(&mut self, rows: &[RestoreRow], erased: &[(String, String)]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let held: i64 = tx.query_row(
+            "SELECT (SELECT count(*) FROM subscribers) + (SELECT count(*) FROM subscriber_events)
+                  + (SELECT count(*) FROM erased_addresses)",
+            [],
+            |r| r.get(0),
+        )?;
+        if held > 0 {
+            bail!(
+                "{} is not empty: --restore reproduces an export exactly and only into a state file without subscribers; use a new state.db, or import without --restore to merge",
+                self.path.display()
+            );
+        }
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO subscribers (address, name, status, added_at, updated_at, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in rows {
+                insert.execute(params![
+                    r.address.as_str(),
+                    r.name,
+                    r.status.as_str(),
+                    r.added_at,
+                    r.updated_at,
+                    r.reason
+                ])?;
+                insert_events(&tx, &r.address, &r.history)?;
+            }
+        }
+        for (hash, at) in erased {
+            insert_erased(&tx, hash, at)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+enum Imported {
+    Outcome(AddOutcome),
+    /// An existing pending or active address that the file marks as a suppression.
+    Suppressed,
+}
+
+fn import_one(tx: &Connection, row: &ImportRow) -> Result<Imported> {
+    let status = row.status.unwrap_or(SubscriberStatus::Active);
+    let name = normalize_name(row.name.as_deref());
+    if !status.is_final() {
+        return Ok(Imported::Outcome(upsert(
+            tx,
+            &row.address,
+            name,
+            status,
+            ChangePath::Import,
+            row.reason.as_deref(),
+        )?));
+    }
+    let current = current_status(tx, &row.address)?;
+    if current.is_some_and(SubscriberStatus::is_final) {
+        return Ok(Imported::Outcome(AddOutcome::KeptFinal(
+            current.unwrap_or(status),
+        )));
+    }
+    let at = now_text();
+    record_status_change(
+        tx,
+        &StatusChange {
+            address: &row.address,
+            name: name.as_deref(),
+            from: current,
+            to: status,
+            path: ChangePath::Import,
+            reason: row.reason.as_deref(),
+            at: &at,
+        },
+    )?;
+    Ok(match current {
+        None => Imported::Outcome(AddOutcome::Added),
+        Some(_) => Imported::Suppressed,
+    })
+}
+
+/// Erases the subscribers an imported `erased` row names.
+fn erase_matching(tx: &Connection, matcher: &ErasedMatcher) -> Result<()> {
+    let addresses: Vec<String> = tx
+        .prepare("SELECT address FROM subscribers")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for a in addresses {
+        if matcher.matches(&Address::unchecked(a.clone())) {
+            for table in [
+                "subscribers",
+                "subscriber_events",
+                "deliveries",
+                "serve_confirm_mails",
+            ] {
+                tx.execute(&format!("DELETE FROM {table} WHERE address = ?1"), [&a])?;
+            }
+        }
+    }
+    Ok(())
+}
