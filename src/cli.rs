@@ -126,6 +126,10 @@ pub struct SendArgs {
     /// Also retry rows whose delivery is unknown after a crash
     #[arg(long)]
     pub retry_unknown: bool,
+    /// Queue the failed deliveries again (after mending a relay or content problem);
+    /// never for subscribers now bounced, unsubscribed or erased
+    #[arg(long, conflicts_with = "latest")]
+    pub retry_failed: bool,
 }
 
 #[derive(Debug, Args)]

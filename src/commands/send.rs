@@ -57,7 +57,13 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
             let slug = &issue.slug;
             let recovered = store.recover_in_flight(slug)?;
             warn_recovered(slug, recovered);
-            run.issue(&mut store, &issue, args.retry_unknown, None)
+            run.issue(
+                &mut store,
+                &issue,
+                args.retry_unknown,
+                args.retry_failed,
+                None,
+            )
         }
         (_, newest) => send_latest(&mut run, &mut store, &issues, newest.as_ref(), &args),
     }
@@ -151,7 +157,7 @@ fn send_latest(
         }
         let max_age = is_newest.then_some(args.max_age);
         let retry_unknown = is_newest && args.retry_unknown;
-        match run.issue(store, issue, retry_unknown, max_age) {
+        match run.issue(store, issue, retry_unknown, false, max_age) {
             Ok(c) => code.add(c),
             Err(e) => {
                 diag::error(format_args!("{}: {e:#}", issue.slug));
@@ -226,6 +232,7 @@ impl<'a> Runner<'a> {
         store: &mut Store,
         issue: &Issue,
         retry_unknown: bool,
+        retry_failed: bool,
         max_age: Option<u32>,
     ) -> Result<Exit> {
         let ctx = self.ctx;
@@ -236,6 +243,12 @@ impl<'a> Runner<'a> {
             if n > 0 {
                 ctx.info(format!("{n} unknown delivery(ies) of {slug} queued again"));
             }
+        }
+        if retry_failed {
+            let n = store.requeue_failed(slug)?;
+            ctx.info(format!(
+                "{n} failed delivery(ies) of {slug} queued again (subscribers still active only)"
+            ));
         }
         let snapshotted = store.has_snapshot(slug)?;
         if let (Some(max_age), false) = (max_age, snapshotted) {
@@ -282,6 +295,20 @@ impl<'a> Runner<'a> {
             _ => store.next_due(slug)?,
         };
         let line = summary(slug, &done, &c, self.stopped(), next);
+        if let Some(t) = &done.report.stopped {
+            eprintln!("{line}");
+            diag::error(format_args!(
+                "{slug}: stopped: {} recipients in a row were refused with `{}`, which is not about them: {}. Their deliveries are pending again and nobody was marked bounced; once that is fixed, run `techshack send {slug}` again",
+                t.recipients,
+                t.refusal.reply,
+                t.refusal.fault.hint()
+            ));
+            return Ok(if t.refusal.permanent {
+                Exit::Error
+            } else {
+                Exit::TempFail
+            });
+        }
         if !ctx.quiet || c.get(DeliveryState::Deferred) > 0 {
             eprintln!("{line}");
         }
@@ -384,6 +411,12 @@ fn summary(slug: &str, done: &Delivered, c: &Counts, stopped: bool, next: Option
         if n(&st.not_attempted) > 0 {
             line.push_str(&format!("; stopped early: {e}"));
         }
+    }
+    if n(&st.requeued) > 0 {
+        line.push_str(&format!(
+            "; {} put back to pending by the stop",
+            n(&st.requeued)
+        ));
     }
     if stopped {
         line.push_str("; interrupted");

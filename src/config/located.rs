@@ -233,6 +233,8 @@ pub(super) fn known_keys(table: &str) -> &'static [&'static str] {
             "retry_after_secs",
             "max_age_hours",
             "ca_file",
+            "stop_after_refusals",
+            "domains",
         ],
         "state" => &["db"],
         "serve" => &[

@@ -317,6 +317,18 @@ fn validate(raw: &mut RawConfig) -> Vec<String> {
     if raw.smtp.rate.is_nan() || raw.smtp.rate <= 0.0 {
         problems.push("smtp.rate must be a positive number of messages per second".to_string());
     }
+    if raw.smtp.stop_after_refusals == 0 {
+        problems.push(
+            "smtp.stop_after_refusals must be at least 1 (recipients in a row refused for a reason not theirs before a send stops)".to_string(),
+        );
+    }
+    for (domain, d) in &raw.smtp.domains {
+        if d.rate.is_nan() || d.rate <= 0.0 {
+            problems.push(format!(
+                "smtp.domains `{domain}`: rate must be a positive number of messages per second"
+            ));
+        }
+    }
     if raw.smtp.max_age_hours <= 0 {
         problems.push(format!(
             "smtp.max_age_hours is {}: it must be at least 1 (hours after the first attempt that a deferred delivery is given up)",

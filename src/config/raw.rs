@@ -508,6 +508,18 @@ pub struct SmtpConfig {
     /// negative value reaches validation and its message rather than a type error.
     pub max_age_hours: i64,
     pub ca_file: Option<PathBuf>,
+    /// Stop a send when this many recipients in a row get the same refusal that is not
+    /// theirs (the sender or relaying refused).
+    pub stop_after_refusals: usize,
+    /// `[smtp.domains] "gmail.com" = { rate = 20 }`: a recipient domain's own rate.
+    pub domains: std::collections::BTreeMap<String, DomainConfig>,
+}
+
+/// One entry of `[smtp.domains]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DomainConfig {
+    /// Messages per second to this domain, at most.
+    pub rate: f64,
 }
 
 impl Default for SmtpConfig {
@@ -523,6 +535,8 @@ impl Default for SmtpConfig {
             retry_after_secs: 300,
             max_age_hours: 72,
             ca_file: None,
+            stop_after_refusals: 5,
+            domains: Default::default(),
         }
     }
 }

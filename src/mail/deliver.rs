@@ -13,7 +13,9 @@ use indicatif::ProgressBar;
 use lettre::address::Envelope;
 use tokio::time::Instant;
 
+use super::breaker::{Breaker, Step, Tripped};
 use super::compose::Recipient;
+use super::pace::{domain_of, wait_until, Domains, Limiter, STOP_POLL};
 use super::policy::{jitter, settle, Attempt, Settings, Settlement, Tally};
 use super::session::{Conn, Outcome};
 use super::smtp::{ConnectError, Target};
@@ -98,6 +100,8 @@ pub struct Stats {
     pub skipped: AtomicUsize,
     /// Rows no session could take (the server went away); recorded deferred, due at once.
     pub not_attempted: AtomicUsize,
+    /// Rows the circuit breaker put back to pending.
+    pub requeued: AtomicUsize,
 }
 
 impl Stats {
@@ -117,56 +121,8 @@ pub struct Report {
     pub stats: Stats,
     /// Why sessions could not be (re)opened, if they could not.
     pub connect_error: Option<ConnectError>,
-}
-
-/// One global pace for all sessions; every deferral halves it, every success wins a little
-/// back, so a server that says "slow down" gets fewer messages per second.
-struct Limiter {
-    interval: Duration,
-    state: Mutex<(Instant, f64)>,
-}
-
-impl Limiter {
-    fn new(rate: f64) -> Limiter {
-        Limiter {
-            interval: Duration::from_secs_f64(1.0 / rate.max(0.001)),
-            state: Mutex::new((Instant::now(), 1.0)),
-        }
-    }
-
-    /// Waits for this session's next slot. Returns false, early, once `stop` is set: at a low
-    /// rate a slot can be many seconds away, and a signal must not wait for it.
-    async fn wait(&self, stop: &AtomicBool) -> bool {
-        let slot = {
-            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let slot = s.0.max(now);
-            s.0 = slot + self.interval.mul_f64(s.1);
-            slot
-        };
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= slot {
-                return true;
-            }
-            tokio::time::sleep_until(slot.min(now + STOP_POLL)).await;
-        }
-    }
-
-    fn slow_down(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.1 = (s.1 * 2.0).min(64.0);
-    }
-
-    fn success(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.1 > 1.0 {
-            s.1 = (s.1 * 0.95).max(1.0);
-        }
-    }
+    /// The refusal that stopped the run, if the circuit breaker did.
+    pub stopped: Option<Tripped>,
 }
 
 struct Job {
@@ -175,9 +131,18 @@ struct Job {
     free_retries: u32,
 }
 
-/// How often a wait looks at the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(100);
 const CONNECT_TRIES: u32 = 3;
+
+/// How far into the queue a session looks for a row whose domain may take a message now.
+const SCAN: usize = 1024;
+
+/// What the queue has for a session.
+enum Next {
+    Job(Job, String),
+    /// Rows wait, none of their domains is ready before this.
+    Wait(Instant),
+    Empty,
+}
 
 struct Shared<T: Transport> {
     queue: Mutex<VecDeque<Job>>,
@@ -186,6 +151,8 @@ struct Shared<T: Transport> {
     ledger: WriterHandle,
     settings: Settings,
     limiter: Limiter,
+    domains: Domains,
+    breaker: Breaker,
     stop: AtomicBool,
     fatal: Mutex<Option<DeliveryError>>,
     connect_error: Mutex<Option<ConnectError>>,
@@ -194,6 +161,29 @@ struct Shared<T: Transport> {
 }
 
 impl<T: Transport> Shared<T> {
+    /// The first row (of the first [`SCAN`]) whose domain may take a message now; its
+    /// domain's slot is taken.
+    fn next(&self) -> Next {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.is_empty() {
+            return Next::Empty;
+        }
+        let now = Instant::now();
+        let mut soonest: Option<Instant> = None;
+        for i in 0..q.len().min(SCAN) {
+            let domain = domain_of(q[i].row.address.as_str());
+            match self.domains.take(&domain, now) {
+                Ok(()) => {
+                    if let Some(job) = q.remove(i) {
+                        return Next::Job(job, domain);
+                    }
+                }
+                Err(at) => soonest = Some(soonest.map_or(at, |s| s.min(at))),
+            }
+        }
+        Next::Wait(soonest.unwrap_or(now))
+    }
+
     fn pop(&self) -> Option<Job> {
         self.queue
             .lock()
@@ -220,28 +210,56 @@ impl<T: Transport> Shared<T> {
         self.progress.inc(1);
     }
 
+    /// A row the breaker gives back: pending again, the refusal kept as its last reply.
+    fn requeue(&self, id: i64, change: &Change) -> Result<()> {
+        let reply = match change {
+            Change::Failed { reply, .. } | Change::Deferred { reply, .. } => reply.clone(),
+            Change::Sent { reply } | Change::Unknown { reply } | Change::Release { reply } => {
+                reply.clone()
+            }
+        };
+        self.ledger.record(id, Change::Release { reply })?;
+        self.stats.requeued.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Stops every session after this message: retrying cannot help.
     fn fail(&self, e: DeliveryError) {
         *self.fatal.lock().unwrap_or_else(|x| x.into_inner()) = Some(e);
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Records what [`settle`] decided and queues the row again if it said so.
-    fn apply(&self, mut job: Job, settlement: Settlement) -> Result<()> {
+    /// Records what [`settle`] decided and queues the row again if it said so; the breaker
+    /// may turn it (and the refusals before it) back to pending and stop the run.
+    fn apply(&self, mut job: Job, domain: &str, settlement: Settlement) -> Result<()> {
         match settlement {
             Settlement::Done {
                 change,
                 tally,
                 slow_down,
+                refusal,
             } => {
                 if slow_down {
-                    self.limiter.slow_down();
+                    self.domains.slow_down(domain);
                 }
-                self.ledger.record(job.row.id, change)?;
-                if tally == Tally::Sent {
-                    self.limiter.success();
+                match self.breaker.note(job.row.id, tally, refusal.as_ref()) {
+                    Step::Record => {
+                        self.ledger.record(job.row.id, change)?;
+                        if tally == Tally::Sent {
+                            self.domains.success(domain);
+                        }
+                        self.done(self.stats.of(tally));
+                    }
+                    Step::Requeue => self.requeue(job.row.id, &change)?,
+                    Step::Trip(rows) => {
+                        for (id, counted) in rows {
+                            self.requeue(id, &change)?;
+                            self.stats.of(counted).fetch_sub(1, Ordering::Relaxed);
+                        }
+                        self.requeue(job.row.id, &change)?;
+                        self.stop.store(true, Ordering::Relaxed);
+                    }
                 }
-                self.done(self.stats.of(tally));
             }
             Settlement::Again { change } => {
                 self.ledger.record(job.row.id, change)?;
@@ -297,6 +315,11 @@ pub async fn deliver<T: Transport>(rows: Vec<Row>, run: Run<T>) -> Result<Report
         build,
         ledger,
         limiter: Limiter::new(settings.rate),
+        domains: Domains::new(
+            Limiter::new(settings.rate).interval(),
+            settings.domains.clone(),
+        ),
+        breaker: Breaker::new(settings.stop_after),
         settings,
         stop: AtomicBool::new(false),
         fatal: Mutex::new(None),
@@ -345,12 +368,21 @@ pub async fn deliver<T: Transport>(rows: Vec<Row>, run: Run<T>) -> Result<Report
         shared.ledger.flush().await?;
         return Err(f.into());
     }
-    let connect_error = not_attempted(&shared).await?;
+    let stopped = shared.breaker.tripped();
+    let connect_error = match stopped {
+        // The rows not reached stay pending: the next run after the fix takes them.
+        Some(_) => {
+            shared.ledger.flush().await?;
+            None
+        }
+        None => not_attempted(&shared).await?,
+    };
     let shared =
         Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("delivery workers still running"))?;
     Ok(Report {
         stats: shared.stats,
         connect_error,
+        stopped,
     })
 }
 
@@ -429,7 +461,16 @@ async fn ready<T: Transport>(s: &Shared<T>, conn: &mut Option<T::Session>) -> bo
 async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -> Result<()> {
     let step = s.target.step();
     while !s.stop.load(Ordering::Relaxed) {
-        let Some(job) = s.pop() else { break };
+        let (job, domain) = match s.next() {
+            Next::Job(job, domain) => (job, domain),
+            Next::Wait(at) => {
+                if !wait_until(at, &s.stop).await {
+                    break;
+                }
+                continue;
+            }
+            Next::Empty => break,
+        };
         if !ready(&s, &mut conn).await {
             s.push_front(job);
             return Ok(());
@@ -480,7 +521,7 @@ async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -
             jitter: jitter(),
         };
         let now = chrono::Utc::now().timestamp();
-        s.apply(job, settle(outcome, &attempt, &s.settings, now))?;
+        s.apply(job, &domain, settle(outcome, &attempt, &s.settings, now))?;
     }
     if let Some(c) = conn {
         if c.is_usable() {
@@ -575,6 +616,8 @@ mod tests {
             max_attempts: 5,
             retry_after: Duration::from_secs(100),
             max_age_hours: 72,
+            domains: Default::default(),
+            stop_after: 3,
         }
     }
 
@@ -630,6 +673,7 @@ mod tests {
                 Outcome::Fail {
                     reply: "550 5.1.1 nobody".into(),
                     bounce: true,
+                    fault: crate::mail::reply::Fault::Recipient,
                 },
                 Outcome::Retry("421 bye".into()),
             ]),
@@ -739,40 +783,5 @@ mod tests {
                 .len(),
             2
         );
-    }
-
-    #[tokio::test]
-    async fn limiter_paces_and_slows() {
-        let l = Limiter::new(100.0);
-        let go = AtomicBool::new(false);
-        let t = Instant::now();
-        for _ in 0..11 {
-            assert!(l.wait(&go).await);
-        }
-        assert!(t.elapsed() >= Duration::from_millis(95));
-        l.slow_down();
-        l.slow_down();
-        assert_eq!(l.state.lock().unwrap().1, 4.0);
-        l.success();
-        assert!(l.state.lock().unwrap().1 < 4.0);
-    }
-
-    #[tokio::test]
-    async fn a_stop_ends_the_wait_for_a_distant_slot() {
-        // One message a day: the second slot is a day away.
-        let l = Limiter::new(1.0 / 86_400.0);
-        let stop = Arc::new(AtomicBool::new(false));
-        assert!(l.wait(&stop).await);
-        let setter = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                stop.store(true, Ordering::Relaxed);
-            })
-        };
-        // Only the stop can end this wait before the timeout does.
-        let waited = tokio::time::timeout(Duration::from_secs(30), l.wait(&stop)).await;
-        assert_eq!(waited.ok(), Some(false), "the stop ends the wait");
-        setter.await.unwrap();
     }
 }

@@ -1,10 +1,12 @@
 //! The retry policy, pure: how a send paces and retries, and [`settle`], which turns the SMTP
 //! outcome of one attempt into the ledger change to record and what the run does next.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::Rng;
 
+use super::reply::{self, Fault, Phase, Reply, Verdict};
 use super::session::Outcome;
 use crate::config::SmtpConfig;
 use crate::store::Change;
@@ -25,6 +27,10 @@ pub struct Settings {
     pub retry_after: Duration,
     /// How long after its first attempt a deferred row is still retried.
     pub max_age_hours: i64,
+    /// Messages per second per recipient domain (lowercase), from `[smtp.domains]`.
+    pub domains: HashMap<String, f64>,
+    /// Recipients in a row refused for a reason not theirs before the run stops.
+    pub stop_after: usize,
 }
 
 impl Settings {
@@ -36,6 +42,12 @@ impl Settings {
             max_attempts: c.max_attempts.max(1),
             retry_after: Duration::from_secs(c.retry_after_secs),
             max_age_hours: c.max_age_hours.max(1),
+            domains: c
+                .domains
+                .iter()
+                .map(|(d, x)| (d.trim().to_ascii_lowercase(), x.rate))
+                .collect(),
+            stop_after: c.stop_after_refusals.max(1),
         }
     }
 
@@ -98,15 +110,46 @@ pub enum Tally {
     Unknown,
 }
 
+/// A refusal that is not the recipient's and that, repeated for several recipients in a row,
+/// stops the send (see [`Verdict::stops_the_send`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// What makes two refusals the same: the reply code, the enhanced code and the fault,
+    /// not the text (it often names the recipient).
+    pub key: String,
+    pub reply: String,
+    pub fault: Fault,
+    pub permanent: bool,
+}
+
+impl Refusal {
+    fn of(reply: &str, v: Verdict) -> Option<Refusal> {
+        if !v.stops_the_send() {
+            return None;
+        }
+        let r = Reply::parse_line(reply, Phase::Rcpt);
+        let code = r.code.map(|c| c.to_string()).unwrap_or_default();
+        let enhanced = r.enhanced.map(|e| e.to_string()).unwrap_or_default();
+        Some(Refusal {
+            key: format!("{code} {enhanced} {:?}", v.fault),
+            reply: reply.to_string(),
+            fault: v.fault,
+            permanent: v.permanent,
+        })
+    }
+}
+
 /// What to do with a row after one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Settlement {
     /// Record `change`; the row is done for this run. `slow_down` when the server asked
-    /// for less (a 4xx): the global pace halves.
+    /// for less (a 4xx other than greylisting): the pace of the recipient's domain halves.
+    /// `refusal` when the server refused something that is not the recipient's.
     Done {
         change: Change,
         tally: Tally,
         slow_down: bool,
+        refusal: Option<Refusal>,
     },
     /// Record `change` (back to pending) and queue the row again at the back, one free retry
     /// spent: the server never got the message.
@@ -120,30 +163,37 @@ pub enum Settlement {
 /// `now` (Unix seconds) is when the outcome came in.
 pub fn settle(outcome: Outcome, job: &Attempt, settings: &Settings, now: i64) -> Settlement {
     let attempts = job.attempts + 1;
-    let failed = |reply: String, bounce: bool, slow_down: bool| Settlement::Done {
-        change: Change::Failed {
-            reply,
-            attempts,
-            bounce,
-        },
-        tally: Tally::Failed,
-        slow_down,
-    };
+    let failed =
+        |reply: String, bounce: bool, slow_down: bool, refusal: Option<Refusal>| Settlement::Done {
+            change: Change::Failed {
+                reply,
+                attempts,
+                bounce,
+            },
+            tally: Tally::Failed,
+            slow_down,
+            refusal,
+        };
     match outcome {
         Outcome::Sent(reply) => Settlement::Done {
             change: Change::Sent { reply },
             tally: Tally::Sent,
             slow_down: false,
+            refusal: None,
         },
         Outcome::Retry(reply) if job.free_retries < FREE_RETRIES => Settlement::Again {
             change: Change::Release { reply },
         },
         Outcome::Retry(reply) | Outcome::Defer(reply) => {
+            let verdict = reply::classify(&Reply::parse_line(&reply, Phase::Rcpt));
+            let slow_down = verdict.fault != Fault::Greylist;
+            let refusal = Refusal::of(&reply, verdict);
             if attempts >= settings.max_attempts {
                 return failed(
                     format!("gave up after {attempts} attempts: {reply}"),
                     false,
-                    true,
+                    slow_down,
+                    refusal,
                 );
             }
             let next_attempt_at = settings.next_attempt(now, attempts, job.jitter);
@@ -154,7 +204,8 @@ pub fn settle(outcome: Outcome, job: &Attempt, settings: &Settings, now: i64) ->
                         "gave up: the next attempt would come more than {hours} h after the first: {reply}"
                     ),
                     false,
-                    true,
+                    slow_down,
+                    refusal,
                 );
             }
             Settlement::Done {
@@ -164,14 +215,28 @@ pub fn settle(outcome: Outcome, job: &Attempt, settings: &Settings, now: i64) ->
                     attempts,
                 },
                 tally: Tally::Deferred,
-                slow_down: true,
+                slow_down,
+                refusal,
             }
         }
-        Outcome::Fail { reply, bounce } => failed(reply, bounce, false),
+        Outcome::Fail {
+            reply,
+            bounce,
+            fault,
+        } => {
+            let verdict = Verdict {
+                fault,
+                permanent: true,
+                bounce,
+            };
+            let refusal = Refusal::of(&reply, verdict);
+            failed(reply, bounce, false, refusal)
+        }
         Outcome::Unknown(reply) => Settlement::Done {
             change: Change::Unknown { reply },
             tally: Tally::Unknown,
             slow_down: false,
+            refusal: None,
         },
         Outcome::Abort(reply) => Settlement::Abort {
             change: Change::Release {

@@ -11,6 +11,8 @@ use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::time::timeout;
 
+use super::reply::{self, clean, Fault, Phase, Reply};
+
 /// An open session.
 pub struct Conn {
     pub(super) inner: AsyncSmtpConnection,
@@ -21,6 +23,8 @@ pub struct Conn {
     pub(super) probe: Option<std::net::TcpStream>,
     /// The server takes MAIL, RCPT and DATA in one write (RFC 2920).
     pub(super) pipelining: bool,
+    /// What [`clean`] masks in the replies of this session (the password's forms).
+    pub(super) secrets: std::sync::Arc<Vec<String>>,
 }
 
 /// Several commands written at once.
@@ -56,8 +60,13 @@ pub enum Outcome {
     Retry(String),
     /// A 4xx for this message: try again in a later run.
     Defer(String),
-    /// A 5xx; `bounce` when the address itself is bad (5.1.x).
-    Fail { reply: String, bounce: bool },
+    /// A 5xx; `bounce` when the address itself is bad (see [`reply::classify`]), `fault`
+    /// whose fault the refusal is.
+    Fail {
+        reply: String,
+        bounce: bool,
+        fault: Fault,
+    },
     /// No reply to the final dot: the server may have the message.
     Unknown(String),
     /// A permanent refusal of the session rather than of the recipient (a 5xx to MAIL FROM,
@@ -75,34 +84,45 @@ impl Outcome {
     }
 }
 
-/// `550 5.1.1 ...`: the reply code and text as the server wrote them, on one line.
-pub fn reply_text(r: &Response) -> String {
+/// `550 5.1.1 ...`: the reply code and text as the server wrote them, on one line, cleaned
+/// (see [`clean`]).
+pub fn reply_text(r: &Response, secrets: &[String]) -> String {
     let code: u16 = r.code().into();
     let text = r.message().collect::<Vec<_>>().join(" ");
-    format!("{code} {text}").trim().to_string()
+    clean(format!("{code} {text}").trim(), secrets)
 }
 
-/// Classifies a negative reply by the SPEC's classes.
-pub fn classify(code: u16, text: &str) -> Outcome {
+/// Classifies a reply to `phase` by the SPEC's classes; whose fault a 5xx is, is
+/// [`reply::classify`]'s business. `text` must be cleaned already.
+pub fn classify(code: u16, text: &str, phase: Phase) -> Outcome {
     let reply = format!("{code} {text}").trim().to_string();
-    let enhanced = text.split_whitespace().next().unwrap_or("");
     match code {
         200..=299 => Outcome::Sent(reply),
         421 => Outcome::Retry(reply),
         400..=499 => Outcome::Defer(reply),
-        500..=599 => Outcome::Fail {
-            bounce: enhanced.starts_with("5.1."),
-            reply,
-        },
+        500..=599 => {
+            let v = reply::classify(&Reply::new(code, text, phase));
+            Outcome::Fail {
+                bounce: v.bounce,
+                fault: v.fault,
+                reply,
+            }
+        }
         // Not a completion reply at all: the server is confused; let a later run retry.
         _ => Outcome::Defer(reply),
     }
 }
 
-fn classify_error(e: &lettre::transport::smtp::Error, after_dot: bool, what: &str) -> Outcome {
+fn classify_error(
+    e: &lettre::transport::smtp::Error,
+    after_dot: bool,
+    what: &str,
+    phase: Phase,
+    secrets: &[String],
+) -> Outcome {
     if let Some(code) = e.status() {
         let text = std::error::Error::source(e)
-            .map(|s| s.to_string())
+            .map(|s| clean(&s.to_string(), secrets))
             .unwrap_or_default();
         let code = u16::from(code);
         if code == 530 {
@@ -110,8 +130,9 @@ fn classify_error(e: &lettre::transport::smtp::Error, after_dot: bool, what: &st
                 "{code} {text}: the server wants authentication or TLS first; set smtp.username (and smtp.ca_file for STARTTLS on loopback)"
             ));
         }
-        return classify(code, &text);
+        return classify(code, &text, phase);
     }
+    let e = clean(&e.to_string(), secrets);
     if after_dot {
         Outcome::Unknown(format!("no reply to the final dot: {e}"))
     } else {
@@ -170,14 +191,20 @@ impl Conn {
             )),
             Err(_) => Outcome::Retry("the server stopped reading the message".into()),
             Ok(Err(e)) => {
-                let o = classify_error(&e, after_dot, "sending the message");
+                let o = classify_error(
+                    &e,
+                    after_dot,
+                    "sending the message",
+                    Phase::Content,
+                    &self.secrets,
+                );
                 match o {
                     // A 421 to the dot: the message was refused, the session is over.
                     Outcome::Retry(_) | Outcome::Unknown(_) => o,
                     _ => self.reset_after(o, step).await,
                 }
             }
-            Ok(Ok(resp)) => Outcome::Sent(reply_text(&resp)),
+            Ok(Ok(resp)) => Outcome::Sent(reply_text(&resp, &self.secrets)),
         }
     }
 
@@ -192,8 +219,11 @@ impl Conn {
             Err(_) => return Some(Outcome::Retry("no answer to MAIL FROM".into())),
             Ok(Err(e)) => {
                 return Some(
-                    self.mail_refused(classify_error(&e, false, "MAIL FROM"), step)
-                        .await,
+                    self.mail_refused(
+                        classify_error(&e, false, "MAIL FROM", Phase::Mail, &self.secrets),
+                        step,
+                    )
+                    .await,
                 )
             }
             Ok(Ok(_)) => {}
@@ -203,8 +233,11 @@ impl Conn {
                 Err(_) => return Some(Outcome::Retry("no answer to RCPT TO".into())),
                 Ok(Err(e)) => {
                     return Some(
-                        self.reset_after(classify_error(&e, false, "RCPT TO"), step)
-                            .await,
+                        self.reset_after(
+                            classify_error(&e, false, "RCPT TO", Phase::Rcpt, &self.secrets),
+                            step,
+                        )
+                        .await,
                     )
                 }
                 Ok(Ok(_)) => {}
@@ -213,8 +246,11 @@ impl Conn {
         match timeout(step, self.inner.command(Data)).await {
             Err(_) => Some(Outcome::Retry("no answer to DATA".into())),
             Ok(Err(e)) => Some(
-                self.reset_after(classify_error(&e, false, "DATA"), step)
-                    .await,
+                self.reset_after(
+                    classify_error(&e, false, "DATA", Phase::Data, &self.secrets),
+                    step,
+                )
+                .await,
             ),
             Ok(Ok(_)) => None,
         }
@@ -245,7 +281,13 @@ impl Conn {
                 Err(_) => return Some(Outcome::Retry("no answer to MAIL, RCPT or DATA".into())),
                 Ok(Ok(_)) => data_ok = i == replies - 1,
                 Ok(Err(e)) if e.status().is_none() => {
-                    return Some(classify_error(&e, false, "MAIL, RCPT or DATA"))
+                    return Some(classify_error(
+                        &e,
+                        false,
+                        "MAIL, RCPT or DATA",
+                        Phase::Rcpt,
+                        &self.secrets,
+                    ))
                 }
                 Ok(Err(e)) => {
                     if first_error.is_none() {
@@ -262,7 +304,12 @@ impl Conn {
                     // session is in an odd state, so it ends here.
                     self.broken = true;
                 }
-                let o = classify_error(&e, false, "MAIL, RCPT or DATA");
+                let phase = match i {
+                    0 => Phase::Mail,
+                    i if i == replies - 1 => Phase::Data,
+                    _ => Phase::Rcpt,
+                };
+                let o = classify_error(&e, false, "MAIL, RCPT or DATA", phase, &self.secrets);
                 Some(if i == 0 {
                     self.mail_refused(o, step).await
                 } else {
@@ -324,25 +371,36 @@ mod tests {
 
     #[test]
     fn reply_classes() {
-        assert_eq!(classify(250, "ok"), Outcome::Sent("250 ok".into()));
-        assert!(matches!(classify(421, "4.3.2 bye"), Outcome::Retry(_)));
+        let rcpt = |c, t| classify(c, t, Phase::Rcpt);
+        assert_eq!(rcpt(250, "ok"), Outcome::Sent("250 ok".into()));
+        assert!(matches!(rcpt(421, "4.3.2 bye"), Outcome::Retry(_)));
         for c in [450, 451, 452, 454] {
-            assert!(matches!(classify(c, "try later"), Outcome::Defer(_)));
+            assert!(matches!(rcpt(c, "try later"), Outcome::Defer(_)));
         }
-        assert!(matches!(
-            classify(450, "4.7.1 greylisted"),
-            Outcome::Defer(_)
-        ));
+        assert!(matches!(rcpt(450, "4.7.1 greylisted"), Outcome::Defer(_)));
         assert_eq!(
-            classify(550, "5.1.1 no such user"),
+            rcpt(550, "5.1.1 no such user"),
             Outcome::Fail {
                 reply: "550 5.1.1 no such user".into(),
-                bounce: true
+                bounce: true,
+                fault: Fault::Recipient,
             }
         );
         assert!(matches!(
-            classify(554, "5.7.1 spam"),
+            rcpt(554, "5.7.1 spam"),
             Outcome::Fail { bounce: false, .. }
+        ));
+        // Postfix's reject_unlisted_sender, answered to RCPT: nobody's address is bad.
+        assert!(matches!(
+            rcpt(
+                550,
+                "5.1.0 <news@example.org>: Sender address rejected: User unknown"
+            ),
+            Outcome::Fail {
+                bounce: false,
+                fault: Fault::Sender,
+                ..
+            }
         ));
     }
 }

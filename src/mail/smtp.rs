@@ -15,6 +15,7 @@ use lettre::transport::smtp::extension::{ClientId, Extension};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::reply::{self, clean, secret_forms, Phase, Reply};
 use crate::config::Endpoint;
 pub use crate::config::Security;
 
@@ -35,6 +36,8 @@ pub struct Target {
     private_ca: bool,
     /// For `smtps://`: the handshake is ours, so the socket keeps `TCP_NODELAY`.
     implicit: Option<Arc<rustls::ClientConfig>>,
+    /// The password's forms, masked in every reply text (see [`clean`]).
+    secrets: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -53,9 +56,12 @@ impl Target {
     /// The target of a parsed endpoint; `password` is `$TECHSHACK_SMTP_PASSWORD`, needed
     /// once `smtp.username` is set.
     pub fn new(e: &Endpoint, password: Option<&str>) -> Result<Target> {
-        let credentials = e
-            .credentials(password)?
-            .map(|p| Credentials::new(e.username.clone(), p));
+        let password = e.credentials(password)?;
+        let secrets = password
+            .as_deref()
+            .map(|p| secret_forms(&e.username, p))
+            .unwrap_or_default();
+        let credentials = password.map(|p| Credentials::new(e.username.clone(), p));
         Ok(Target {
             host: e.host.clone(),
             port: e.port,
@@ -67,6 +73,7 @@ impl Target {
             hello: ClientId::default(),
             private_ca: e.ca_file.is_some(),
             implicit: e.implicit.clone(),
+            secrets: Arc::new(secrets),
         })
     }
 
@@ -84,6 +91,7 @@ impl Target {
             broken: false,
             probe,
             pipelining,
+            secrets: self.secrets.clone(),
         })
     }
 
@@ -122,7 +130,7 @@ impl Target {
         )
         .await
         .map_err(|_| self.timed_out("the greeting and EHLO"))?
-        .map_err(|e| self.classify_connect(e, "greeting"))
+        .map_err(|e| self.refused_greeting(e))
     }
 
     /// The TLS handshake of `smtps://`, driven by us so the socket keeps its options.
@@ -209,7 +217,7 @@ impl Target {
                     "SMTP authentication as `{}` refused by {}: {}; check smtp.username and $TECHSHACK_SMTP_PASSWORD",
                     self.username,
                     self.host,
-                    reply_of_error(&e)
+                    reply_of_error(&e, &self.secrets)
                 )))
             }
             Err(e) => Err(self.classify_connect(e, "AUTH")),
@@ -240,13 +248,33 @@ impl Target {
     }
 
     fn classify_connect(&self, e: lettre::transport::smtp::Error, what: &str) -> ConnectError {
+        let text = clean(&e.to_string(), &self.secrets);
         if e.is_tls() {
             return ConnectError::Fatal(format!(
-                "TLS with {} failed: {e}; if the server uses a private CA, set smtp.ca_file",
+                "TLS with {} failed: {text}; if the server uses a private CA, set smtp.ca_file",
                 self.host
             ));
         }
-        ConnectError::Transient(format!("{}:{} {what}: {e}", self.host, self.port))
+        ConnectError::Transient(format!("{}:{} {what}: {text}", self.host, self.port))
+    }
+
+    /// A refused greeting or EHLO: a 5xx (`554 No SMTP service here`) refuses this client for
+    /// good, so it is fatal; anything else may pass.
+    fn refused_greeting(&self, e: lettre::transport::smtp::Error) -> ConnectError {
+        match e.status().map(u16::from) {
+            Some(code) if code >= 500 => {
+                let reply = reply_of_error(&e, &self.secrets);
+                let text = reply.get(3..).unwrap_or("").trim_start();
+                let v = reply::classify(&Reply::new(code, text, Phase::Greeting));
+                ConnectError::Fatal(format!(
+                    "{}:{} refused the session: {reply}; {}",
+                    self.host,
+                    self.port,
+                    v.fault.hint()
+                ))
+            }
+            _ => self.classify_connect(e, "greeting"),
+        }
     }
 }
 
@@ -320,13 +348,13 @@ impl lettre::transport::smtp::client::AsyncTokioStream for TlsTcp {
     }
 }
 
-fn reply_of_error(e: &lettre::transport::smtp::Error) -> String {
+fn reply_of_error(e: &lettre::transport::smtp::Error, secrets: &[String]) -> String {
     let text = std::error::Error::source(e)
         .map(|s| s.to_string())
         .unwrap_or_default();
     match e.status() {
-        Some(code) => format!("{} {text}", u16::from(code)).trim().to_string(),
-        None => e.to_string(),
+        Some(code) => clean(format!("{} {text}", u16::from(code)).trim(), secrets),
+        None => clean(&e.to_string(), secrets),
     }
 }
 

@@ -210,6 +210,19 @@ impl Store {
         )?)
     }
 
+    /// `--retry-failed`: failed rows whose subscriber is still active go back to `pending`,
+    /// their attempts and age reset so the retry is a fresh start.
+    pub(crate) fn requeue_failed(&mut self, issue: &str) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, first_attempt_at = NULL,
+                 next_attempt_at = NULL, updated_at = ?2
+             WHERE issue = ?1 AND state = 'failed'
+               AND EXISTS (SELECT 1 FROM subscribers s
+                           WHERE s.address = deliveries.address AND s.status = 'active')",
+            params![issue, now_text()],
+        )?)
+    }
+
     /// Deferred rows first attempted before `first_attempt_before` (Unix seconds) become
     /// `failed`, their reply `reason` followed by the last reply. Rows never handed to the
     /// server are not aged, like pending ones. Returns the number of rows failed.

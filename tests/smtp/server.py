@@ -8,7 +8,8 @@ several issues can count per issue.
 Faults come from a JSON file (--faults), every key optional:
   tempfail:   {"regex": R, "times": N, "reply": "451 4.3.0 ..."}  RCPT of a matching address
               gets the reply on its first N attempts
-  reject:     {"regex": R, "reply": "550 5.1.1 ..."}              RCPT always refused
+  reject:     {"regex": R, "reply": "550 5.1.1 ..."}              RCPT always refused (or a list
+              of such rules: the first that matches answers)
   disconnect_after: N    after N accepted messages, the next MAIL gets 421 and the connection is
                          closed (once)
   drop_in_data: {"regex": R, "times": N}   the first N DATA commands for a matching address get
@@ -76,8 +77,12 @@ class Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         f = self.s.faults
         a = address.lower()
-        if matches(f.get("reject"), a):
-            return f["reject"].get("reply", "550 5.1.1 No such user here")
+        rejects = f.get("reject")
+        if isinstance(rejects, dict):
+            rejects = [rejects]
+        for rule in rejects or []:
+            if matches(rule, a):
+                return rule.get("reply", "550 5.1.1 No such user here")
         tf = f.get("tempfail")
         if matches(tf, a):
             n = self.s.tempfails.get(a, 0)

@@ -21,6 +21,7 @@ mod recipes;
 mod render_build;
 mod render_chromium;
 mod send;
+mod send_relay;
 mod send_tls;
 mod serve;
 mod serve_browser;

@@ -1,5 +1,11 @@
 use super::*;
-use crate::mail::session::classify;
+use crate::mail::reply::{Fault, Phase};
+use crate::mail::session;
+
+/// A reply to RCPT, as the session classifies it.
+fn classify(code: u16, text: &str) -> Outcome {
+    session::classify(code, text, Phase::Rcpt)
+}
 
 const NOW: i64 = 1_000_000;
 
@@ -11,6 +17,8 @@ fn settings() -> Settings {
         max_attempts: 5,
         retry_after: Duration::from_secs(100),
         max_age_hours: 72,
+        domains: HashMap::new(),
+        stop_after: 5,
     }
 }
 
@@ -28,6 +36,34 @@ fn done(change: Change, tally: Tally, slow_down: bool) -> Settlement {
         change,
         tally,
         slow_down,
+        refusal: None,
+    }
+}
+
+fn refused(settlement: Settlement, key: &str, fault: Fault, permanent: bool) -> Settlement {
+    let Settlement::Done {
+        change,
+        tally,
+        slow_down,
+        refusal: None,
+    } = settlement
+    else {
+        panic!("{settlement:?}")
+    };
+    let reply = match &change {
+        Change::Failed { reply, .. } | Change::Deferred { reply, .. } => reply.clone(),
+        c => panic!("{c:?}"),
+    };
+    Settlement::Done {
+        change,
+        tally,
+        slow_down,
+        refusal: Some(Refusal {
+            key: key.into(),
+            reply,
+            fault,
+            permanent,
+        }),
     }
 }
 
@@ -105,6 +141,7 @@ fn a_4xx_whose_retry_would_pass_the_max_age_fails() {
         first_attempt_at: NOW - 72 * 3600 + 60,
         ..first_try()
     };
+    // Greylisting does not slow the domain down.
     assert_eq!(
         settle(classify(450, "4.7.1 greylisted"), &old, &settings(), NOW),
         done(
@@ -114,7 +151,7 @@ fn a_4xx_whose_retry_would_pass_the_max_age_fails() {
                 bounce: false,
             },
             Tally::Failed,
-            true
+            false
         )
     );
     // A retry landing exactly on the cap (the second backoff, 200 s) is still made.
@@ -158,17 +195,98 @@ fn a_5xx_at_data_fails_without_bouncing() {
     // The session classifies a 554 to DATA or to the dot like any 5xx: the message, not the
     // address, was refused.
     assert_eq!(
-        settle(classify(554, "5.7.1 spam"), &first_try(), &settings(), NOW),
-        done(
-            Change::Failed {
-                reply: "554 5.7.1 spam".into(),
-                attempts: 1,
-                bounce: false,
-            },
-            Tally::Failed,
+        settle(
+            session::classify(554, "5.7.1 spam", Phase::Content),
+            &first_try(),
+            &settings(),
+            NOW
+        ),
+        refused(
+            done(
+                Change::Failed {
+                    reply: "554 5.7.1 spam".into(),
+                    attempts: 1,
+                    bounce: false,
+                },
+                Tally::Failed,
+                false
+            ),
+            "554 5.7.1 Policy",
+            Fault::Policy,
+            true
+        )
+    );
+}
+
+#[test]
+fn a_sender_rejection_at_rcpt_fails_without_bouncing_and_counts_for_the_breaker() {
+    let reply =
+        "5.1.0 <news@example.org>: Sender address rejected: User unknown in local recipient table";
+    assert_eq!(
+        settle(classify(550, reply), &first_try(), &settings(), NOW),
+        refused(
+            done(
+                Change::Failed {
+                    reply: format!("550 {reply}"),
+                    attempts: 1,
+                    bounce: false,
+                },
+                Tally::Failed,
+                false
+            ),
+            "550 5.1.0 Sender",
+            Fault::Sender,
+            true
+        )
+    );
+}
+
+#[test]
+fn a_transient_relay_denial_is_deferred_and_counts_for_the_breaker() {
+    assert_eq!(
+        settle(
+            classify(454, "4.7.1 <a@x.org>: Relay access denied"),
+            &first_try(),
+            &settings(),
+            NOW
+        ),
+        refused(
+            done(
+                Change::Deferred {
+                    reply: "454 4.7.1 <a@x.org>: Relay access denied".into(),
+                    next_attempt_at: NOW + 100,
+                    attempts: 1,
+                },
+                Tally::Deferred,
+                true
+            ),
+            "454 4.7.1 Relay",
+            Fault::Relay,
             false
         )
     );
+}
+
+#[test]
+fn a_rate_limit_slows_the_domain_and_greylisting_does_not() {
+    let slows = |code, text| match settle(classify(code, text), &first_try(), &settings(), NOW) {
+        Settlement::Done {
+            slow_down,
+            refusal: None,
+            tally: Tally::Deferred,
+            ..
+        } => slow_down,
+        s => panic!("{s:?}"),
+    };
+    assert!(slows(
+        450,
+        "4.2.1 receiving mail at a rate that prevents additional messages"
+    ));
+    assert!(slows(451, "4.7.0 Try again later"));
+    assert!(!slows(
+        450,
+        "4.2.0 <a@x.org>: Recipient address rejected: Greylisted"
+    ));
 }
 
 #[test]

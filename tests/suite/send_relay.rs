@@ -1,0 +1,217 @@
+//! `techshack send` through a relay that refuses: a refusal that is not the recipients'
+//! (the sender rejected, relaying denied) stops the send with nobody bounced, and after the
+//! relay is mended `send` and `send --retry-failed` deliver to everyone exactly once.
+
+use crate::support::smtp::{Server, ISSUE};
+use crate::support::TestSite;
+use serde_json::json;
+
+fn url(server: &Server) -> String {
+    format!("smtp://127.0.0.1:{}", server.port)
+}
+
+fn run(site: &TestSite, args: &[&str]) -> (i32, String) {
+    let o = site.cmd().arg("send").args(args).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn bounced(site: &TestSite) -> String {
+    let o = site
+        .cmd()
+        .args(["subscribers", "list", "--status", "bounced"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The relay mended: a new server without the faults (same log), and the config pointing
+/// at it.
+fn mend(tmp: &std::path::Path, site: &TestSite, faults: serde_json::Value) -> Server {
+    let server = Server::start(tmp, faults);
+    TestSite::write_send_config(&site.config, &url(&server), "");
+    server
+}
+
+#[test]
+fn a_relay_that_rejects_the_sender_stops_the_send_and_bounces_nobody() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reply = "550 5.1.0 <digest@example.org>: Sender address rejected: User unknown in local recipient table";
+    let server = Server::start(
+        tmp.path(),
+        json!({"reject": {"regex": ".", "reply": reply}}),
+    );
+    let site = TestSite::for_send(&url(&server), "");
+    let addrs = site.subscribe(40);
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 1, "the operator must act: {err}");
+    assert!(err.contains("stopped: 5 recipients in a row"), "{err}");
+    assert!(err.contains("Sender address rejected"), "{err}");
+    assert!(err.contains("check email.from"), "{err}");
+    let st = site.status();
+    assert_eq!(
+        (st["pending"], st["failed"], st["sent"]),
+        (40, 0, 0),
+        "{st:?}"
+    );
+    assert_eq!(
+        bounced(&site),
+        "",
+        "nobody is bounced for the sender's fault"
+    );
+    drop(server);
+
+    let server = mend(tmp.path(), &site, json!({}));
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run(&site, &[ISSUE, "--retry-failed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("0 failed delivery(ies)"), "{err}");
+    let got = server.counts();
+    for a in &addrs {
+        assert_eq!(got.get(a), Some(&1), "{a}");
+    }
+    assert_eq!(got.len(), 40);
+    assert_eq!(site.status()["sent"], 40);
+}
+
+#[test]
+fn a_relay_denial_stops_the_send_and_retry_failed_finishes_it_after_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unknown_user = json!({"regex": "^user0003@", "reply": "550 5.1.1 <user0003@example.net>: Recipient address rejected: User unknown"});
+    let server = Server::start(
+        tmp.path(),
+        json!({"reject": [
+            unknown_user,
+            {"regex": "^user0007@", "reply": "554 5.7.1 Message refused: content"},
+            {"regex": "^user00[1-3][0-9]@", "reply": "554 5.7.1 <x@example.net>: Relay access denied"}
+        ], "no_pipelining": true}),
+    );
+    // One session: the order of the replies is the order of the list.
+    let site = TestSite::for_send(&url(&server), "concurrency = 1");
+    let addrs = site.subscribe(40);
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Relay access denied"), "{err}");
+    assert!(err.contains("mynetworks"), "{err}");
+    let st = site.status();
+    assert_eq!(
+        (st["sent"], st["failed"], st["pending"]),
+        (8, 2, 30),
+        "{st:?}"
+    );
+    // Only the recipient whose mailbox does not exist is bounced.
+    assert_eq!(bounced(&site), "user0003@example.net\tbounced\tUser 3\n");
+    drop(server);
+
+    let server = mend(tmp.path(), &site, json!({"reject": unknown_user}));
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(site.status()["sent"], 38);
+    let (code, err) = run(&site, &[ISSUE, "--retry-failed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 failed delivery(ies)"), "{err}");
+    let got = server.counts();
+    for a in &addrs {
+        let want = if a == "user0003@example.net" {
+            None
+        } else {
+            Some(&1)
+        };
+        assert_eq!(got.get(a), want, "{a}");
+    }
+    let st = site.status();
+    assert_eq!((st["sent"], st["failed"]), (39, 1), "{st:?}");
+}
+
+#[test]
+fn a_transient_relay_denial_stops_with_75_and_the_threshold_is_configurable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        tmp.path(),
+        json!({"reject": {"regex": ".", "reply": "454 4.7.1 <x@example.net>: Relay access temporarily denied"}}),
+    );
+    let site = TestSite::for_send(&url(&server), "stop_after_refusals = 2\nconcurrency = 1");
+    site.subscribe(10);
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 75, "{err}");
+    assert!(err.contains("stopped: 2 recipients in a row"), "{err}");
+    let st = site.status();
+    assert_eq!((st["pending"], st["deferred"]), (10, 0), "{st:?}");
+}
+
+#[test]
+fn retry_failed_needs_an_issue() {
+    let site = TestSite::for_send("smtp://127.0.0.1:1", "");
+    let (code, err) = run(&site, &["--latest", "--retry-failed"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+/// The rate the summary line reports (`(123 msg/s)`).
+fn msg_per_s(err: &str) -> f64 {
+    let end = err.find(" msg/s)").expect(err);
+    let start = err[..end].rfind('(').expect(err) + 1;
+    err[start..end].parse().unwrap()
+}
+
+#[test]
+fn greylisting_one_in_ten_leaves_the_others_at_the_clean_rate() {
+    let n = 1000;
+    let tmp = tempfile::tempdir().unwrap();
+    let clean_server = Server::start(tmp.path(), json!({}));
+    let clean = TestSite::for_send(&url(&clean_server), "rate = 500");
+    clean.subscribe(n);
+    let (code, err) = run(&clean, &[ISSUE]);
+    assert_eq!(code, 0, "{err}");
+    let clean_rate = msg_per_s(&err);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let grey_server = Server::start(
+        tmp.path(),
+        json!({"tempfail": {"regex": "^user\\d{3}0@", "times": 1,
+            "reply": "450 4.2.0 <x@example.net>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.net.html"}}),
+    );
+    let grey = TestSite::for_send(&url(&grey_server), "rate = 500");
+    grey.subscribe(n);
+    let (code, err) = run(&grey, &[ISSUE]);
+    assert_eq!(code, 75, "the greylisted wait for a later run: {err}");
+    assert!(
+        err.contains(&format!("sent {}, deferred {}", n * 9 / 10, n / 10)),
+        "{err}"
+    );
+    let grey_rate = msg_per_s(&err);
+    eprintln!("clean {clean_rate:.0} msg/s, 10% greylisted: the others at {grey_rate:.0} msg/s");
+    assert!(
+        grey_rate >= 0.8 * clean_rate,
+        "the other 90% at {grey_rate:.0} msg/s, clean {clean_rate:.0} msg/s"
+    );
+}
+
+#[test]
+fn a_domain_rate_from_the_config_paces_that_domain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = TestSite::for_send(
+        &url(&server),
+        "rate = 5000\ndomains = { \"Example.NET\" = { rate = 10 } }",
+    );
+    site.subscribe(11);
+    let t = std::time::Instant::now();
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(950),
+        "11 messages at 10 a second take a second: {:?}",
+        t.elapsed()
+    );
+    let site = TestSite::for_send(&url(&server), "domains = { \"x.org\" = { rate = 0 } }");
+    let (code, err) = run(&site, &[ISSUE]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("smtp.domains `x.org`: rate must be a positive"),
+        "{err}"
+    );
+}
