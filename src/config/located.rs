@@ -234,6 +234,8 @@ pub(super) fn known_keys(table: &str) -> &'static [&'static str] {
             "max_age_hours",
             "ca_file",
             "stop_after_refusals",
+            "soft_bounces",
+            "soft_bounce_days",
             "domains",
         ],
         "state" => &["db"],

@@ -511,6 +511,10 @@ pub struct SmtpConfig {
     /// Stop a send when this many recipients in a row get the same refusal that is not
     /// theirs (the sender or relaying refused).
     pub stop_after_refusals: usize,
+    /// Delays and transient failures reported by mail (`techshack inbound`) within
+    /// `soft_bounce_days` that mark a subscriber bounced.
+    pub soft_bounces: u32,
+    pub soft_bounce_days: u32,
     /// `[smtp.domains] "gmail.com" = { rate = 20 }`: a recipient domain's own rate.
     pub domains: std::collections::BTreeMap<String, DomainConfig>,
 }
@@ -536,6 +540,8 @@ impl Default for SmtpConfig {
             max_age_hours: 72,
             ca_file: None,
             stop_after_refusals: 5,
+            soft_bounces: 3,
+            soft_bounce_days: 14,
             domains: Default::default(),
         }
     }

@@ -2,11 +2,371 @@
 //! Postfix, Postfix relays to the fault-injecting test server, and Postfix's own bounce daemon
 //! writes the delivery reports, delivered to a Maildir for the sender's domain.
 
+use std::io::Write;
+use std::process::{Output, Stdio};
+
 use crate::support::postfix::Relay;
 use crate::support::smtp::{Server, ISSUE};
-use crate::support::TestSite;
+use crate::support::{TestSite, SECRET};
 use serde_json::json;
 use techshack::inbound::{self, Action, Envelope, Kind};
+use techshack::store::SubscriberStatus;
+use techshack::token::{self, Purpose};
+
+/// A site that sent the test issue to `n` subscribers through the fault-free test server.
+fn sent_site(n: usize) -> (tempfile::TempDir, Server, TestSite, Vec<String>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), json!({}));
+    let site = TestSite::for_send(&format!("smtp://127.0.0.1:{}", server.port), "");
+    let addrs = site.subscribe(n);
+    let o = site.cmd().args(["send", ISSUE]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (tmp, server, site, addrs)
+}
+
+fn inbound(site: &TestSite, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = site
+        .cmd()
+        .arg("inbound")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn status_of(site: &TestSite, address: &str) -> SubscriberStatus {
+    site.store().subscriber(address).unwrap().unwrap().status
+}
+
+fn unsubscribe_url(address: &str) -> String {
+    let t = token::sign(SECRET.as_bytes(), Purpose::Unsubscribe, address);
+    format!("https://example.org/unsubscribe?token={t}")
+}
+
+/// A delivery status notification in Postfix's shape for one recipient of the test issue;
+/// `returned` says whether the original's headers (with its unsubscribe link) come back.
+fn dsn(id: &str, address: &str, status: &str, reply: &str, returned: bool) -> Vec<u8> {
+    let original = if returned {
+        format!(
+            "--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: digest@example.org\r\n\
+             To: {address}\r\nSubject: Queues\r\n\
+             List-Unsubscribe: <{}>, <mailto:unsubscribe@example.org>\r\n\r\n",
+            unsubscribe_url(address)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "From: MAILER-DAEMON@relay.test\r\nTo: digest@example.org\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\nMessage-Id: <{id}@relay.test>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.test\r\n\r\n\
+         Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: {status}\r\n\
+         Diagnostic-Code: smtp; {reply}\r\n\r\n{original}--B--\r\n"
+    )
+    .into_bytes()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_reported_refusal_bounces_once_and_a_second_reading_changes_nothing() {
+    let (_t, _s, site, addrs) = sent_site(3);
+    let m = dsn(
+        "r1",
+        &addrs[0],
+        "5.1.1",
+        "550 5.1.1 <x>: Recipient address rejected: User unknown",
+        true,
+    );
+    let o = inbound(&site, &["-v"], &m);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is now bounced"), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Bounced);
+    assert_eq!(status_of(&site, &addrs[1]), SubscriberStatus::Active);
+    let o = inbound(&site, &[], &m);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("1 already handled"), "{}", stderr(&o));
+    let h = site.store().history(&addrs[0]).unwrap();
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(h[1].path.as_str(), "bounce");
+    assert!(h[1].reason.as_deref().unwrap().contains("5.1.1"));
+    // The ledger row of the delivery notes it, and `status` shows it.
+    let o = site.cmd().args(["status", ISSUE]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("bounced_later 1"), "{out}");
+    let o = site
+        .cmd()
+        .args(["status", ISSUE, "--csv", "-"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&o.stdout);
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("{},sent,", addrs[0])));
+    assert!(
+        row.is_some_and(|r| r.contains(",bounced later: 550 5.1.1")),
+        "{csv}"
+    );
+}
+
+#[test]
+fn a_refusal_that_is_not_the_recipients_marks_nobody() {
+    let (_t, _s, site, addrs) = sent_site(2);
+    for (i, reply) in [
+        "550 5.1.0 <digest@example.org>: Sender address rejected: User unknown in local recipient table",
+        "554 5.7.1 <x>: Relay access denied",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let status = &reply[4..9];
+        let o = inbound(&site, &["-v"], &dsn(&format!("s{i}"), &addrs[0], status, reply, true));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stderr(&o).contains("not the recipient's"), "{}", stderr(&o));
+    }
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
+}
+
+#[test]
+fn soft_bounces_mark_a_subscriber_bounced_at_the_limit() {
+    let (_t, _s, site, addrs) = sent_site(1);
+    for i in 0..2 {
+        let o = inbound(
+            &site,
+            &[],
+            &dsn(
+                &format!("d{i}"),
+                &addrs[0],
+                "4.2.2",
+                "452 4.2.2 Mailbox full",
+                false,
+            ),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(
+            status_of(&site, &addrs[0]),
+            SubscriberStatus::Active,
+            "after {}",
+            i + 1
+        );
+    }
+    let o = inbound(
+        &site,
+        &["-v"],
+        &dsn("d2", &addrs[0], "4.2.2", "452 4.2.2 Mailbox full", false),
+    );
+    assert!(stderr(&o).contains("is now bounced"), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Bounced);
+}
+
+#[test]
+fn a_report_naming_someone_never_mailed_changes_nothing() {
+    let (_t, _s, site, _addrs) = sent_site(1);
+    site.cmd()
+        .args(["subscribers", "add", "never@example.net"])
+        .output()
+        .unwrap();
+    let o = inbound(
+        &site,
+        &["-v"],
+        &dsn(
+            "f1",
+            "never@example.net",
+            "5.1.1",
+            "550 5.1.1 unknown",
+            false,
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("naming nobody on the list"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        status_of(&site, "never@example.net"),
+        SubscriberStatus::Active
+    );
+}
+
+fn complaint(address: &str) -> Vec<u8> {
+    format!(
+        "From: fbl@mailbox.example\r\nTo: abuse@example.org\r\nSubject: complaint\r\n\
+         Message-ID: <c1@mailbox.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=F\r\n\r\n\
+         --F\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n\
+         --F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n\
+         User-Agent: fbl/1\r\nVersion: 1\r\n\r\n\
+         --F\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: digest@example.org\r\n\
+         To: redacted@mailbox.example\r\nList-Unsubscribe: <{}>\r\n\r\n--F--\r\n",
+        unsubscribe_url(address)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_complaint_suppresses_for_good() {
+    let (_t, _s, site, addrs) = sent_site(2);
+    let o = inbound(&site, &["-v"], &complaint(&addrs[1]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[1]), SubscriberStatus::Complained);
+    // No add or import brings the address back.
+    site.cmd()
+        .args(["subscribers", "add", &addrs[1]])
+        .output()
+        .unwrap();
+    assert_eq!(status_of(&site, &addrs[1]), SubscriberStatus::Complained);
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
+}
+
+#[test]
+fn a_mailed_unsubscribe_is_applied_and_nothing_is_replied() {
+    let (_t, server, site, addrs) = sent_site(2);
+    let before = server.counts().values().sum::<usize>();
+    let m = format!(
+        "From: {}\r\nTo: unsubscribe@example.org\r\nSubject: unsubscribe\r\nMessage-ID: <u1@x>\r\n\r\n\r\n",
+        addrs[0]
+    );
+    let o = inbound(
+        &site,
+        &["--recipient", "unsubscribe@example.org"],
+        m.as_bytes(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Unsubscribed);
+    assert_eq!(
+        site.store()
+            .history(&addrs[0])
+            .unwrap()
+            .last()
+            .unwrap()
+            .path
+            .as_str(),
+        "mail"
+    );
+    assert_eq!(
+        server.counts().values().sum::<usize>(),
+        before,
+        "nothing is mailed back"
+    );
+}
+
+#[test]
+fn replies_and_junk_change_nothing_and_junk_is_kept() {
+    let (_t, _s, site, addrs) = sent_site(1);
+    let keep = site.path("kept");
+    let keep_arg = keep.to_str().unwrap().to_string();
+    let auto = format!(
+        "From: {}\r\nTo: digest@example.org\r\nAuto-Submitted: auto-replied\r\nSubject: Out of office\r\n\r\nAway.\r\n",
+        addrs[0]
+    );
+    let o = inbound(&site, &["--keep", &keep_arg], auto.as_bytes());
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("1 automatic reply ignored"),
+        "{}",
+        stderr(&o)
+    );
+    for junk in [&b""[..], b"\xff\xfe\x00garbage", b"just words, no header\n"] {
+        let o = inbound(&site, &["--keep", &keep_arg], junk);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
+    let kept = std::fs::read_dir(&keep).map(|d| d.count()).unwrap_or(0);
+    assert!(kept >= 2, "{kept} kept");
+}
+
+#[test]
+fn maildir_and_mbox_read_every_message_once() {
+    let (_t, _s, site, addrs) = sent_site(3);
+    let md = site.path("Maildir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    std::fs::write(
+        md.join("new/1.a"),
+        dsn("m1", &addrs[0], "5.1.1", "550 5.1.1 unknown", true),
+    )
+    .unwrap();
+    std::fs::write(md.join("new/2.b"), complaint(&addrs[1])).unwrap();
+    let o = site
+        .cmd()
+        .args(["inbound", "--maildir", md.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Bounced);
+    assert_eq!(status_of(&site, &addrs[1]), SubscriberStatus::Complained);
+    assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 0);
+    assert!(md.join("cur/1.a:2,S").is_file());
+
+    let mut mbox = Vec::new();
+    for m in [
+        dsn("m1", &addrs[0], "5.1.1", "550 5.1.1 unknown", true),
+        dsn("m3", &addrs[2], "5.1.1", "550 5.1.1 unknown", true),
+    ] {
+        mbox.extend_from_slice(b"From MAILER-DAEMON Tue Dec  1 10:00:00 2026\n");
+        mbox.extend_from_slice(
+            &String::from_utf8(m)
+                .unwrap()
+                .replace("\r\n", "\n")
+                .into_bytes(),
+        );
+        mbox.extend_from_slice(b"\n");
+    }
+    let file = site.path("bounces.mbox");
+    std::fs::write(&file, mbox).unwrap();
+    let o = site
+        .cmd()
+        .args(["inbound", "-v", "--mbox", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 already handled"), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[2]), SubscriberStatus::Bounced);
+    // Not a Maildir, not an mbox: an error, exit 1.
+    let o = site
+        .cmd()
+        .args([
+            "inbound",
+            "--maildir",
+            site.path("issues").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not a Maildir"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_busy_state_exits_75_for_the_mail_system_to_retry() {
+    let (_t, _s, site, addrs) = sent_site(1);
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let o = inbound(
+        &site,
+        &[],
+        &dsn("b1", &addrs[0], "5.1.1", "550 5.1.1 unknown", true),
+    );
+    db.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    let o = inbound(
+        &site,
+        &[],
+        &dsn("b1", &addrs[0], "5.1.1", "550 5.1.1 unknown", true),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Bounced);
+}
 
 #[test]
 fn postfix_returns_a_report_for_each_refused_and_expired_recipient() {
@@ -55,8 +415,43 @@ fn postfix_returns_a_report_for_each_refused_and_expired_recipient() {
             (addrs[1].clone(), "4.2.0".to_string())
         ]
     );
+    // Postfix relays on its own time: wait for the two it delivers.
+    let t = std::time::Instant::now();
+    while next_hop.counts().values().sum::<usize>() < 2 {
+        assert!(
+            t.elapsed().as_secs() < 60,
+            "Postfix relayed {:?}",
+            next_hop.counts()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let got = next_hop.counts();
     assert_eq!(got.get(&addrs[2]), Some(&1));
     assert_eq!(got.get(&addrs[3]), Some(&1));
     assert_eq!(got.get(&addrs[0]), None);
+
+    // `techshack inbound` reads Postfix's reports from the Maildir: the refused subscriber is
+    // bounced, the deferred one has one soft bounce counted, everyone else is untouched.
+    let md = relay.maildir.to_str().unwrap().to_string();
+    let o = site
+        .cmd()
+        .args(["inbound", "-v", "--maildir", &md])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("1 bounce, 1 soft bounce"), "{err}");
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Bounced);
+    for a in &addrs[1..] {
+        assert_eq!(status_of(&site, a), SubscriberStatus::Active, "{a}");
+    }
+    assert!(relay.delivered().is_empty(), "every report moved to cur/");
+    // Read again (as a cron job would): nothing pending, nothing changes.
+    let o = site
+        .cmd()
+        .args(["inbound", "--maildir", &md])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(status_of(&site, &addrs[1]), SubscriberStatus::Active);
 }
