@@ -18,6 +18,7 @@ use crate::cli::InboundArgs;
 use crate::diag::{self, Exit};
 use crate::inbound::{self, source, Action, Envelope, Inbound, Kind, Recipient};
 use crate::mail::reply::{self, Enhanced, Phase, Reply};
+use crate::mail::verp;
 use crate::store::{Act, Applied, Store};
 use crate::token::{self, Purpose};
 
@@ -147,6 +148,7 @@ impl Tally {
 
 struct Handler {
     recipient: Option<String>,
+    return_path: Option<String>,
     unsubscribe_url: Option<String>,
     unsubscribe_mailto: Option<String>,
     keys: Vec<Vec<u8>>,
@@ -164,6 +166,7 @@ impl Handler {
         Handler {
             recipient: a.recipient.clone().filter(|r| !r.is_empty()),
             unsubscribe_url: n.map(|n| n.unsubscribe_url.to_string()),
+            return_path: n.and_then(|n| n.return_path.map(str::to_string)),
             unsubscribe_mailto: n.and_then(|n| n.unsubscribe_mailto.map(str::to_string)),
             keys: ctx.secrets.verification_keys(),
             soft_limit: ctx.config.smtp.soft_bounces,
@@ -187,11 +190,17 @@ impl Handler {
             _ => format!("sha256:{:x}", Sha256::digest(raw)),
         };
         let now = chrono::Utc::now().timestamp();
-        let issue = msg
-            .original_message_id
-            .as_deref()
-            .and_then(issue_of_message_id);
-        let token_address = self.token_address(&msg);
+        // A VERP return path names the delivery; else the unsubscribe link of the returned
+        // original names the subscriber, and its Message-ID the issue.
+        let (token_address, verp_issue) = match self.verp(store, &msg)? {
+            Some((address, issue)) => (Some(address), Some(issue)),
+            None => (self.token_address(&msg), None),
+        };
+        let issue = verp_issue.or_else(|| {
+            msg.original_message_id
+                .as_deref()
+                .and_then(issue_of_message_id)
+        });
         let mut lines = Lines::new();
         match &msg.kind {
             Kind::Bounce { recipients, .. } => {
@@ -369,6 +378,25 @@ impl Handler {
             return Ok(None);
         };
         Ok(store.was_sent_to(&a)?.then_some(a))
+    }
+
+    /// The delivery a VERP return path in the message names, checked: (address, issue).
+    fn verp(&self, store: &Store, msg: &Inbound) -> Result<Option<(String, String)>> {
+        let Some(pattern) = self.return_path.as_deref() else {
+            return Ok(None);
+        };
+        for c in &msg.token_carriers {
+            let Some(t) = inbound::token_in(pattern, c) else {
+                continue;
+            };
+            let Some(id) = verp::id_of(t) else { continue };
+            if let Some((issue, address)) = store.delivery(id)? {
+                if verp::verify(&self.keys, t, id, &address) {
+                    return Ok(Some((address, issue)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The subscriber named by a verified token in the message (the unsubscribe link of the

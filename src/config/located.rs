@@ -219,6 +219,7 @@ pub(super) fn known_keys(table: &str) -> &'static [&'static str] {
             "list_id",
             "unsubscribe_url",
             "unsubscribe_mailto",
+            "return_path",
             "dkim",
         ],
         "email.dkim" => &["domain", "selector", "key_file"],

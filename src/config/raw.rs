@@ -483,6 +483,8 @@ pub struct EmailConfig {
     pub list_id: Option<String>,
     pub unsubscribe_url: Option<String>,
     pub unsubscribe_mailto: Option<String>,
+    /// VERP: the envelope sender of each message, with `{token}` naming its delivery.
+    pub return_path: Option<String>,
     pub dkim: Option<DkimConfig>,
 }
 

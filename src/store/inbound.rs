@@ -164,6 +164,15 @@ impl Store {
             == 1)
     }
 
+    /// The issue and address of delivery row `id` (a VERP token names it).
+    pub fn delivery(&self, id: i64) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT issue, address FROM deliveries WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     /// Whether `address` was ever sent an issue: a report naming an address that never got
     /// mail from us is not trusted without a token.
     pub fn was_sent_to(&self, address: &str) -> Result<bool> {

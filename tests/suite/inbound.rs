@@ -15,13 +15,41 @@ use techshack::token::{self, Purpose};
 
 /// A site that sent the test issue to `n` subscribers through the fault-free test server.
 fn sent_site(n: usize) -> (tempfile::TempDir, Server, TestSite, Vec<String>) {
+    sent_site_with(n, "")
+}
+
+/// The same, with `email` lines added under `[email]`.
+fn sent_site_with(n: usize, email: &str) -> (tempfile::TempDir, Server, TestSite, Vec<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path(), json!({}));
     let site = TestSite::for_send(&format!("smtp://127.0.0.1:{}", server.port), "");
+    add_email_lines(&site, email);
     let addrs = site.subscribe(n);
     let o = site.cmd().args(["send", ISSUE]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     (tmp, server, site, addrs)
+}
+
+fn add_email_lines(site: &TestSite, lines: &str) {
+    let c = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        c.replace("[email]\n", &format!("[email]\n{lines}\n")),
+    )
+    .unwrap();
+}
+
+const RETURN_PATH: &str = "return_path = \"bounces+{token}@example.org\"";
+
+fn delivery_id(site: &TestSite, address: &str) -> i64 {
+    rusqlite::Connection::open(site.db())
+        .unwrap()
+        .query_row(
+            "SELECT id FROM deliveries WHERE address = ?1",
+            [address],
+            |r| r.get(0),
+        )
+        .unwrap()
 }
 
 fn inbound(site: &TestSite, args: &[&str], stdin: &[u8]) -> Output {
@@ -50,6 +78,10 @@ fn unsubscribe_url(address: &str) -> String {
 /// A delivery status notification in Postfix's shape for one recipient of the test issue;
 /// `returned` says whether the original's headers (with its unsubscribe link) come back.
 fn dsn(id: &str, address: &str, status: &str, reply: &str, returned: bool) -> Vec<u8> {
+    dsn_to("digest@example.org", id, address, status, reply, returned)
+}
+
+fn dsn_to(to: &str, id: &str, address: &str, status: &str, reply: &str, returned: bool) -> Vec<u8> {
     let original = if returned {
         format!(
             "--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: digest@example.org\r\n\
@@ -61,7 +93,7 @@ fn dsn(id: &str, address: &str, status: &str, reply: &str, returned: bool) -> Ve
         String::new()
     };
     format!(
-        "From: MAILER-DAEMON@relay.test\r\nTo: digest@example.org\r\n\
+        "From: MAILER-DAEMON@relay.test\r\nTo: {to}\r\n\
          Subject: Undelivered Mail Returned to Sender\r\nMessage-Id: <{id}@relay.test>\r\n\
          MIME-Version: 1.0\r\n\
          Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n\
@@ -380,6 +412,7 @@ fn postfix_returns_a_report_for_each_refused_and_expired_recipient() {
     );
     let relay = Relay::start(tmp.path(), next_hop.port, "example.org");
     let site = TestSite::for_send(&format!("smtp://127.0.0.1:{}", relay.port), "");
+    add_email_lines(&site, RETURN_PATH);
     let addrs = site.subscribe(4);
     let o = site.cmd().args(["send", ISSUE]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -401,8 +434,9 @@ fn postfix_returns_a_report_for_each_refused_and_expired_recipient() {
         let r = &recipients[0];
         assert_eq!(r.action, Action::Failed);
         seen.push((r.address.clone().unwrap(), r.status.clone().unwrap()));
+        // Postfix returned it to the VERP address of the delivery.
         assert!(
-            m.token_carriers.iter().any(|c| c == "digest@example.org"),
+            m.token_carriers[0].starts_with("bounces+"),
             "{:?}",
             m.token_carriers
         );
@@ -454,4 +488,68 @@ fn postfix_returns_a_report_for_each_refused_and_expired_recipient() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(status_of(&site, &addrs[1]), SubscriberStatus::Active);
+}
+
+#[test]
+fn a_verp_return_path_names_the_delivery_when_the_report_does_not() {
+    let (_t, _s, site, addrs) = sent_site_with(2, RETURN_PATH);
+    let key = SECRET.as_bytes();
+    let id = delivery_id(&site, &addrs[1]);
+    let verp = techshack::mail::verp::address("bounces+{token}@example.org", key, id, &addrs[1]);
+    assert!(verp.len() <= 64 + "@example.org".len());
+    // A forwarded address: the report names where the mail went, not the subscriber.
+    let report = dsn_to(
+        &verp,
+        "v1",
+        "someone@forwarded.example",
+        "5.1.1",
+        "550 5.1.1 unknown",
+        false,
+    );
+    let o = inbound(&site, &["-v"], &report);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        status_of(&site, &addrs[1]),
+        SubscriberStatus::Bounced,
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
+    // A token that does not verify names nobody.
+    let forged = verp.replacen(
+        &format!("{id}-"),
+        &format!("{}-", delivery_id(&site, &addrs[0])),
+        1,
+    );
+    let report = dsn_to(
+        &forged,
+        "v2",
+        "someone@forwarded.example",
+        "5.1.1",
+        "550 5.1.1 unknown",
+        false,
+    );
+    let o = inbound(&site, &["-v"], &report);
+    assert!(stderr(&o).contains("naming nobody"), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
+}
+
+#[test]
+fn a_return_path_without_room_for_the_token_is_refused() {
+    let site = TestSite::for_send("smtp://127.0.0.1:9", "");
+    add_email_lines(
+        &site,
+        &format!("return_path = \"{}+{{token}}@example.org\"", "b".repeat(30)),
+    );
+    let o = site
+        .cmd()
+        .args(["send", ISSUE, "--dry-run", "out"])
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("leaves 33 octets for the token"),
+        "{}",
+        stderr(&o)
+    );
 }
