@@ -251,7 +251,7 @@ impl Handler {
                 }
             }
             Kind::Unsubscribe { asks } => {
-                let who = match token_address.clone() {
+                let who = match token_address.clone().or_else(|| self.subject_token(&msg)) {
                     Some(a) => Some(a),
                     None if *asks || self.to_unsubscribe_address(&msg) => {
                         msg.from.as_deref().map(|f| f.trim().to_ascii_lowercase())
@@ -409,6 +409,19 @@ impl Handler {
             self.keys
                 .iter()
                 .find_map(|k| token::verify(k, Purpose::Unsubscribe, t))
+        })
+    }
+
+    /// The subscriber named by the token in the subject of a mailed unsubscribe: the
+    /// `mailto:` of `List-Unsubscribe` sets the subject to `unsubscribe TOKEN`.
+    fn subject_token(&self, msg: &Inbound) -> Option<String> {
+        let subject = msg.subject.as_deref()?;
+        subject.split_whitespace().find_map(|w| {
+            let w = w.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)));
+            (w.len() <= 600).then_some(())?;
+            self.keys
+                .iter()
+                .find_map(|k| token::verify(k, Purpose::Unsubscribe, w))
         })
     }
 

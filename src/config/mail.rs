@@ -15,7 +15,7 @@ use lettre::message::Mailbox;
 use super::raw::{DkimConfig, EmailConfig};
 
 /// The headers DKIM signs (SPEC "Email").
-pub const DKIM_HEADERS: [&str; 9] = [
+pub const DKIM_HEADERS: [&str; 11] = [
     "From",
     "To",
     "Subject",
@@ -23,6 +23,8 @@ pub const DKIM_HEADERS: [&str; 9] = [
     "Message-ID",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "List-Id",
+    "Feedback-ID",
     "MIME-Version",
     "Content-Type",
 ];

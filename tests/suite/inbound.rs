@@ -553,3 +553,29 @@ fn a_return_path_without_room_for_the_token_is_refused() {
         stderr(&o)
     );
 }
+
+#[test]
+fn the_token_in_a_mailed_unsubscribes_subject_names_the_subscriber() {
+    let (_t, _s, site, addrs) = sent_site(2);
+    let t = token::sign(SECRET.as_bytes(), Purpose::Unsubscribe, &addrs[1]);
+    // Sent from another address of theirs: the token, not the sender, names them.
+    let m = format!(
+        "From: other@elsewhere.example\r\nTo: unsubscribe@example.org\r\n\
+         Subject: unsubscribe {t}\r\nMessage-ID: <u2@x>\r\n\r\n\r\n"
+    );
+    let o = inbound(&site, &["-v"], m.as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        status_of(&site, &addrs[1]),
+        SubscriberStatus::Unsubscribed,
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
+    // A forged token and a stranger's address name nobody.
+    let m = "From: stranger@elsewhere.example\r\nTo: unsubscribe@example.org\r\n\
+             Subject: unsubscribe dXNlcjAwMDBAZXhhbXBsZS5uZXQ.AAAA\r\nMessage-ID: <u3@x>\r\n\r\n\r\n";
+    let o = inbound(&site, &["-v"], m.as_bytes());
+    assert!(stderr(&o).contains("naming nobody"), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
+}
