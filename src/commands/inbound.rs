@@ -371,12 +371,16 @@ impl Handler {
         })
     }
 
-    /// An address named in a report is trusted only if it was sent an issue: anyone can mail
-    /// a report naming anybody.
+    /// An address named in a report is trusted only if it was sent an issue, and never when
+    /// VERP is on (`email.return_path`): then every genuine report carries a token, and
+    /// anyone can mail a report naming anybody.
     fn trusted(&self, store: &Store, address: Option<&str>) -> Result<Option<String>> {
         let Some(a) = address.map(|a| a.trim().to_ascii_lowercase()) else {
             return Ok(None);
         };
+        if self.return_path.is_some() {
+            return Ok(None);
+        }
         Ok(store.was_sent_to(&a)?.then_some(a))
     }
 

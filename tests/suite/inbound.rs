@@ -532,6 +532,11 @@ fn a_verp_return_path_names_the_delivery_when_the_report_does_not() {
     let o = inbound(&site, &["-v"], &report);
     assert!(stderr(&o).contains("naming nobody"), "{}", stderr(&o));
     assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
+    // With VERP on, a report that names a subscriber but carries no token is not believed.
+    let report = dsn("v3", &addrs[0], "5.1.1", "550 5.1.1 unknown", false);
+    let o = inbound(&site, &["-v"], &report);
+    assert!(stderr(&o).contains("naming nobody"), "{}", stderr(&o));
+    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
 }
 
 #[test]
