@@ -19,7 +19,7 @@ use crate::diag::{self, Exit};
 use crate::inbound::{self, source, Action, Envelope, Inbound, Kind, Recipient};
 use crate::mail::reply::{self, Enhanced, Phase, Reply};
 use crate::mail::verp;
-use crate::store::{Act, Applied, Store};
+use crate::store::{normalize_address, Act, Applied, Store};
 use crate::token::{self, Purpose};
 
 /// The largest message read; a bounce with its original attached is far smaller.
@@ -182,6 +182,15 @@ impl Handler {
             unsubscribe: self.unsubscribe_mailto.as_deref(),
         };
         let Ok(msg) = inbound::read(raw, env) else {
+            diag::warning(format!(
+                "a message of {} bytes has no header that could be read: ignored{}",
+                raw.len(),
+                if self.keep.is_some() {
+                    " (kept)"
+                } else {
+                    "; --keep DIR keeps such messages"
+                }
+            ));
             self.keep(raw);
             return Ok(vec![("unreadable", String::new())]);
         };
@@ -254,7 +263,7 @@ impl Handler {
                 let who = match token_address.clone().or_else(|| self.subject_token(&msg)) {
                     Some(a) => Some(a),
                     None if *asks || self.to_unsubscribe_address(&msg) => {
-                        msg.from.as_deref().map(|f| f.trim().to_ascii_lowercase())
+                        msg.from.as_deref().and_then(|f| normalize_address(f).ok())
                     }
                     None => None,
                 };
@@ -375,7 +384,7 @@ impl Handler {
     /// VERP is on (`email.return_path`): then every genuine report carries a token, and
     /// anyone can mail a report naming anybody.
     fn trusted(&self, store: &Store, address: Option<&str>) -> Result<Option<String>> {
-        let Some(a) = address.map(|a| a.trim().to_ascii_lowercase()) else {
+        let Some(a) = address.and_then(|a| normalize_address(a).ok()) else {
             return Ok(None);
         };
         if self.return_path.is_some() {

@@ -312,6 +312,12 @@ fn replies_and_junk_change_nothing_and_junk_is_kept() {
         let o = inbound(&site, &["--keep", &keep_arg], junk);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
+    let o = inbound(&site, &[], b"");
+    assert!(
+        stderr(&o).contains("warning: a message of 0 bytes has no header"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Active);
     let kept = std::fs::read_dir(&keep).map(|d| d.count()).unwrap_or(0);
     assert!(kept >= 2, "{kept} kept");
