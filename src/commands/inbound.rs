@@ -160,6 +160,17 @@ struct Handler {
 
 type Lines = Vec<(&'static str, String)>;
 
+/// One message read, with what identifies it and whom it concerns.
+struct Found<'a> {
+    /// The message's Message-ID, else a hash of its bytes: applied once.
+    key: &'a str,
+    msg: &'a Inbound,
+    /// The subscriber a verified token names.
+    token_address: Option<&'a str>,
+    issue: Option<&'a str>,
+    now: i64,
+}
+
 impl Handler {
     fn new(ctx: &Ctx, a: &InboundArgs) -> Handler {
         let n = ctx.config.email.newsletter().ok();
@@ -210,19 +221,18 @@ impl Handler {
                 .as_deref()
                 .and_then(issue_of_message_id)
         });
+        let f = Found {
+            key: &key,
+            msg: &msg,
+            token_address: token_address.as_deref(),
+            issue: issue.as_deref(),
+            now,
+        };
         let mut lines = Lines::new();
         match &msg.kind {
             Kind::Bounce { recipients, .. } => {
                 for r in recipients {
-                    lines.push(self.bounce(
-                        store,
-                        &key,
-                        &msg,
-                        r,
-                        token_address.as_deref(),
-                        issue.as_deref(),
-                        now,
-                    )?);
+                    lines.push(self.bounce(store, &f, r)?);
                 }
                 if recipients.is_empty() {
                     lines.push(("bounce naming nobody", String::new()));
@@ -231,56 +241,8 @@ impl Handler {
             Kind::Complaint {
                 feedback_type,
                 recipient,
-            } => {
-                if !matches!(feedback_type.as_str(), "abuse" | "fraud" | "virus" | "") {
-                    lines.push(("feedback report ignored", format!(" ({feedback_type})")));
-                } else {
-                    let who = match token_address.clone() {
-                        Some(a) => Some(a),
-                        None => self.trusted(store, recipient.as_deref())?,
-                    };
-                    let reason = format!(
-                        "complaint ({}) reported by {}",
-                        if feedback_type.is_empty() {
-                            "abuse"
-                        } else {
-                            feedback_type
-                        },
-                        msg.from.as_deref().unwrap_or("an unnamed sender")
-                    );
-                    lines.push(self.apply(
-                        store,
-                        &key,
-                        who,
-                        issue.as_deref(),
-                        Act::Complaint { reason: &reason },
-                        now,
-                        "complaint",
-                    )?);
-                }
-            }
-            Kind::Unsubscribe { asks } => {
-                let who = match token_address.clone().or_else(|| self.subject_token(&msg)) {
-                    Some(a) => Some(a),
-                    None if *asks || self.to_unsubscribe_address(&msg) => {
-                        msg.from.as_deref().and_then(|f| normalize_address(f).ok())
-                    }
-                    None => None,
-                };
-                let reason = format!(
-                    "unsubscribe mailed from {}",
-                    msg.from.as_deref().unwrap_or("an unnamed sender")
-                );
-                lines.push(self.apply(
-                    store,
-                    &key,
-                    who,
-                    None,
-                    Act::Unsubscribe { reason: &reason },
-                    now,
-                    "unsubscribe",
-                )?);
-            }
+            } => lines.push(self.complaint(store, &f, feedback_type, recipient.as_deref())?),
+            Kind::Unsubscribe { asks } => lines.push(self.unsubscribe(store, &f, *asks)?),
             Kind::AutoReply => lines.push(("automatic reply ignored", String::new())),
             Kind::Other => {
                 self.keep(raw);
@@ -290,24 +252,84 @@ impl Handler {
         Ok(lines)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    fn complaint(
+        &self,
+        store: &mut Store,
+        f: &Found<'_>,
+        feedback_type: &str,
+        recipient: Option<&str>,
+    ) -> Result<(&'static str, String)> {
+        if !matches!(feedback_type, "abuse" | "fraud" | "virus" | "") {
+            return Ok(("feedback report ignored", format!(" ({feedback_type})")));
+        }
+        let who = match f.token_address {
+            Some(a) => Some(a.to_string()),
+            None => self.trusted(store, recipient)?,
+        };
+        let reason = format!(
+            "complaint ({}) reported by {}",
+            if feedback_type.is_empty() {
+                "abuse"
+            } else {
+                feedback_type
+            },
+            f.msg.from.as_deref().unwrap_or("an unnamed sender")
+        );
+        self.apply(
+            store,
+            f,
+            who,
+            f.issue,
+            Act::Complaint { reason: &reason },
+            "complaint",
+        )
+    }
+
+    fn unsubscribe(
+        &self,
+        store: &mut Store,
+        f: &Found<'_>,
+        asks: bool,
+    ) -> Result<(&'static str, String)> {
+        let from = f.msg.from.as_deref();
+        let who = match f
+            .token_address
+            .map(str::to_string)
+            .or_else(|| self.subject_token(f.msg))
+        {
+            Some(a) => Some(a),
+            None if asks || self.to_unsubscribe_address(f.msg) => {
+                from.and_then(|a| normalize_address(a).ok())
+            }
+            None => None,
+        };
+        let reason = format!(
+            "unsubscribe mailed from {}",
+            from.unwrap_or("an unnamed sender")
+        );
+        self.apply(
+            store,
+            f,
+            who,
+            None,
+            Act::Unsubscribe { reason: &reason },
+            "unsubscribe",
+        )
+    }
+
     fn bounce(
         &self,
         store: &mut Store,
-        key: &str,
-        msg: &Inbound,
+        f: &Found<'_>,
         r: &Recipient,
-        token_address: Option<&str>,
-        issue: Option<&str>,
-        now: i64,
     ) -> Result<(&'static str, String)> {
         if !matches!(r.action, Action::Failed | Action::Delayed) {
             return Ok(("delivery report ignored", format!(" ({:?})", r.action)));
         }
         // With one recipient, the token names it; a report listing several is matched by the
         // addresses it names.
-        let who = match (token_address, r.address.as_deref()) {
-            (Some(t), Some(a)) if !t.eq_ignore_ascii_case(a) && msg_recipients(msg) > 1 => {
+        let who = match (f.token_address, r.address.as_deref()) {
+            (Some(t), Some(a)) if !t.eq_ignore_ascii_case(a) && msg_recipients(f.msg) > 1 => {
                 self.trusted(store, Some(a))?
             }
             (Some(t), _) => Some(t.to_string()),
@@ -335,7 +357,7 @@ impl Handler {
                 window_secs: self.soft_window,
             }
         } else {
-            store.note_inbound(key, now)?;
+            store.note_inbound(f.key, f.now)?;
             return Ok((
                 "bounce not the recipient's",
                 format!(": {reply_text} ({})", verdict.fault.hint()),
@@ -346,38 +368,40 @@ impl Handler {
         } else {
             "soft bounce"
         };
-        self.apply(store, key, who, issue, act, now, kind)
+        self.apply(store, f, who, f.issue, act, kind)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         store: &mut Store,
-        key: &str,
+        f: &Found<'_>,
         who: Option<String>,
         issue: Option<&str>,
         act: Act<'_>,
-        now: i64,
         kind: &'static str,
     ) -> Result<(&'static str, String)> {
         let Some(address) = who else {
-            store.note_inbound(key, now)?;
+            store.note_inbound(f.key, f.now)?;
             return Ok(("naming nobody on the list", format!(" ({kind})")));
         };
-        Ok(match store.apply_inbound(key, &address, issue, act, now)? {
-            Applied::AlreadyHandled => ("already handled", format!(": {address}")),
-            Applied::NotOnList => ("naming nobody on the list", format!(": {address}")),
-            Applied::Changed { to, .. } => (
-                match kind {
-                    "complaint" => "complaint",
-                    "unsubscribe" => "unsubscribe",
-                    _ => "bounce",
-                },
-                format!(": {address} is now {to}"),
-            ),
-            Applied::Counted { count } => ("soft bounce", format!(": {address}, {count} so far")),
-            Applied::Unchanged(s) => ("no change", format!(": {address} is {s}")),
-        })
+        Ok(
+            match store.apply_inbound(f.key, &address, issue, act, f.now)? {
+                Applied::AlreadyHandled => ("already handled", format!(": {address}")),
+                Applied::NotOnList => ("naming nobody on the list", format!(": {address}")),
+                Applied::Changed { to, .. } => (
+                    match kind {
+                        "complaint" => "complaint",
+                        "unsubscribe" => "unsubscribe",
+                        _ => "bounce",
+                    },
+                    format!(": {address} is now {to}"),
+                ),
+                Applied::Counted { count } => {
+                    ("soft bounce", format!(": {address}, {count} so far"))
+                }
+                Applied::Unchanged(s) => ("no change", format!(": {address} is {s}")),
+            },
+        )
     }
 
     /// An address named in a report is trusted only if it was sent an issue, and never when
