@@ -323,42 +323,74 @@ fn replies_and_junk_change_nothing_and_junk_is_kept() {
     assert!(kept >= 2, "{kept} kept");
 }
 
+fn unsubscribe_mail(from: &str, id: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: unsubscribe@example.org\r\nSubject: unsubscribe\r\n\
+         Message-ID: <{id}@x>\r\n\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn auto_reply(from: &str, id: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: digest@example.org\r\nAuto-Submitted: auto-replied\r\n\
+         Subject: Out of office\r\nMessage-ID: <{id}@x>\r\n\r\nAway until Monday.\r\n"
+    )
+    .into_bytes()
+}
+
+/// Every kind of message, read from a Maildir and from an mbox file.
 #[test]
-fn maildir_and_mbox_read_every_message_once() {
-    let (_t, _s, site, addrs) = sent_site(3);
+fn maildir_and_mbox_read_every_kind_of_message_once() {
+    let (_t, _s, site, a) = sent_site(6);
     let md = site.path("Maildir");
     for sub in ["new", "cur", "tmp"] {
         std::fs::create_dir_all(md.join(sub)).unwrap();
     }
-    std::fs::write(
-        md.join("new/1.a"),
-        dsn("m1", &addrs[0], "5.1.1", "550 5.1.1 unknown", true),
-    )
-    .unwrap();
-    std::fs::write(md.join("new/2.b"), complaint(&addrs[1])).unwrap();
+    let files: [(&str, Vec<u8>); 5] = [
+        ("1.a", dsn("m1", &a[0], "5.1.1", "550 5.1.1 unknown", true)),
+        ("2.b", complaint(&a[1])),
+        ("3.c", unsubscribe_mail(&a[2], "m3")),
+        ("4.d", auto_reply(&a[3], "m4")),
+        ("5.e", b"\xff\xfe no header at all".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(md.join("new").join(name), bytes).unwrap();
+    }
     let o = site
         .cmd()
         .args(["inbound", "--maildir", md.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Bounced);
-    assert_eq!(status_of(&site, &addrs[1]), SubscriberStatus::Complained);
+    let err = stderr(&o);
+    for part in [
+        "1 bounce",
+        "1 complaint",
+        "1 unsubscribe",
+        "1 automatic reply ignored",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert_eq!(status_of(&site, &a[0]), SubscriberStatus::Bounced);
+    assert_eq!(status_of(&site, &a[1]), SubscriberStatus::Complained);
+    assert_eq!(status_of(&site, &a[2]), SubscriberStatus::Unsubscribed);
+    assert_eq!(status_of(&site, &a[3]), SubscriberStatus::Active);
     assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 0);
-    assert!(md.join("cur/1.a:2,S").is_file());
+    for (name, _) in &files {
+        assert!(md.join(format!("cur/{name}:2,S")).is_file(), "{name}");
+    }
 
     let mut mbox = Vec::new();
     for m in [
-        dsn("m1", &addrs[0], "5.1.1", "550 5.1.1 unknown", true),
-        dsn("m3", &addrs[2], "5.1.1", "550 5.1.1 unknown", true),
+        dsn("m1", &a[0], "5.1.1", "550 5.1.1 unknown", true),
+        dsn("m6", &a[4], "5.1.1", "550 5.1.1 unknown", true),
+        unsubscribe_mail(&a[5], "m7"),
+        auto_reply(&a[3], "m8"),
     ] {
         mbox.extend_from_slice(b"From MAILER-DAEMON Tue Dec  1 10:00:00 2026\n");
-        mbox.extend_from_slice(
-            &String::from_utf8(m)
-                .unwrap()
-                .replace("\r\n", "\n")
-                .into_bytes(),
-        );
+        let text = String::from_utf8(m).unwrap().replace("\r\n", "\n");
+        mbox.extend_from_slice(text.as_bytes());
         mbox.extend_from_slice(b"\n");
     }
     let file = site.path("bounces.mbox");
@@ -369,20 +401,24 @@ fn maildir_and_mbox_read_every_message_once() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("1 already handled"), "{}", stderr(&o));
-    assert_eq!(status_of(&site, &addrs[2]), SubscriberStatus::Bounced);
+    let err = stderr(&o);
+    for part in [
+        "1 already handled",
+        "1 bounce",
+        "1 unsubscribe",
+        "1 automatic reply ignored",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert_eq!(status_of(&site, &a[4]), SubscriberStatus::Bounced);
+    assert_eq!(status_of(&site, &a[5]), SubscriberStatus::Unsubscribed);
+    assert_eq!(status_of(&site, &a[3]), SubscriberStatus::Active);
     // Not a Maildir, not an mbox: an error, exit 1.
-    let o = site
-        .cmd()
-        .args([
-            "inbound",
-            "--maildir",
-            site.path("issues").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("is not a Maildir"), "{}", stderr(&o));
+    for args in [["--maildir", "issues"], ["--mbox", "techshack.toml"]] {
+        let o = site.cmd().arg("inbound").args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains("is not a"), "{}", stderr(&o));
+    }
 }
 
 #[test]
