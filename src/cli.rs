@@ -59,6 +59,9 @@ pub enum Command {
     Subscribers(SubscribersCommand),
     /// Serve one-click unsubscribe and double opt-in subscribe over HTTP
     Serve(ServeArgs),
+    /// Read returned mail (bounces, complaints, mailed unsubscribes) and apply it to the list:
+    /// one message on standard input, or every message of a Maildir or an mbox file
+    Inbound(InboundArgs),
     /// Print shell completions
     Completions {
         /// The shell to complete for
@@ -130,6 +133,25 @@ pub struct SendArgs {
     /// never for subscribers now bounced, unsubscribed or erased
     #[arg(long, conflicts_with = "latest")]
     pub retry_failed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InboundArgs {
+    /// Read every message of this Maildir not handled yet (new/, and cur/ without the seen
+    /// flag); each handled one moves to cur/ with the seen flag
+    #[arg(long, value_name = "DIR", conflicts_with = "mbox")]
+    pub maildir: Option<PathBuf>,
+    /// Read every message of this mbox file (the file is left as it is; a message read twice
+    /// changes nothing the second time)
+    #[arg(long, value_name = "FILE")]
+    pub mbox: Option<PathBuf>,
+    /// Keep a copy of each message that was not understood in DIR
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// The envelope recipient the message was delivered to (Postfix pipe:
+    /// `${original_recipient}`); local(8) sets $ORIGINAL_RECIPIENT
+    #[arg(long, value_name = "ADDR", env = "ORIGINAL_RECIPIENT")]
+    pub recipient: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub mod diag;
 pub mod dkim;
 pub mod emit;
 pub(crate) mod html;
+pub mod inbound;
 pub mod issue;
 pub(crate) mod layout;
 pub mod mail;

@@ -129,6 +129,9 @@ Bad usage: an unknown command or flag, or a flag value that cannot work.
 .TP
 \fB75\fR
 (EX_TEMPFAIL) \fBsend\fR left deliveries deferred for a later run: run it again later.
+For \fBinbound\fR: the state file is busy or cannot be written; a mail system keeps the
+message and delivers it again. \fBinbound\fR exits 0 for any message it could not read, so a
+mail system never bounces a report back.
 .SH ENVIRONMENT
 .TP
 \fBTECHSHACK_CONFIG\fR
@@ -148,6 +151,10 @@ lines, each value taken literally to the end of its line.
 \fBTECHSHACK_NOW\fR
 For tests only: an RFC 3339 time taken as the current time by \fBbuild\fR, \fBnew\fR and
 \fBpreview\fR.
+.TP
+\fBORIGINAL_RECIPIENT\fR
+The envelope recipient of the message \fBinbound\fR reads, when \fB\-\-recipient\fR is not
+given (Postfix's local delivery to a command sets it).
 .TP
 \fBRUST_LOG\fR
 A tracing filter for \fBserve\fR's log lines (for example \fIinfo\fR).

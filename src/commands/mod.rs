@@ -11,6 +11,7 @@ use crate::secrets::{Clock, Secrets};
 
 pub mod build;
 pub mod check;
+pub mod inbound;
 pub mod man;
 pub mod new;
 pub mod output;
@@ -87,6 +88,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Status(a) => status::run(&ctx, a),
         Command::Subscribers(a) => subscribers::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::Inbound(a) => inbound::run(&ctx, a),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }

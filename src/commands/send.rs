@@ -23,6 +23,7 @@ use crate::mail::plan::{self, Resume, Unfinished};
 use crate::mail::policy::Settings;
 use crate::mail::session::Outcome;
 use crate::mail::smtp::{ConnectError, Target};
+use crate::mail::verp;
 use crate::model::Issue;
 use crate::store::{Address, Counts, DeliveryState, Store};
 
@@ -341,7 +342,26 @@ impl<'a> Runner<'a> {
         )?);
         let settings = Settings::from_config(&config.smtp);
         let composer = Arc::new(composer);
-        let build: Arc<Build> = Arc::new(move |r: &Recipient| composer.wire(r));
+        let return_path = config
+            .email
+            .newsletter()?
+            .return_path
+            .map(|p| -> Result<(String, Vec<u8>)> {
+                Ok((p.to_string(), ctx.secrets.signing_key()?.to_vec()))
+            })
+            .transpose()?;
+        let build: Arc<Build> = Arc::new(move |r: &Recipient, id: i64| {
+            let (envelope, bytes) = composer.wire(r)?;
+            let Some((pattern, key)) = &return_path else {
+                return Ok((envelope, bytes));
+            };
+            // VERP: the envelope sender names this delivery, so its bounce finds the row.
+            let from: lettre::Address = verp::address(pattern, key, id, &r.address).parse()?;
+            Ok((
+                lettre::address::Envelope::new(Some(from), envelope.to().to_vec())?,
+                bytes,
+            ))
+        });
         let started = Instant::now();
         let stop = self.stop.clone();
         self.rt.block_on(async {

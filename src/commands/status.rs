@@ -66,6 +66,15 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<Exit> {
         writeln!(out, "{s} {}", c.get(s))?;
     }
     writeln!(out, "total {}", c.total())?;
+    // What came back by mail after a row was sent (`techshack inbound`).
+    let later = store.later_reports(&issue)?;
+    for what in ["bounced", "delayed", "complained"] {
+        let prefix = format!("{what} later: ");
+        let n = later.iter().filter(|r| r.2.starts_with(&prefix)).count();
+        if n > 0 {
+            writeln!(out, "{what}_later {n}")?;
+        }
+    }
     out.flush()?;
     if let Some(path) = args.csv {
         let rows = store.not_sent(&issue)?;
@@ -80,10 +89,23 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<Exit> {
                 r.updated_at.as_str(),
             ])?;
         }
+        for (address, attempts, note, updated_at) in &later {
+            w.write_record([
+                address.as_str(),
+                "sent",
+                &attempts.to_string(),
+                note.as_str(),
+                updated_at.as_str(),
+            ])?;
+        }
         let bytes = w.into_inner().context("writing the CSV")?;
         super::output::write(&path, &bytes)?;
         if !super::output::is_stdout(&path) {
-            ctx.info(format!("wrote {} row(s) to {}", rows.len(), path.display()));
+            ctx.info(format!(
+                "wrote {} row(s) to {}",
+                rows.len() + later.len(),
+                path.display()
+            ));
         }
     }
     Ok(Exit::Ok)

@@ -15,7 +15,7 @@ use lettre::message::Mailbox;
 use super::raw::{DkimConfig, EmailConfig};
 
 /// The headers DKIM signs (SPEC "Email").
-pub const DKIM_HEADERS: [&str; 9] = [
+pub const DKIM_HEADERS: [&str; 11] = [
     "From",
     "To",
     "Subject",
@@ -23,6 +23,8 @@ pub const DKIM_HEADERS: [&str; 9] = [
     "Message-ID",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "List-Id",
+    "Feedback-ID",
     "MIME-Version",
     "Content-Type",
 ];
@@ -89,6 +91,8 @@ pub struct Email {
     pub unsubscribe_url: Checked<String>,
     /// The address, `mailto:` removed.
     pub unsubscribe_mailto: Option<Checked<String>>,
+    /// `email.return_path`, with its `{token}` in the local part.
+    pub return_path: Option<Checked<String>>,
     /// The whole `List-Id` value: `Site Title <list.id>`.
     pub list_id: Option<Checked<String>>,
     pub dkim: Option<Checked<Dkim>>,
@@ -101,6 +105,7 @@ pub struct Newsletter<'a> {
     pub reply_to: Option<&'a Mailbox>,
     pub unsubscribe_url: &'a str,
     pub unsubscribe_mailto: Option<&'a str>,
+    pub return_path: Option<&'a str>,
     pub list_id: Option<&'a str>,
     pub dkim: Option<&'a Dkim>,
 }
@@ -121,6 +126,7 @@ impl Email {
                 .unsubscribe_mailto
                 .as_deref()
                 .map(|m| checked(unsubscribe_mailto(m))),
+            return_path: raw.return_path.as_deref().map(|r| checked(return_path(r))),
             list_id: raw
                 .list_id
                 .as_deref()
@@ -145,6 +151,12 @@ impl Email {
             unsubscribe_url: get(&self.unsubscribe_url)?,
             unsubscribe_mailto: self
                 .unsubscribe_mailto
+                .as_ref()
+                .map(get)
+                .transpose()?
+                .map(String::as_str),
+            return_path: self
+                .return_path
                 .as_ref()
                 .map(get)
                 .transpose()?
@@ -178,6 +190,30 @@ fn unsubscribe_mailto(raw: &str) -> Result<String> {
     m.parse::<lettre::Address>()
         .with_context(|| format!("email.unsubscribe_mailto `{m}` is not an email address"))?;
     Ok(m.to_string())
+}
+
+/// `email.return_path`: an address with `{token}` in its local part, which stays within 64
+/// octets with the longest token.
+fn return_path(raw: &str) -> Result<String> {
+    let Some((local, _)) = raw.rsplit_once('@') else {
+        bail!("email.return_path `{raw}` is not an email address");
+    };
+    if !local.contains("{token}") || raw.matches("{token}").count() != 1 {
+        bail!("email.return_path `{raw}` needs one `{{token}}` in its local part (before the @), e.g. bounces+{{token}}@example.com");
+    }
+    let room = 64usize.saturating_sub(local.len() - "{token}".len());
+    if room < crate::mail::verp::MAX_TOKEN {
+        bail!(
+            "email.return_path `{raw}`: its local part leaves {room} octets for the token, which needs {}: shorten the part before the @",
+            crate::mail::verp::MAX_TOKEN
+        );
+    }
+    let longest = "9".repeat(crate::mail::verp::MAX_TOKEN);
+    let probe = raw.replace("{token}", &longest);
+    probe
+        .parse::<lettre::Address>()
+        .with_context(|| format!("email.return_path `{raw}` is not an email address"))?;
+    Ok(raw.to_string())
 }
 
 /// `email.unsubscribe_url`: set, with `{token}`, an absolute https URL without spaces.

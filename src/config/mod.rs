@@ -326,6 +326,11 @@ fn validate(raw: &mut RawConfig) -> Vec<String> {
     if raw.smtp.rate.is_nan() || raw.smtp.rate <= 0.0 {
         problems.push("smtp.rate must be a positive number of messages per second".to_string());
     }
+    if raw.smtp.soft_bounces == 0 || raw.smtp.soft_bounce_days == 0 {
+        problems.push(
+            "smtp.soft_bounces and smtp.soft_bounce_days must be at least 1 (delays reported by mail within that many days that mark a subscriber bounced)".to_string(),
+        );
+    }
     if raw.smtp.stop_after_refusals == 0 {
         problems.push(
             "smtp.stop_after_refusals must be at least 1 (recipients in a row refused for a reason not theirs before a send stops)".to_string(),

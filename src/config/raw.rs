@@ -486,6 +486,8 @@ pub struct EmailConfig {
     pub list_id: Option<String>,
     pub unsubscribe_url: Option<String>,
     pub unsubscribe_mailto: Option<String>,
+    /// VERP: the envelope sender of each message, with `{token}` naming its delivery.
+    pub return_path: Option<String>,
     pub dkim: Option<DkimConfig>,
 }
 
@@ -514,6 +516,10 @@ pub struct SmtpConfig {
     /// Stop a send when this many recipients in a row get the same refusal that is not
     /// theirs (the sender or relaying refused).
     pub stop_after_refusals: usize,
+    /// Delays and transient failures reported by mail (`techshack inbound`) within
+    /// `soft_bounce_days` that mark a subscriber bounced.
+    pub soft_bounces: u32,
+    pub soft_bounce_days: u32,
     /// `[smtp.domains] "gmail.com" = { rate = 20 }`: a recipient domain's own rate.
     pub domains: std::collections::BTreeMap<String, DomainConfig>,
 }
@@ -539,6 +545,8 @@ impl Default for SmtpConfig {
             max_age_hours: 72,
             ca_file: None,
             stop_after_refusals: 5,
+            soft_bounces: 3,
+            soft_bounce_days: 14,
             domains: Default::default(),
         }
     }

@@ -378,6 +378,29 @@ impl Composer {
         self
     }
 
+    /// `Feedback-ID` for the feedback loops of mailbox providers (Gmail's): the issue, the
+    /// list, the sending program and the sender's domain, colon-separated, so complaints are
+    /// counted per issue and per list.
+    fn feedback_id(&self) -> String {
+        let list = self
+            .list_id
+            .as_deref()
+            .and_then(|v| v.rsplit_once('<'))
+            .map(|(_, id)| id.trim_end_matches('>'))
+            .unwrap_or(&self.domain);
+        let part = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_ascii_graphic() && *c != ':')
+                .collect()
+        };
+        format!(
+            "{}:{}:techshack:{}",
+            part(&self.msgid_left),
+            part(list),
+            part(&self.domain)
+        )
+    }
+
     /// The deterministic `Message-ID` of this issue for `address`, with angle brackets.
     pub fn message_id(&self, address: &str) -> String {
         let mut h = Sha256::new();
@@ -487,6 +510,7 @@ impl Composer {
         if let Some(id) = &self.list_id {
             b = b.header(ListId(id.clone()));
         }
+        b = b.header(FeedbackId(self.feedback_id()));
         // The multipart body is written here and handed to the message as its body, so the
         // top-level Content-Type is one of the message's own headers: lettre's DKIM signer
         // only sees those, and SPEC's list of signed headers includes Content-Type.
@@ -687,6 +711,22 @@ impl Header for ListUnsubscribePost {
     }
 }
 
+/// `Feedback-ID` (Gmail's feedback loop).
+#[derive(Debug, Clone)]
+struct FeedbackId(String);
+
+impl Header for FeedbackId {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Feedback-ID")
+    }
+    fn parse(s: &str) -> std::result::Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(FeedbackId(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
 /// `List-Id` (RFC 2919).
 #[derive(Debug, Clone)]
 struct ListId(String);
@@ -804,6 +844,23 @@ unsubscribe_mailto = "unsubscribe@example.com"
     fn composer_can_be_shared_between_sending_tasks() {
         fn shared<T: Send + Sync>() {}
         shared::<Composer>();
+    }
+
+    #[test]
+    fn feedback_id_names_issue_list_program_and_sender() {
+        let c = Composer::new(&config(), &issue("T"), SECRET).unwrap();
+        let m = String::from_utf8(
+            c.message_bytes(&Recipient {
+                address: Address::unchecked("a@example.org".into()),
+                name: None,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            m.contains("\r\nFeedback-ID: 2019-01:weekly.example.com:techshack:example.com\r\n"),
+            "{m}"
+        );
     }
 
     #[test]

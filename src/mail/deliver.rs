@@ -88,7 +88,8 @@ pub enum DeliveryError {
 }
 
 /// Builds the envelope and the wire bytes of one recipient's message.
-pub type Build = dyn Fn(&Recipient) -> Result<(Envelope, Vec<u8>)> + Send + Sync;
+/// The second argument is the delivery's row id (for a VERP return path).
+pub type Build = dyn Fn(&Recipient, i64) -> Result<(Envelope, Vec<u8>)> + Send + Sync;
 
 /// What this run did, row by row.
 #[derive(Debug, Default)]
@@ -529,7 +530,7 @@ async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -
             address: job.row.address.clone(),
             name: job.row.name.clone(),
         };
-        let (envelope, body) = match (s.build)(&recipient) {
+        let (envelope, body) = match (s.build)(&recipient, job.row.id) {
             Ok(m) => m,
             Err(e) => {
                 s.ledger.record(
@@ -647,7 +648,7 @@ mod tests {
     }
 
     fn build() -> Arc<Build> {
-        Arc::new(|r: &Recipient| {
+        Arc::new(|r: &Recipient, _id: i64| {
             let to: lettre::Address = r.address.parse()?;
             let from: lettre::Address = "news@example.org".parse()?;
             Ok((Envelope::new(Some(from), vec![to])?, b"body".to_vec()))

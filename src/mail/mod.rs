@@ -9,3 +9,4 @@ pub(crate) mod policy;
 pub(crate) mod reply;
 pub(crate) mod session;
 pub(crate) mod smtp;
+pub mod verp;

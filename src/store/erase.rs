@@ -75,10 +75,12 @@ impl Store {
             )?,
             deliveries: tx.execute("DELETE FROM deliveries WHERE address = ?1", [a.as_str()])?,
         };
-        tx.execute(
-            "DELETE FROM serve_confirm_mails WHERE address = ?1",
-            [a.as_str()],
-        )?;
+        for table in ["serve_confirm_mails", "soft_bounces", "inbound_messages"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE address = ?1"),
+                [a.as_str()],
+            )?;
+        }
         for k in &self.keys {
             tx.execute(
                 "DELETE FROM erased_addresses WHERE hash = ?1",

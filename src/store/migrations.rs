@@ -102,6 +102,23 @@ CREATE TABLE erased_addresses (
     erased_at TEXT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE inbound_messages (
+    key     TEXT NOT NULL,
+    address TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (key, address)
+);
+CREATE INDEX inbound_messages_address ON inbound_messages (address);
+
+CREATE TABLE soft_bounces (
+    id      INTEGER PRIMARY KEY,
+    address TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    reply   TEXT
+);
+CREATE INDEX soft_bounces_address ON soft_bounces (address, at);
+"#,
 ];
 
 /// Runs the migrations `conn` has not seen, in one transaction; refuses a newer schema.

@@ -213,7 +213,7 @@ fn dkim_signature_verifies() {
         .collect();
     assert_eq!(
         h.to_ascii_lowercase(),
-        "from:to:subject:date:message-id:list-unsubscribe:list-unsubscribe-post:mime-version:content-type"
+        "from:to:subject:date:message-id:list-unsubscribe:list-unsubscribe-post:list-id:feedback-id:mime-version:content-type"
     );
     let eml = dir.path().join("m.eml");
     std::fs::write(&eml, &raw).unwrap();

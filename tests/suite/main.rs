@@ -9,6 +9,7 @@ mod cli_exit;
 mod config_errors;
 mod email_mime;
 mod feeds;
+mod inbound;
 mod new_cmd;
 mod out_paths;
 mod outputs;

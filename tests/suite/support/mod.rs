@@ -8,6 +8,7 @@ use techshack::config::Config;
 use techshack::model::Issue;
 use techshack::store::Store;
 
+pub mod postfix;
 pub mod serve;
 pub mod smtp;
 
@@ -267,6 +268,7 @@ pub fn check_message(raw: &[u8], want: &Expect<'_>) -> (String, String) {
         "list-id",
         "list-unsubscribe",
         "list-unsubscribe-post",
+        "feedback-id",
         "mime-version",
         "content-type",
         "content-transfer-encoding",
