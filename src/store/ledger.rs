@@ -631,8 +631,15 @@ fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
                  next_attempt_at = ?5, updated_at = ?6
              WHERE id = ?1",
         )?;
+        // The subscriber's history says why: the refusal, by the path `bounce`.
+        let mut bounce_event = tx.prepare_cached(
+            "INSERT INTO subscriber_events (address, at, from_status, to_status, path, reason)
+             SELECT s.address, ?2, s.status, 'bounced', 'bounce', ?3 FROM subscribers s
+             WHERE s.address = (SELECT address FROM deliveries WHERE id = ?1)
+               AND s.status IN ('active', 'pending')",
+        )?;
         let mut bounce = tx.prepare_cached(
-            "UPDATE subscribers SET status = 'bounced', updated_at = ?2
+            "UPDATE subscribers SET status = 'bounced', updated_at = ?2, reason = ?3
              WHERE address = (SELECT address FROM deliveries WHERE id = ?1)
                AND status IN ('active', 'pending')",
         )?;
@@ -668,7 +675,8 @@ fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
                     };
                     set.execute(params![id, state.as_str(), reply, attempts, next, now])?;
                     if let Change::Failed { bounce: true, .. } = change {
-                        bounce.execute(params![id, now])?;
+                        bounce_event.execute(params![id, now, reply])?;
+                        bounce.execute(params![id, now, reply])?;
                     }
                 }
                 Op::Flush(done) => replies.push(Box::new(move || {
@@ -800,6 +808,10 @@ mod tests {
             s.subscriber("u2@x.org").unwrap().unwrap().status,
             SubscriberStatus::Bounced
         );
+        let last = s.history("u2@x.org").unwrap().pop().unwrap();
+        assert_eq!(last.to, SubscriberStatus::Bounced);
+        assert_eq!(last.path.as_str(), "bounce");
+        assert_eq!(last.reason.as_deref(), Some("550 5.1.1 nobody"));
         let report = s.not_sent("i").unwrap();
         assert_eq!(report.len(), 2);
         assert_eq!(report[1].last_reply.as_deref(), Some("550 5.1.1 nobody"));
