@@ -247,6 +247,7 @@ pub(super) fn known_keys(table: &str) -> &'static [&'static str] {
             "trust_forwarded_for",
             "header_timeout_secs",
             "max_connections",
+            "max_connections_per_client",
             "confirm_mails_per_hour",
         ],
         _ => &[],

@@ -73,6 +73,9 @@ pub struct Serve {
     pub header_timeout_secs: u64,
     /// Connections served at once; further clients wait in the listen queue.
     pub max_connections: usize,
+    /// Connections one client (its IPv4 address, or its IPv6 /64) may hold open at once, by
+    /// the peer address: a connection beyond it is closed as soon as it is accepted.
+    pub max_connections_per_client: usize,
     /// Confirmation mails per hour from all clients together: forged sources cannot turn the
     /// sign-up form into a mail cannon.
     pub confirm_mails_per_hour: u32,
@@ -91,6 +94,7 @@ impl Serve {
             trust_forwarded_for: raw.trust_forwarded_for,
             header_timeout_secs: raw.header_timeout_secs,
             max_connections: raw.max_connections,
+            max_connections_per_client: raw.max_connections_per_client,
             confirm_mails_per_hour: raw.confirm_mails_per_hour,
         }
     }
@@ -366,6 +370,12 @@ fn validate(raw: &mut RawConfig) -> Vec<String> {
             raw.serve.max_connections
         ));
     }
+    if !(1..=MAX_SERVE_CONNECTIONS).contains(&raw.serve.max_connections_per_client) {
+        problems.push(format!(
+            "serve.max_connections_per_client must be between 1 and {MAX_SERVE_CONNECTIONS} (connections one IPv4 address or IPv6 /64 may hold open at once), not {}",
+            raw.serve.max_connections_per_client
+        ));
+    }
     problems
 }
 
@@ -387,6 +397,7 @@ mod tests {
         assert_eq!(c.feeds.limit, 20);
         assert_eq!(c.serve.header_timeout_secs, 10);
         assert_eq!(c.serve.max_connections, 512);
+        assert_eq!(c.serve.max_connections_per_client, 16);
     }
 
     #[test]
@@ -397,14 +408,21 @@ mod tests {
                 Path::new("t.toml"),
             )
         };
-        let c = parse("header_timeout_secs = 3\nmax_connections = 7").unwrap();
+        let c =
+            parse("header_timeout_secs = 3\nmax_connections = 7\nmax_connections_per_client = 2")
+                .unwrap();
         assert_eq!(c.serve.header_timeout_secs, 3);
         assert_eq!(c.serve.max_connections, 7);
+        assert_eq!(c.serve.max_connections_per_client, 2);
         for (bad, key) in [
             ("header_timeout_secs = 0", "serve.header_timeout_secs"),
             ("header_timeout_secs = 86401", "serve.header_timeout_secs"),
             ("max_connections = 0", "serve.max_connections"),
             ("max_connections = 1000001", "serve.max_connections"),
+            (
+                "max_connections_per_client = 0",
+                "serve.max_connections_per_client",
+            ),
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(key), "{bad}: {e}");

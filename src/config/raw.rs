@@ -579,6 +579,8 @@ pub struct ServeConfig {
     pub header_timeout_secs: u64,
     /// Connections served at once; further clients wait in the listen queue.
     pub max_connections: usize,
+    /// Connections one client (an IPv4 address, an IPv6 /64) may hold open at once.
+    pub max_connections_per_client: usize,
     /// Confirmation mails sent per hour, from all clients together.
     pub confirm_mails_per_hour: u32,
 }
@@ -591,6 +593,7 @@ impl Default for ServeConfig {
             trust_forwarded_for: false,
             header_timeout_secs: 10,
             max_connections: 512,
+            max_connections_per_client: 16,
             confirm_mails_per_hour: 200,
         }
     }

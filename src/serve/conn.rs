@@ -1,5 +1,5 @@
-//! The connection loop of `serve`: accepting within the connection limit, header and write
-//! timeouts, and the graceful shutdown on SIGINT or SIGTERM.
+//! The connection loop of `serve`: accepting within the connection limits (all clients, and
+//! each client), header and write timeouts, and the graceful shutdown on SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +15,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tower_service::Service as _;
 
+use super::limit::{ConnectionClaim, ConnectionCount};
 use super::{router, App, REQUEST_TIMEOUT};
 use crate::config::Config;
 
@@ -26,6 +27,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections one client (IPv4 address, IPv6 /64) may hold open at once.
+    pub max_connections_per_client: usize,
 }
 
 impl Limits {
@@ -33,6 +36,7 @@ impl Limits {
         Limits {
             header_timeout: Duration::from_secs(config.serve.header_timeout_secs),
             max_connections: config.serve.max_connections,
+            max_connections_per_client: config.serve.max_connections_per_client,
         }
     }
 }
@@ -50,6 +54,11 @@ const FULL_WARNING_GAP: Duration = Duration::from_secs(60);
 /// socket for ever. Beyond `max_connections`, new clients are not accepted and wait in the
 /// kernel's listen queue: that costs this process no file descriptor, and the header timeout
 /// frees a slot held by a stalled client within `header_timeout`.
+///
+/// A client (by its peer address: a forwarded address is only known after the headers) that
+/// already holds `max_connections_per_client` connections has a new one closed as soon as it
+/// is accepted, before it takes a slot, so one client cannot fill the slots and the listen
+/// queue ahead of everyone else.
 pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -60,9 +69,10 @@ pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Resu
         eprintln!("techshack serve: listening on http://{addr}");
     }
     tracing::info!(
-        "listening on {addr} (header timeout {} s, at most {} connections)",
+        "listening on {addr} (header timeout {} s, at most {} connections, {} per client)",
         limits.header_timeout.as_secs(),
-        limits.max_connections
+        limits.max_connections,
+        limits.max_connections_per_client
     );
     let router = router(app);
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -70,12 +80,20 @@ pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Resu
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = ConnectionCount::new(limits.max_connections_per_client);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut warned_full: Option<Instant> = None;
+    let mut warned_client: Option<Instant> = None;
+    // The slot of a connection closed at once for being over its client's cap, kept for the
+    // next one.
+    let mut spare: Option<OwnedSemaphorePermit> = None;
     tokio::pin!(signal);
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
+        let slot = match spare
+            .take()
+            .map_or_else(|| slots.clone().try_acquire_owned(), Ok)
+        {
             Ok(s) => s,
             Err(_) => {
                 if warned_full.map_or(true, |t| t.elapsed() >= FULL_WARNING_GAP) {
@@ -110,6 +128,21 @@ pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Resu
         };
         // Reap finished connections so the set stays as large as the open ones.
         while conns.try_join_next().is_some() {}
+        let Some(claim) = per_client.claim(peer.ip()) else {
+            // Closed without a word: an answer would mean reading the request first, and
+            // closing with it unread resets the connection anyway, so a 503 would mostly be
+            // lost; dropping costs the least.
+            drop(stream);
+            spare = Some(slot);
+            if warned_client.map_or(true, |t| t.elapsed() >= FULL_WARNING_GAP) {
+                tracing::warn!(
+                    "a client already holds {} connections; closing its new ones at once (serve.max_connections_per_client)",
+                    limits.max_connections_per_client
+                );
+                warned_client = Some(Instant::now());
+            }
+            continue;
+        };
         // A client that stops reading its responses leaves hyper blocked in a write, where no
         // header timer runs: a write that makes no progress for the header timeout ends the
         // connection, so such a client cannot keep its slot.
@@ -121,7 +154,7 @@ pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Resu
             peer,
             router.clone(),
             stop_rx.clone(),
-            slot,
+            (slot, claim),
         ));
     }
     drop(listener);
@@ -150,15 +183,15 @@ pub async fn run(app: App, listen: &str, limits: Limits, announce: bool) -> Resu
     Ok(())
 }
 
-/// One client connection, until it closes, times out, or shutdown ends it. `_slot` is held
-/// for as long as the connection is open.
+/// One client connection, until it closes, times out, or shutdown ends it. `_places` (its
+/// slot, and its place among its client's connections) are held for as long as it is open.
 async fn serve_connection(
     http: hyper::server::conn::http1::Builder,
     stream: std::pin::Pin<Box<tokio_io_timeout::TimeoutStream<tokio::net::TcpStream>>>,
     peer: SocketAddr,
     router: Router,
     mut stop: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    _places: (OwnedSemaphorePermit, ConnectionClaim),
 ) {
     let started = Arc::new(AtomicBool::new(false));
     let seen = started.clone();

@@ -1,8 +1,9 @@
-//! A per-client token bucket for `POST /subscribe`, kept in memory and bounded in size.
+//! Per-client limits of `serve`, kept in memory and bounded in size: a token bucket for
+//! `POST /subscribe`, the open connections of each client, and the hourly mail budget.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Requests a client may make at once, and how fast that allowance comes back.
@@ -127,7 +128,72 @@ impl HourlyBudget {
     }
 }
 
-fn client_key(ip: IpAddr) -> IpAddr {
+/// Open connections per client (`serve.max_connections_per_client`), keyed as the sign-up
+/// limit is. Only clients with a connection open are remembered, so the table holds at most
+/// `serve.max_connections` entries.
+pub struct ConnectionCount {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection of a client; dropping it frees the place.
+pub struct ConnectionClaim {
+    counts: Arc<ConnectionCount>,
+    key: IpAddr,
+}
+
+impl ConnectionCount {
+    pub fn new(cap: usize) -> Arc<ConnectionCount> {
+        Arc::new(ConnectionCount {
+            cap: cap.max(1),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for one more connection of `ip`, or `None` when the client already holds
+    /// `cap` connections.
+    pub fn claim(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionClaim> {
+        let key = client_key(ip);
+        let mut map = match self.open.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let n = map.entry(key).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionClaim {
+            counts: self.clone(),
+            key,
+        })
+    }
+
+    /// Clients with a connection open now.
+    #[cfg(test)]
+    fn clients(&self) -> usize {
+        self.open.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for ConnectionClaim {
+    fn drop(&mut self) {
+        let mut map = match self.counts.open.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Who a client is for the limits: its IPv4 address (also when it arrives as an IPv4-mapped
+/// IPv6 address), or the /64 of its IPv6 address, since one host usually holds a whole /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -207,6 +273,48 @@ mod tests {
         }
         assert!(l.check(ip("192.0.2.55"), t), "a new client after the flood");
         assert!(l.len() <= 100);
+    }
+
+    #[test]
+    fn a_client_is_its_ipv4_address_or_its_ipv6_64() {
+        assert_eq!(client_key(ip("192.0.2.1")), ip("192.0.2.1"));
+        assert_ne!(client_key(ip("192.0.2.1")), client_key(ip("192.0.2.2")));
+        assert_eq!(client_key(ip("2001:db8:1:2::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(
+            client_key(ip("2001:db8:1:2::1")),
+            client_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(client_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_key(ip("::1")), ip("::"));
+    }
+
+    #[test]
+    fn connections_are_capped_per_client_and_freed_on_close() {
+        let c = ConnectionCount::new(2);
+        let a = c.claim(ip("192.0.2.1")).unwrap();
+        let b = c.claim(ip("::ffff:192.0.2.1")).unwrap();
+        assert!(
+            c.claim(ip("192.0.2.1")).is_none(),
+            "a third from the same client"
+        );
+        let other = c
+            .claim(ip("192.0.2.2"))
+            .expect("another client is not capped");
+        let v6: Vec<_> = ["2001:db8::1", "2001:db8::2:3"]
+            .iter()
+            .map(|a| c.claim(ip(a)).unwrap())
+            .collect();
+        assert!(c.claim(ip("2001:db8::ffff")).is_none(), "the same /64");
+        assert!(c.claim(ip("2001:db8:0:1::1")).is_some(), "another /64");
+        drop(a);
+        let again = c.claim(ip("192.0.2.1")).expect("a place freed by a close");
+        assert_eq!(c.clients(), 3);
+        drop((b, again, other, v6));
+        assert_eq!(c.clients(), 0, "clients without connections are forgotten");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `techshack serve` over real HTTP: the binary on a loopback port, a real SQLite state file
 //! and a real SMTP server (aiosmtpd) for the confirmation mails.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::serve::*;
 use crate::support::{TestSite, SECRET};
@@ -652,7 +652,13 @@ fn clients_that_never_finish_their_headers_are_cut_off() {
 fn stalled_clients_do_not_hold_up_others() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(dir.path(), 0.0);
-    let site = TestSite::for_serve(dir, sink.port, "header_timeout_secs = 60", "");
+    // All from one address here: above the per-client cap, the server's own limits show.
+    let site = TestSite::for_serve(
+        dir,
+        sink.port,
+        "header_timeout_secs = 60\nmax_connections_per_client = 64",
+        "",
+    );
     let srv = site.serve();
     let mut stalled: Vec<_> = (0..20)
         .map(|_| raw_client(srv.addr(), HALF_REQUEST))
@@ -724,6 +730,97 @@ fn beyond_max_connections_new_clients_wait_for_a_free_slot() {
     );
     let log = srv.log();
     assert!(log.contains("all 1 connection slots are in use"), "{log}");
+    assert!(srv.stop().success());
+}
+
+const GET_CLOSE: &[u8] =
+    b"GET /healthz HTTP/1.1\r\nHost: news.example.org\r\nConnection: close\r\n\r\n";
+
+#[test]
+fn one_client_cannot_hold_more_than_its_share_of_connections() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let site = TestSite::for_serve(
+        dir,
+        sink.port,
+        "header_timeout_secs = 60\nmax_connections = 12\nmax_connections_per_client = 8",
+        "",
+    );
+    let srv = site.serve();
+    let one: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    // Eight connections of one client: four kept alive after an answer, four mid-headers.
+    let mut held: Vec<_> = (0..8)
+        .map(|i| {
+            if i % 2 == 0 {
+                let mut s = raw_client_from(
+                    one,
+                    srv.addr(),
+                    b"GET /healthz HTTP/1.1\r\nHost: news.example.org\r\n\r\n",
+                );
+                let mut buf = [0u8; 1024];
+                s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                let n = std::io::Read::read(&mut s, &mut buf).expect("an answer");
+                assert_eq!(status_of(&buf[..n]), Some(200));
+                s
+            } else {
+                raw_client_from(one, srv.addr(), HALF_REQUEST)
+            }
+        })
+        .collect();
+    // A ninth from the same address is closed unanswered, at once.
+    for _ in 0..3 {
+        let mut ninth = raw_client_from(one, srv.addr(), GET_CLOSE);
+        let got = read_until_closed(&mut ninth, Duration::from_secs(5));
+        assert_eq!(
+            got.as_deref(),
+            Some(&b""[..]),
+            "the ninth connection of one client was served"
+        );
+    }
+    // Another client is answered promptly, more than once.
+    let other: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut s = raw_client_from(other, srv.addr(), GET_CLOSE);
+        let got = read_until_closed(&mut s, Duration::from_secs(5)).expect("an answer");
+        assert_eq!(
+            status_of(&got),
+            Some(200),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    // The held connections keep working.
+    for (i, s) in held.iter_mut().enumerate() {
+        let rest: &[u8] = if i % 2 == 0 {
+            GET_CLOSE
+        } else {
+            b"1\r\nConnection: close\r\n\r\n"
+        };
+        s.write_all(rest).unwrap();
+        let got = read_until_closed(s, Duration::from_secs(15)).expect("an answer, then close");
+        let text = String::from_utf8_lossy(&got);
+        assert_eq!(status_of(&got), Some(200), "connection {i}: {text}");
+        assert!(text.ends_with("ok\n"), "connection {i}: {text}");
+    }
+    // Closed, they free the client's places.
+    let t = Instant::now();
+    loop {
+        let mut s = raw_client_from(one, srv.addr(), GET_CLOSE);
+        let got = read_until_closed(&mut s, Duration::from_secs(5)).unwrap_or_default();
+        if status_of(&got) == Some(200) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "still capped after closing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = srv.log();
+    assert!(log.contains("serve.max_connections_per_client"), "{log}");
     assert!(srv.stop().success());
 }
 

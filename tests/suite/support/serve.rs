@@ -432,6 +432,28 @@ pub fn raw_client(addr: &str, bytes: &[u8]) -> std::net::TcpStream {
     s
 }
 
+/// [`raw_client`] from another local address (`127.0.0.2`, say): another client on loopback.
+pub fn raw_client_from(local: std::net::IpAddr, addr: &str, bytes: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(std::net::SocketAddr::new(local, 0))
+            .expect("binding the client socket");
+        sock.connect(addr.parse().unwrap())
+            .await
+            .expect("connecting to serve")
+    });
+    let mut s = s.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    drop(rt);
+    s.write_all(bytes).expect("writing to serve");
+    s
+}
+
 /// Everything the server sends until it closes the connection, or `None` when it is still
 /// open after `bound`.
 pub fn read_until_closed(s: &mut std::net::TcpStream, bound: Duration) -> Option<Vec<u8>> {
