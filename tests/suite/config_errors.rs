@@ -89,3 +89,21 @@ fn an_empty_inline_table_and_bad_extra_feeds_are_all_told_at_their_lines() {
     }
     assert!(err.ends_with("error: 7 errors found\n"), "{err}");
 }
+
+#[test]
+fn a_per_client_connection_cap_of_zero_is_refused() {
+    let (code, err) = check(
+        "[site]\ntitle = \"T\"\nbase_url = \"https://e.com\"\n\
+         [serve]\nmax_connections_per_client = 0\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("serve.max_connections_per_client must be between 1 and"),
+        "{err}"
+    );
+    let (code, err) = check(
+        "[site]\ntitle = \"T\"\nbase_url = \"https://e.com\"\n\
+         [serve]\nmax_connections_per_client = 4\n",
+    );
+    assert_eq!(code, 0, "{err}");
+}
