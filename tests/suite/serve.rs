@@ -744,10 +744,11 @@ fn one_client_cannot_hold_more_than_its_share_of_connections() {
     let site = TestSite::for_serve(
         dir,
         sink.port,
-        "header_timeout_secs = 60\nmax_connections = 12\nmax_connections_per_client = 8",
+        "header_timeout_secs = 60\nmax_connections = 9\nmax_connections_per_client = 8",
         "",
     );
     let srv = site.serve();
+    // One slot beyond that client's eight: connections it is refused must not take it.
     let one: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     // Eight connections of one client: four kept alive after an answer, four mid-headers.
     let mut held: Vec<_> = (0..8)
