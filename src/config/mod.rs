@@ -88,13 +88,24 @@ impl Serve {
     }
 
     fn new(raw: ServeConfig) -> Serve {
+        /// Behind a trusted proxy every connection comes from the proxy, so the default cap
+        /// per client is then the whole `max_connections`: the proxy limits clients itself.
+        fn per_client_cap(raw: &ServeConfig) -> usize {
+            raw.max_connections_per_client
+                .unwrap_or(if raw.trust_forwarded_for {
+                    raw.max_connections
+                } else {
+                    16
+                })
+        }
+        let cap = per_client_cap(&raw);
         Serve {
             public_url: mail::checked(public_url(raw.public_url.as_deref())),
             listen: raw.listen,
             trust_forwarded_for: raw.trust_forwarded_for,
             header_timeout_secs: raw.header_timeout_secs,
             max_connections: raw.max_connections,
-            max_connections_per_client: raw.max_connections_per_client,
+            max_connections_per_client: cap,
             confirm_mails_per_hour: raw.confirm_mails_per_hour,
         }
     }
@@ -370,11 +381,12 @@ fn validate(raw: &mut RawConfig) -> Vec<String> {
             raw.serve.max_connections
         ));
     }
-    if !(1..=MAX_SERVE_CONNECTIONS).contains(&raw.serve.max_connections_per_client) {
-        problems.push(format!(
-            "serve.max_connections_per_client must be between 1 and {MAX_SERVE_CONNECTIONS} (connections one IPv4 address or IPv6 /64 may hold open at once), not {}",
-            raw.serve.max_connections_per_client
-        ));
+    if let Some(n) = raw.serve.max_connections_per_client {
+        if !(1..=MAX_SERVE_CONNECTIONS).contains(&n) {
+            problems.push(format!(
+                "serve.max_connections_per_client must be between 1 and {MAX_SERVE_CONNECTIONS} (connections one IPv4 address or IPv6 /64 may hold open at once), not {n}"
+            ));
+        }
     }
     problems
 }
@@ -408,6 +420,8 @@ mod tests {
                 Path::new("t.toml"),
             )
         };
+        let proxied = parse("trust_forwarded_for = true\nmax_connections = 100").unwrap();
+        assert_eq!(proxied.serve.max_connections_per_client, 100);
         let c =
             parse("header_timeout_secs = 3\nmax_connections = 7\nmax_connections_per_client = 2")
                 .unwrap();

@@ -580,7 +580,8 @@ pub struct ServeConfig {
     /// Connections served at once; further clients wait in the listen queue.
     pub max_connections: usize,
     /// Connections one client (an IPv4 address, an IPv6 /64) may hold open at once.
-    pub max_connections_per_client: usize,
+    /// `None`: 16, or `max_connections` behind a trusted proxy (every client is the proxy).
+    pub max_connections_per_client: Option<usize>,
     /// Confirmation mails sent per hour, from all clients together.
     pub confirm_mails_per_hour: u32,
 }
@@ -593,7 +594,7 @@ impl Default for ServeConfig {
             trust_forwarded_for: false,
             header_timeout_secs: 10,
             max_connections: 512,
-            max_connections_per_client: 16,
+            max_connections_per_client: None,
             confirm_mails_per_hour: 200,
         }
     }
