@@ -22,6 +22,7 @@ use crate::token::{self, Purpose};
 mod conn;
 pub mod limit;
 pub mod mail;
+pub mod outbox;
 pub mod pages;
 mod routes;
 
@@ -51,6 +52,8 @@ struct Inner {
     /// Confirmation mails per hour, from every client together.
     budget: HourlyBudget,
     mailer: Mailer,
+    /// Wakes the sender of queued confirmation mails.
+    wake: tokio::sync::Notify,
     /// Where the reverse proxy exposes this server, without a trailing slash.
     public_url: String,
     trust_forwarded_for: bool,
@@ -78,6 +81,7 @@ impl App {
             limiter: RateLimiter::new(limit::SUBSCRIBE, limit::MAX_CLIENTS),
             budget: HourlyBudget::new(config.serve.confirm_mails_per_hour),
             mailer,
+            wake: tokio::sync::Notify::new(),
             public_url,
             trust_forwarded_for: config.serve.trust_forwarded_for,
         })))
