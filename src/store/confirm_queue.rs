@@ -19,6 +19,9 @@ pub struct QueuedConfirmation {
     pub attempts: u32,
 }
 
+/// A mail whose link expired before it could be sent: the address and the last error.
+pub(crate) type Expired = (String, Option<String>);
+
 impl Store {
     /// Queues the confirmation mail of a sign-up, replacing an older one for the address.
     pub(crate) fn queue_confirmation(
@@ -46,8 +49,8 @@ impl Store {
         &self,
         now: i64,
         limit: usize,
-    ) -> Result<(Vec<QueuedConfirmation>, Vec<(String, Option<String>)>)> {
-        let expired: Vec<(String, Option<String>)> = self
+    ) -> Result<(Vec<QueuedConfirmation>, Vec<Expired>)> {
+        let expired: Vec<Expired> = self
             .conn
             .prepare_cached(
                 "DELETE FROM confirm_queue WHERE expires_at <= ?1 RETURNING address, last_error",
