@@ -36,6 +36,8 @@ pub use routes::router;
 pub const BODY_LIMIT: usize = 8 * 1024;
 /// How long a confirmation link works.
 pub const CONFIRM_TTL_SECS: i64 = 48 * 3600;
+/// How long a welcome mail is tried before it is given up.
+pub const WELCOME_TTL_SECS: i64 = 7 * 24 * 3600;
 /// At most one confirmation mail per address in this many seconds.
 pub const CONFIRM_MAIL_GAP_SECS: i64 = 3600;
 /// How long one request may take, its body included.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{masked, App};
-use crate::store::{retry_delay, QueuedConfirmation};
+use crate::store::{retry_delay, MailKind, QueuedConfirmation};
 use crate::token::{self, Purpose};
 
 /// How often the queue is looked at when nothing wakes the task.
@@ -34,7 +34,7 @@ async fn drain(app: &App) -> Result<()> {
         let (due, expired) = app.db(move |s| s.due_confirmations(now, BATCH)).await?;
         for (address, last_error) in expired {
             tracing::warn!(
-                "the confirmation link for {} expired before the SMTP server took it; last error: {}",
+                "a mail to {} was given up (its link expired) before the SMTP server took it; last error: {}",
                 masked(&address),
                 last_error.as_deref().unwrap_or("none")
             );
@@ -46,19 +46,20 @@ async fn drain(app: &App) -> Result<()> {
             let shown = masked(&q.address);
             match mail(app, &q).await {
                 Ok(reply) => {
-                    tracing::info!("confirmation link for {shown} handed over: {reply}");
-                    let (a, at) = (q.address.clone(), q.queued_at);
-                    app.db(move |s| s.confirmation_sent(&a, at)).await?;
+                    tracing::info!("{} mail for {shown} handed over: {reply}", what(q.kind));
+                    let q = q.clone();
+                    app.db(move |s| s.confirmation_sent(&q)).await?;
                 }
                 Err(e) => {
                     let wait = retry_delay(q.attempts + 1);
                     tracing::warn!(
-                        "could not mail the confirmation link to {shown} (try {}), again in {wait} s: {e:#}",
+                        "could not mail the {} to {shown} (try {}), again in {wait} s: {e:#}",
+                        what(q.kind),
                         q.attempts + 1
                     );
-                    let (a, at, err) = (q.address.clone(), q.queued_at, format!("{e:#}"));
+                    let (q, err) = (q.clone(), format!("{e:#}"));
                     let next = chrono::Utc::now().timestamp() + wait;
-                    app.db(move |s| s.confirmation_failed(&a, at, next, &err))
+                    app.db(move |s| s.confirmation_failed(&q, next, &err))
                         .await?;
                 }
             }
@@ -66,8 +67,18 @@ async fn drain(app: &App) -> Result<()> {
     }
 }
 
-/// Renders and hands over one confirmation mail, greeting the subscriber by name.
+fn what(kind: MailKind) -> &'static str {
+    match kind {
+        MailKind::Confirm => "confirmation link",
+        MailKind::Welcome => "welcome",
+    }
+}
+
+/// Renders and hands over one mail, greeting the subscriber by name.
 async fn mail(app: &App, q: &QueuedConfirmation) -> Result<String> {
+    if q.kind == MailKind::Welcome {
+        return welcome(app, q).await;
+    }
     let expires = q.expires_at;
     let t = token::sign(app.signing_key(), Purpose::Confirm { expires }, &q.address);
     let link = format!("{}/confirm?token={t}&expires={expires}", app.0.public_url);
@@ -86,5 +97,31 @@ async fn mail(app: &App, q: &QueuedConfirmation) -> Result<String> {
     )?;
     let subject = format!("Confirm your subscription to {}", app.0.pages.site_title());
     let message = app.0.mailer.message(&q.address, &subject, body)?;
+    app.0.mailer.send(&message).await
+}
+
+/// The welcome mail after a confirmation: `welcome.txt` of `templates.dir`, with
+/// `welcome.html` as its HTML alternative when there is one; `name`, `address` and
+/// `unsubscribe_url` in the context besides `site`.
+async fn welcome(app: &App, q: &QueuedConfirmation) -> Result<String> {
+    let t = token::sign(app.signing_key(), Purpose::Unsubscribe, &q.address);
+    let unsubscribe = format!("{}/unsubscribe?token={t}", app.0.public_url);
+    let name = q.name.as_deref().unwrap_or("");
+    let values = [
+        ("address", q.address.as_str()),
+        ("name", name),
+        ("unsubscribe_url", unsubscribe.as_str()),
+    ];
+    let text = app.0.pages.render("welcome.txt", &values)?;
+    let html = if app.0.pages.has("welcome.html") {
+        Some(app.0.pages.render("welcome.html", &values)?)
+    } else {
+        None
+    };
+    let subject = format!("Welcome to {}", app.0.pages.site_title());
+    let message = app
+        .0
+        .mailer
+        .message_with(&q.address, &subject, text, html)?;
     app.0.mailer.send(&message).await
 }

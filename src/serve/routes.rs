@@ -16,10 +16,10 @@ use serde::Deserialize;
 
 use super::{
     internal_error, limit, masked, App, TokenQuery, BODY_LIMIT, CONFIRM_MAIL_GAP_SECS,
-    CONFIRM_TTL_SECS, REQUEST_TIMEOUT,
+    CONFIRM_TTL_SECS, REQUEST_TIMEOUT, WELCOME_TTL_SECS,
 };
 use crate::store::normalize_address;
-use crate::store::{Confirmed, SignUp, Unsubscribed};
+use crate::store::{Confirmed, MailKind, SignUp, Unsubscribed};
 
 #[derive(Debug, Deserialize)]
 struct SignUpForm {
@@ -328,7 +328,13 @@ async fn act_on_sign_up(
             let queued = app
                 .db(move |s| {
                     let name = crate::store::normalize_name(name.as_deref());
-                    s.queue_confirmation(&a, name.as_deref(), now, now + CONFIRM_TTL_SECS)
+                    s.queue_confirmation(
+                        MailKind::Confirm,
+                        &a,
+                        name.as_deref(),
+                        now,
+                        now + CONFIRM_TTL_SECS,
+                    )
                 })
                 .await;
             match queued {
@@ -392,7 +398,30 @@ async fn confirm(
     };
     let shown = masked(&address);
     let minted = expires - CONFIRM_TTL_SECS;
-    match app.db(move |s| s.serve_confirm(&address, minted)).await {
+    let a = address.clone();
+    let welcome = app.0.pages.has("welcome.txt");
+    let confirmed = app
+        .db(move |s| {
+            let c = s.serve_confirm(&a, minted)?;
+            if welcome && matches!(c, Confirmed::Activated) {
+                // The welcome mail goes out through the same queue as confirmations.
+                let now = chrono::Utc::now().timestamp();
+                let name = s.subscriber(&a)?.and_then(|x| x.name);
+                s.queue_confirmation(
+                    MailKind::Welcome,
+                    &a,
+                    name.as_deref(),
+                    now,
+                    now + WELCOME_TTL_SECS,
+                )?;
+            }
+            Ok(c)
+        })
+        .await;
+    if welcome && matches!(confirmed, Ok(Confirmed::Activated)) {
+        app.0.wake.notify_one();
+    }
+    match confirmed {
         Ok(Confirmed::Activated) | Ok(Confirmed::AlreadyActive) => {
             tracing::info!("confirmed {shown}");
             app.notice(

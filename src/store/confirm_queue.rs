@@ -7,10 +7,27 @@ use rusqlite::params;
 
 use super::Store;
 
-/// A confirmation mail waiting to go out.
+/// Which mail: the confirmation link, or the welcome after confirming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    Confirm,
+    Welcome,
+}
+
+impl MailKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            MailKind::Confirm => "confirm",
+            MailKind::Welcome => "welcome",
+        }
+    }
+}
+
+/// A mail of `serve` waiting to go out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedConfirmation {
     pub address: String,
+    pub kind: MailKind,
     pub name: Option<String>,
     /// When it was queued: names this sign-up (a newer one replaces it).
     pub queued_at: i64,
@@ -26,6 +43,7 @@ impl Store {
     /// Queues the confirmation mail of a sign-up, replacing an older one for the address.
     pub(crate) fn queue_confirmation(
         &self,
+        kind: MailKind,
         address: &str,
         name: Option<&str>,
         now: i64,
@@ -33,13 +51,13 @@ impl Store {
     ) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO confirm_queue (address, name, queued_at, expires_at, attempts, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?3)
-                 ON CONFLICT (address) DO UPDATE SET name = excluded.name,
+                "INSERT INTO confirm_queue (address, kind, name, queued_at, expires_at, attempts, next_attempt_at)
+                 VALUES (?1, ?5, ?2, ?3, ?4, 0, ?3)
+                 ON CONFLICT (address, kind) DO UPDATE SET name = excluded.name,
                      queued_at = excluded.queued_at, expires_at = excluded.expires_at,
                      attempts = 0, next_attempt_at = excluded.next_attempt_at, last_error = NULL",
             )?
-            .execute(params![address, name, now, expires_at])?;
+            .execute(params![address, name, now, expires_at, kind.as_str()])?;
         Ok(())
     }
 
@@ -60,7 +78,7 @@ impl Store {
         let due = self
             .conn
             .prepare_cached(
-                "SELECT address, name, queued_at, expires_at, attempts FROM confirm_queue
+                "SELECT address, name, queued_at, expires_at, attempts, kind FROM confirm_queue
                  WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, address LIMIT ?2",
             )?
             .query_map(params![now, limit as i64], |r| {
@@ -70,6 +88,11 @@ impl Store {
                     queued_at: r.get(2)?,
                     expires_at: r.get(3)?,
                     attempts: r.get(4)?,
+                    kind: if r.get::<_, String>(5)? == "welcome" {
+                        MailKind::Welcome
+                    } else {
+                        MailKind::Confirm
+                    },
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -77,18 +100,19 @@ impl Store {
     }
 
     /// The mail was handed over: it leaves the queue (unless a newer sign-up replaced it).
-    pub(crate) fn confirmation_sent(&self, address: &str, queued_at: i64) -> Result<()> {
+    pub(crate) fn confirmation_sent(&self, q: &QueuedConfirmation) -> Result<()> {
         self.conn
-            .prepare_cached("DELETE FROM confirm_queue WHERE address = ?1 AND queued_at = ?2")?
-            .execute(params![address, queued_at])?;
+            .prepare_cached(
+                "DELETE FROM confirm_queue WHERE address = ?1 AND kind = ?2 AND queued_at = ?3",
+            )?
+            .execute(params![q.address, q.kind.as_str(), q.queued_at])?;
         Ok(())
     }
 
     /// The mail could not be handed over: try again at `next_attempt_at`.
     pub(crate) fn confirmation_failed(
         &self,
-        address: &str,
-        queued_at: i64,
+        q: &QueuedConfirmation,
         next_attempt_at: i64,
         error: &str,
     ) -> Result<()> {
@@ -96,9 +120,15 @@ impl Store {
             .prepare_cached(
                 "UPDATE confirm_queue SET attempts = attempts + 1, next_attempt_at = ?3,
                      last_error = ?4
-                 WHERE address = ?1 AND queued_at = ?2",
+                 WHERE address = ?1 AND queued_at = ?2 AND kind = ?5",
             )?
-            .execute(params![address, queued_at, next_attempt_at, error])?;
+            .execute(params![
+                q.address,
+                q.queued_at,
+                next_attempt_at,
+                error,
+                q.kind.as_str()
+            ])?;
         Ok(())
     }
 

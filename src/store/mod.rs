@@ -30,7 +30,7 @@ mod subscribers;
 
 pub(crate) use address::normalize_address;
 pub use address::{Address, AddressError, ToAddress};
-pub(crate) use confirm_queue::{retry_delay, QueuedConfirmation};
+pub(crate) use confirm_queue::{retry_delay, MailKind, QueuedConfirmation};
 pub(crate) use confirmations::{Confirmed, SignUp, Unsubscribed};
 pub use erase::Erased;
 pub use history::{ChangePath, StatusEvent};

@@ -995,3 +995,51 @@ fn a_sign_up_while_smtp_is_down_is_mailed_once_it_is_back() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(sink.messages().len(), 1);
 }
+
+/// With `welcome.txt` (and `welcome.html`) in `templates.dir`, a confirmed subscriber gets a
+/// welcome mail, once, greeting them by name and carrying a working unsubscribe link.
+#[test]
+fn a_confirmed_subscriber_is_welcomed_when_the_site_has_a_welcome_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let site = TestSite::for_serve(dir, sink.port, "", "[templates]\ndir = \"tpl\"\n")
+        .file(
+            "tpl/welcome.txt",
+            "Hello {{ name }}, welcome to {{ site.title }}.\nLeave: {{ unsubscribe_url }}\n",
+        )
+        .file(
+            "tpl/welcome.html",
+            "<p>Hello {{ name }}, welcome to {{ site.title }}.</p>",
+        );
+    let srv = site.serve();
+    let r = post_form(
+        &srv.url("/subscribe"),
+        &[("email", "new@example.net"), ("name", "Ann <b>")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let link = link_in(&sink.wait_for(1)[0], &format!("{PUBLIC_URL}/confirm?"));
+    assert_eq!(post_form(&srv.local(&link), &[]).status, 200);
+    let msgs = sink.wait_for(2);
+    let welcome = mail_parser::MessageParser::default()
+        .parse(&msgs[1])
+        .unwrap();
+    assert_eq!(welcome.subject(), Some("Welcome to Test Digest"));
+    let text = welcome.body_text(0).unwrap().to_string();
+    assert!(
+        text.contains("Hello Ann <b>, welcome to Test Digest."),
+        "{text}"
+    );
+    let html = welcome.body_html(0).unwrap().to_string();
+    assert!(html.contains("Hello Ann &lt;b&gt;"), "{html}");
+    // The link in it unsubscribes.
+    let leave = link_in(&msgs[1], &format!("{PUBLIC_URL}/unsubscribe?"));
+    assert_eq!(post_form(&srv.local(&leave), &[]).status, 200);
+    assert_eq!(
+        site.subscriber_status("new@example.net"),
+        Some(SubscriberStatus::Unsubscribed)
+    );
+    // Pressing the confirmation again welcomes nobody twice.
+    post_form(&srv.local(&link), &[]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(sink.messages().len(), 2);
+}
