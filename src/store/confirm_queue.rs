@@ -163,23 +163,31 @@ mod tests {
     fn a_queued_mail_is_due_retried_replaced_and_expires() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(&d.path().join("s.db")).unwrap();
-        s.queue_confirmation("a@x.org", Some("Ann"), 100, 1000)
+        let c = MailKind::Confirm;
+        s.queue_confirmation(c, "a@x.org", Some("Ann"), 100, 1000)
             .unwrap();
         let (due, _) = s.due_confirmations(100, 10).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].name.as_deref(), Some("Ann"));
-        s.confirmation_failed("a@x.org", 100, 100 + retry_delay(1), "down")
+        let first = due[0].clone();
+        s.confirmation_failed(&first, 100 + retry_delay(1), "down")
             .unwrap();
         assert!(s.due_confirmations(101, 10).unwrap().0.is_empty());
         let (due, _) = s.due_confirmations(105, 10).unwrap();
         assert_eq!(due[0].attempts, 1);
         // A newer sign-up replaces the mail; the old attempt's result changes nothing.
-        s.queue_confirmation("a@x.org", None, 200, 1100).unwrap();
-        s.confirmation_sent("a@x.org", 100).unwrap();
+        s.queue_confirmation(c, "a@x.org", None, 200, 1100).unwrap();
+        s.confirmation_sent(&first).unwrap();
         assert_eq!(s.queued_confirmations().unwrap(), 1);
-        s.confirmation_sent("a@x.org", 200).unwrap();
+        // The welcome mail of the same address waits beside it.
+        s.queue_confirmation(MailKind::Welcome, "a@x.org", None, 200, 1100)
+            .unwrap();
+        assert_eq!(s.queued_confirmations().unwrap(), 2);
+        for q in s.due_confirmations(200, 10).unwrap().0 {
+            s.confirmation_sent(&q).unwrap();
+        }
         assert_eq!(s.queued_confirmations().unwrap(), 0);
-        s.queue_confirmation("b@x.org", None, 300, 400).unwrap();
+        s.queue_confirmation(c, "b@x.org", None, 300, 400).unwrap();
         let (due, expired) = s.due_confirmations(400, 10).unwrap();
         assert!(due.is_empty());
         assert_eq!(expired, [("b@x.org".to_string(), None)]);
