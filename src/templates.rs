@@ -94,6 +94,11 @@ impl Templates {
         })
     }
 
+    /// Whether a template of that name is loaded (a built-in or one of `templates.dir`).
+    pub fn has(&self, name: &str) -> bool {
+        self.tera.get_template_names().any(|n| n == name)
+    }
+
     /// Renders the template `name` with `ctx`.
     pub fn render(&self, name: &str, ctx: &Context) -> Result<String> {
         self.tera

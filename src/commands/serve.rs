@@ -16,6 +16,8 @@ pub fn run(ctx: &Ctx, args: crate::cli::ServeArgs) -> Result<Exit> {
         .context("starting the async runtime")?;
     rt.block_on(async {
         let app = crate::serve::App::new(&ctx.config, &ctx.secrets)?;
+        // Confirmation mails queued by this or an earlier run go out in the background.
+        tokio::spawn(crate::serve::outbox::run(app.clone()));
         let limits = crate::serve::Limits::from_config(&ctx.config);
         crate::serve::run(app, &listen, limits, !ctx.quiet).await
     })?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use lettre::message::header::{ContentType, MIME_VERSION_1_0};
 use lettre::message::Mailbox;
+use lettre::message::MultiPart;
 use lettre::Message;
 
 use crate::config::Config;
@@ -37,6 +38,17 @@ impl Mailer {
 
     /// The message for `to`, with `subject` and the plain-text `body`.
     pub fn message(&self, to: &str, subject: &str, body: String) -> Result<Message> {
+        self.message_with(to, subject, body, None)
+    }
+
+    /// The same, with an HTML alternative to the text when `html` is given.
+    pub fn message_with(
+        &self,
+        to: &str,
+        subject: &str,
+        body: String,
+        html: Option<String>,
+    ) -> Result<Message> {
         let to_box = Mailbox::new(None, to.parse().context("the recipient address")?);
         let id = format!(
             "<confirm.{:016x}{:016x}@{}>",
@@ -49,12 +61,14 @@ impl Mailer {
             .to(to_box)
             .subject(subject)
             .message_id(Some(id))
-            .header(MIME_VERSION_1_0)
-            .header(ContentType::TEXT_PLAIN);
+            .header(MIME_VERSION_1_0);
         if let Some(r) = &self.reply_to {
             b = b.reply_to(r.clone());
         }
-        Ok(b.body(body)?)
+        Ok(match html {
+            Some(html) => b.multipart(MultiPart::alternative_plain_html(body, html))?,
+            None => b.header(ContentType::TEXT_PLAIN).body(body)?,
+        })
     }
 
     /// Hands one message to the SMTP server; returns the server's reply.

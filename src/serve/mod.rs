@@ -22,6 +22,7 @@ use crate::token::{self, Purpose};
 mod conn;
 pub mod limit;
 pub mod mail;
+pub mod outbox;
 pub mod pages;
 mod routes;
 
@@ -35,6 +36,8 @@ pub use routes::router;
 pub const BODY_LIMIT: usize = 8 * 1024;
 /// How long a confirmation link works.
 pub const CONFIRM_TTL_SECS: i64 = 48 * 3600;
+/// How long a welcome mail is tried before it is given up.
+pub const WELCOME_TTL_SECS: i64 = 7 * 24 * 3600;
 /// At most one confirmation mail per address in this many seconds.
 pub const CONFIRM_MAIL_GAP_SECS: i64 = 3600;
 /// How long one request may take, its body included.
@@ -51,6 +54,8 @@ struct Inner {
     /// Confirmation mails per hour, from every client together.
     budget: HourlyBudget,
     mailer: Mailer,
+    /// Wakes the sender of queued confirmation mails.
+    wake: tokio::sync::Notify,
     /// Where the reverse proxy exposes this server, without a trailing slash.
     public_url: String,
     trust_forwarded_for: bool,
@@ -78,6 +83,7 @@ impl App {
             limiter: RateLimiter::new(limit::SUBSCRIBE, limit::MAX_CLIENTS),
             budget: HourlyBudget::new(config.serve.confirm_mails_per_hour),
             mailer,
+            wake: tokio::sync::Notify::new(),
             public_url,
             trust_forwarded_for: config.serve.trust_forwarded_for,
         })))

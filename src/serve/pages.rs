@@ -34,6 +34,11 @@ impl Pages {
         Ok(pages)
     }
 
+    /// Whether `name` is a template (`welcome.txt` exists only in `templates.dir`).
+    pub fn has(&self, name: &str) -> bool {
+        self.templates.has(name)
+    }
+
     /// Renders `name` with the site and the given values.
     pub fn render(&self, name: &str, values: &[(&str, &str)]) -> Result<String> {
         let mut ctx = Context::new();

@@ -16,11 +16,10 @@ use serde::Deserialize;
 
 use super::{
     internal_error, limit, masked, App, TokenQuery, BODY_LIMIT, CONFIRM_MAIL_GAP_SECS,
-    CONFIRM_TTL_SECS, REQUEST_TIMEOUT,
+    CONFIRM_TTL_SECS, REQUEST_TIMEOUT, WELCOME_TTL_SECS,
 };
 use crate::store::normalize_address;
-use crate::store::{Confirmed, SignUp, Unsubscribed};
-use crate::token::{self, Purpose};
+use crate::store::{Confirmed, MailKind, SignUp, Unsubscribed};
 
 #[derive(Debug, Deserialize)]
 struct SignUpForm {
@@ -275,9 +274,10 @@ async fn subscribe(
     let now = chrono::Utc::now().timestamp();
     let a = address.clone();
     let name = form.name;
+    let n = name.clone();
     let decided = app
         .db(move |s| {
-            let action = s.serve_sign_up(&a, name.as_deref())?;
+            let action = s.serve_sign_up(&a, n.as_deref())?;
             let claim = match action {
                 SignUp::SendConfirmation => s.serve_claim_mail(&a, now, CONFIRM_MAIL_GAP_SECS)?,
                 SignUp::AlreadyActive | SignUp::Bounced | SignUp::Complained => None,
@@ -287,7 +287,7 @@ async fn subscribe(
         .await;
     match decided {
         Ok((action, claim)) => {
-            act_on_sign_up(&app, address, now, action, claim).await;
+            act_on_sign_up(&app, address, name, now, action, claim).await;
             done()
         }
         Err(e) => {
@@ -302,6 +302,7 @@ async fn subscribe(
 async fn act_on_sign_up(
     app: &App,
     address: String,
+    name: Option<String>,
     now: i64,
     action: SignUp,
     claim: Option<Option<i64>>,
@@ -319,10 +320,35 @@ async fn act_on_sign_up(
                 .await;
         }
         (SignUp::SendConfirmation, Some(previous)) => {
-            tracing::info!("sign-up from {shown}: mailing a confirmation link");
-            // The answer must not wait for SMTP: a slower reply for new addresses
-            // would tell which addresses are subscribed already.
-            tokio::spawn(send_confirmation(app.clone(), address, now, previous));
+            tracing::info!("sign-up from {shown}: queueing a confirmation link");
+            // The answer must not wait for SMTP: a slower reply for new addresses would tell
+            // which addresses are subscribed already. The queue retries until the mail is
+            // handed over or its link expires, so an SMTP server that is down loses nothing.
+            let a = address.clone();
+            let queued = app
+                .db(move |s| {
+                    let name = crate::store::normalize_name(name.as_deref());
+                    s.queue_confirmation(
+                        MailKind::Confirm,
+                        &a,
+                        name.as_deref(),
+                        now,
+                        now + CONFIRM_TTL_SECS,
+                    )
+                })
+                .await;
+            match queued {
+                Ok(()) => app.0.wake.notify_one(),
+                Err(e) => {
+                    tracing::error!("queueing the confirmation mail of {shown}: {e:#}");
+                    let _ = app
+                        .db(move |s| {
+                            s.serve_release_mail(&address, now, previous);
+                            Ok(())
+                        })
+                        .await;
+                }
+            }
         }
         (SignUp::SendConfirmation, None) => {
             tracing::info!(
@@ -335,43 +361,6 @@ async fn act_on_sign_up(
         }
         (SignUp::Complained, _) => {
             tracing::info!("sign-up from {shown}: the address complained before, none sent")
-        }
-    }
-}
-
-async fn send_confirmation(app: App, address: String, now: i64, previous: Option<i64>) {
-    let shown = masked(&address);
-    let r = async {
-        let expires = now + CONFIRM_TTL_SECS;
-        let t = token::sign(app.signing_key(), Purpose::Confirm { expires }, &address);
-        let link = format!("{}/confirm?token={t}&expires={expires}", app.0.public_url);
-        let until = chrono::DateTime::from_timestamp(expires, 0)
-            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default();
-        let body = app.0.pages.render(
-            "confirm_email.txt",
-            &[
-                ("address", &address),
-                ("confirm_url", &link),
-                ("expires", &until),
-            ],
-        )?;
-        let subject = format!("Confirm your subscription to {}", app.0.pages.site_title());
-        let message = app.0.mailer.message(&address, &subject, body)?;
-        app.0.mailer.send(&message).await
-    }
-    .await;
-    match r {
-        Ok(reply) => tracing::info!("confirmation link for {shown} handed over: {reply}"),
-        Err(e) => {
-            tracing::warn!("could not mail the confirmation link to {shown}: {e:#}");
-            let a = address.clone();
-            let _ = app
-                .db(move |s| {
-                    s.serve_release_mail(&a, now, previous);
-                    Ok(())
-                })
-                .await;
         }
     }
 }
@@ -409,7 +398,30 @@ async fn confirm(
     };
     let shown = masked(&address);
     let minted = expires - CONFIRM_TTL_SECS;
-    match app.db(move |s| s.serve_confirm(&address, minted)).await {
+    let a = address.clone();
+    let welcome = app.0.pages.has("welcome.txt");
+    let confirmed = app
+        .db(move |s| {
+            let c = s.serve_confirm(&a, minted)?;
+            if welcome && matches!(c, Confirmed::Activated) {
+                // The welcome mail goes out through the same queue as confirmations.
+                let now = chrono::Utc::now().timestamp();
+                let name = s.subscriber(&a)?.and_then(|x| x.name);
+                s.queue_confirmation(
+                    MailKind::Welcome,
+                    &a,
+                    name.as_deref(),
+                    now,
+                    now + WELCOME_TTL_SECS,
+                )?;
+            }
+            Ok(c)
+        })
+        .await;
+    if welcome && matches!(confirmed, Ok(Confirmed::Activated)) {
+        app.0.wake.notify_one();
+    }
+    match confirmed {
         Ok(Confirmed::Activated) | Ok(Confirmed::AlreadyActive) => {
             tracing::info!("confirmed {shown}");
             app.notice(

@@ -75,7 +75,12 @@ impl Store {
             )?,
             deliveries: tx.execute("DELETE FROM deliveries WHERE address = ?1", [a.as_str()])?,
         };
-        for table in ["serve_confirm_mails", "soft_bounces", "inbound_messages"] {
+        for table in [
+            "serve_confirm_mails",
+            "soft_bounces",
+            "inbound_messages",
+            "confirm_queue",
+        ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE address = ?1"),
                 [a.as_str()],

@@ -119,6 +119,20 @@ CREATE TABLE soft_bounces (
 );
 CREATE INDEX soft_bounces_address ON soft_bounces (address, at);
 "#,
+    r#"
+CREATE TABLE confirm_queue (
+    address         TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind = 'confirm' OR kind = 'welcome'),
+    name            TEXT,
+    queued_at       INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    PRIMARY KEY (address, kind)
+);
+CREATE INDEX confirm_queue_due ON confirm_queue (next_attempt_at);
+"#,
 ];
 
 /// Runs the migrations `conn` has not seen, in one transaction; refuses a newer schema.

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 
 mod address;
+mod confirm_queue;
 mod confirmations;
 mod erase;
 mod history;
@@ -29,6 +30,7 @@ mod subscribers;
 
 pub(crate) use address::normalize_address;
 pub use address::{Address, AddressError, ToAddress};
+pub(crate) use confirm_queue::{retry_delay, MailKind, QueuedConfirmation};
 pub(crate) use confirmations::{Confirmed, SignUp, Unsubscribed};
 pub use erase::Erased;
 pub use history::{ChangePath, StatusEvent};

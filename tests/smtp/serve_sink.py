@@ -40,6 +40,7 @@ def main():
     p.add_argument("--spool", required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--port", type=int, default=0)
     a = p.parse_args()
     os.makedirs(a.spool, exist_ok=True)
     sink = Sink(a.spool, open(a.log, "a", buffering=1), a.delay)
@@ -49,7 +50,7 @@ def main():
         loop.create_server(
             lambda: SMTP(sink, data_size_limit=0, enable_SMTPUTF8=True, auth_require_tls=False),
             "127.0.0.1",
-            0,
+            a.port,
         )
     )
     port = server.sockets[0].getsockname()[1]

@@ -1041,3 +1041,103 @@ fn forged_sources_cannot_exceed_the_hourly_mail_budget() {
     assert_eq!(r.status, 200);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+/// A sign-up made while the SMTP server is down is not lost: its mail waits in the state,
+/// goes out once the server is back (after the restart of `serve` too), and greets by name.
+#[test]
+fn a_sign_up_while_smtp_is_down_is_mailed_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("sink");
+    std::fs::create_dir_all(&spool_dir).unwrap();
+    // Take a free port for the SMTP server, then leave it closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let site = TestSite::for_serve(dir, port, "", "");
+    let srv = site.serve();
+    let r = post_form(
+        &srv.url("/subscribe"),
+        &[("email", "late@example.net"), ("name", "Late Reader")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Check your inbox"));
+    // The first try fails: the mail stays queued.
+    let t = std::time::Instant::now();
+    while !srv.log().contains("could not mail the confirmation link") {
+        assert!(t.elapsed().as_secs() < 15, "{}", srv.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(site.store().queued_confirmations().unwrap(), 1);
+    // serve restarts while the mail waits; then the SMTP server comes up.
+    drop(srv);
+    let srv = site.serve();
+    let sink = Sink::start_on(&spool_dir, 0.0, port);
+    let msgs = sink.wait_for(1);
+    assert_eq!(sink.recipients(), ["late@example.net"]);
+    let text = String::from_utf8_lossy(&msgs[0]);
+    assert!(text.contains("Hello Late Reader,"), "{text}");
+    let link = link_in(&msgs[0], &format!("{PUBLIC_URL}/confirm?"));
+    assert_eq!(post_form(&srv.local(&link), &[]).status, 200);
+    assert_eq!(
+        site.subscriber_status("late@example.net"),
+        Some(SubscriberStatus::Active)
+    );
+    let t = std::time::Instant::now();
+    while site.store().queued_confirmations().unwrap() != 0 {
+        assert!(t.elapsed().as_secs() < 10, "the sent mail stays queued");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Exactly one mail: nothing is sent twice.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(sink.messages().len(), 1);
+}
+
+/// With `welcome.txt` (and `welcome.html`) in `templates.dir`, a confirmed subscriber gets a
+/// welcome mail, once, greeting them by name and carrying a working unsubscribe link.
+#[test]
+fn a_confirmed_subscriber_is_welcomed_when_the_site_has_a_welcome_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), 0.0);
+    let site = TestSite::for_serve(dir, sink.port, "", "[templates]\ndir = \"tpl\"\n")
+        .file(
+            "tpl/welcome.txt",
+            "Hello {{ name }}, welcome to {{ site.title }}.\nLeave: {{ unsubscribe_url }}\n",
+        )
+        .file(
+            "tpl/welcome.html",
+            "<p>Hello {{ name }}, welcome to {{ site.title }}.</p>",
+        );
+    let srv = site.serve();
+    let r = post_form(
+        &srv.url("/subscribe"),
+        &[("email", "new@example.net"), ("name", "Ann <b>")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let link = link_in(&sink.wait_for(1)[0], &format!("{PUBLIC_URL}/confirm?"));
+    assert_eq!(post_form(&srv.local(&link), &[]).status, 200);
+    let msgs = sink.wait_for(2);
+    let welcome = mail_parser::MessageParser::default()
+        .parse(&msgs[1])
+        .unwrap();
+    assert_eq!(welcome.subject(), Some("Welcome to Test Digest"));
+    let text = welcome.body_text(0).unwrap().to_string();
+    assert!(
+        text.contains("Hello Ann <b>, welcome to Test Digest."),
+        "{text}"
+    );
+    let html = welcome.body_html(0).unwrap().to_string();
+    assert!(html.contains("Hello Ann &lt;b&gt;"), "{html}");
+    // The link in it unsubscribes.
+    let leave = link_in(&msgs[1], &format!("{PUBLIC_URL}/unsubscribe?"));
+    assert_eq!(post_form(&srv.local(&leave), &[]).status, 200);
+    assert_eq!(
+        site.subscriber_status("new@example.net"),
+        Some(SubscriberStatus::Unsubscribed)
+    );
+    // Pressing the confirmation again welcomes nobody twice.
+    post_form(&srv.local(&link), &[]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(sink.messages().len(), 2);
+}

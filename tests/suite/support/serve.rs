@@ -25,7 +25,13 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(dir: &Path, delay_secs: f64) -> Sink {
+        Sink::start_on(dir, delay_secs, 0)
+    }
+
+    /// The sink on `port` (0: any free port).
+    pub fn start_on(dir: &Path, delay_secs: f64, port: u16) -> Sink {
         let port_file = dir.join("sink.port");
+        let _ = std::fs::remove_file(&port_file);
         let spool = dir.join("spool");
         let log = dir.join("received.log");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/serve_sink.py");
@@ -39,6 +45,8 @@ impl Sink {
             .arg(&log)
             .arg("--delay")
             .arg(delay_secs.to_string())
+            .arg("--port")
+            .arg(port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

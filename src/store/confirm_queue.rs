@@ -1,0 +1,196 @@
+//! The queue of confirmation mails: a sign-up is answered at once and its mail is queued here,
+//! then sent by `serve` and retried with backoff until it is handed over or its link expires,
+//! so no sign-up is lost to an SMTP server that is down for a while.
+
+use anyhow::Result;
+use rusqlite::params;
+
+use super::Store;
+
+/// Which mail: the confirmation link, or the welcome after confirming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    Confirm,
+    Welcome,
+}
+
+impl MailKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            MailKind::Confirm => "confirm",
+            MailKind::Welcome => "welcome",
+        }
+    }
+}
+
+/// A mail of `serve` waiting to go out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedConfirmation {
+    pub address: String,
+    pub kind: MailKind,
+    pub name: Option<String>,
+    /// When it was queued: names this sign-up (a newer one replaces it).
+    pub queued_at: i64,
+    /// When its link stops working.
+    pub expires_at: i64,
+    pub attempts: u32,
+}
+
+/// A mail whose link expired before it could be sent: the address and the last error.
+pub(crate) type Expired = (String, Option<String>);
+
+impl Store {
+    /// Queues the confirmation mail of a sign-up, replacing an older one for the address.
+    pub(crate) fn queue_confirmation(
+        &self,
+        kind: MailKind,
+        address: &str,
+        name: Option<&str>,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO confirm_queue (address, kind, name, queued_at, expires_at, attempts, next_attempt_at)
+                 VALUES (?1, ?5, ?2, ?3, ?4, 0, ?3)
+                 ON CONFLICT (address, kind) DO UPDATE SET name = excluded.name,
+                     queued_at = excluded.queued_at, expires_at = excluded.expires_at,
+                     attempts = 0, next_attempt_at = excluded.next_attempt_at, last_error = NULL",
+            )?
+            .execute(params![address, name, now, expires_at, kind.as_str()])?;
+        Ok(())
+    }
+
+    /// Up to `limit` mails due at `now`, oldest first; mails whose link expired are dropped
+    /// and returned apart, for the log.
+    pub(crate) fn due_confirmations(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<(Vec<QueuedConfirmation>, Vec<Expired>)> {
+        let expired: Vec<Expired> = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM confirm_queue WHERE expires_at <= ?1 RETURNING address, last_error",
+            )?
+            .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let due = self
+            .conn
+            .prepare_cached(
+                "SELECT address, name, queued_at, expires_at, attempts, kind FROM confirm_queue
+                 WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, address LIMIT ?2",
+            )?
+            .query_map(params![now, limit as i64], |r| {
+                Ok(QueuedConfirmation {
+                    address: r.get(0)?,
+                    name: r.get(1)?,
+                    queued_at: r.get(2)?,
+                    expires_at: r.get(3)?,
+                    attempts: r.get(4)?,
+                    kind: if r.get::<_, String>(5)? == "welcome" {
+                        MailKind::Welcome
+                    } else {
+                        MailKind::Confirm
+                    },
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok((due, expired))
+    }
+
+    /// The mail was handed over: it leaves the queue (unless a newer sign-up replaced it).
+    pub(crate) fn confirmation_sent(&self, q: &QueuedConfirmation) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM confirm_queue WHERE address = ?1 AND kind = ?2 AND queued_at = ?3",
+            )?
+            .execute(params![q.address, q.kind.as_str(), q.queued_at])?;
+        Ok(())
+    }
+
+    /// The mail could not be handed over: try again at `next_attempt_at`.
+    pub(crate) fn confirmation_failed(
+        &self,
+        q: &QueuedConfirmation,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE confirm_queue SET attempts = attempts + 1, next_attempt_at = ?3,
+                     last_error = ?4
+                 WHERE address = ?1 AND queued_at = ?2 AND kind = ?5",
+            )?
+            .execute(params![
+                q.address,
+                q.queued_at,
+                next_attempt_at,
+                error,
+                q.kind.as_str()
+            ])?;
+        Ok(())
+    }
+
+    /// How many confirmation mails wait.
+    pub fn queued_confirmations(&self) -> Result<usize> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM confirm_queue", [], |r| {
+                r.get::<_, i64>(0)
+            })? as usize)
+    }
+}
+
+/// Seconds before the next try after `attempts` failed ones: 5 s, 15 s, 1 min, 5 min, 15 min,
+/// then every hour until the link expires.
+pub(crate) fn retry_delay(attempts: u32) -> i64 {
+    match attempts {
+        0 | 1 => 5,
+        2 => 15,
+        3 => 60,
+        4 => 300,
+        5 => 900,
+        _ => 3600,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_mail_is_due_retried_replaced_and_expires() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("s.db")).unwrap();
+        let c = MailKind::Confirm;
+        s.queue_confirmation(c, "a@x.org", Some("Ann"), 100, 1000)
+            .unwrap();
+        let (due, _) = s.due_confirmations(100, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].name.as_deref(), Some("Ann"));
+        let first = due[0].clone();
+        s.confirmation_failed(&first, 100 + retry_delay(1), "down")
+            .unwrap();
+        assert!(s.due_confirmations(101, 10).unwrap().0.is_empty());
+        let (due, _) = s.due_confirmations(105, 10).unwrap();
+        assert_eq!(due[0].attempts, 1);
+        // A newer sign-up replaces the mail; the old attempt's result changes nothing.
+        s.queue_confirmation(c, "a@x.org", None, 200, 1100).unwrap();
+        s.confirmation_sent(&first).unwrap();
+        assert_eq!(s.queued_confirmations().unwrap(), 1);
+        // The welcome mail of the same address waits beside it.
+        s.queue_confirmation(MailKind::Welcome, "a@x.org", None, 200, 1100)
+            .unwrap();
+        assert_eq!(s.queued_confirmations().unwrap(), 2);
+        for q in s.due_confirmations(200, 10).unwrap().0 {
+            s.confirmation_sent(&q).unwrap();
+        }
+        assert_eq!(s.queued_confirmations().unwrap(), 0);
+        s.queue_confirmation(c, "b@x.org", None, 300, 400).unwrap();
+        let (due, expired) = s.due_confirmations(400, 10).unwrap();
+        assert!(due.is_empty());
+        assert_eq!(expired, [("b@x.org".to_string(), None)]);
+        assert_eq!(s.queued_confirmations().unwrap(), 0);
+    }
+}
