@@ -478,14 +478,14 @@ impl Handler {
             chrono::Utc::now().format("%Y%m%dT%H%M%S"),
             Sha256::digest(raw)
         );
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::write(&tmp, raw)?;
-            std::fs::rename(&tmp, dir.join(&name))
-        };
-        if let Err(e) = write() {
-            diag::warning(format!("cannot keep the message in {}: {e}", dir.display()));
+        let written = std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))
+            .and_then(|()| super::output::write(&dir.join(&name), raw));
+        if let Err(e) = written {
+            diag::warning(format!(
+                "cannot keep the message in {}: {e:#}",
+                dir.display()
+            ));
         }
     }
 }

@@ -1050,11 +1050,7 @@ fn a_sign_up_while_smtp_is_down_is_mailed_once_it_is_back() {
     let spool_dir = dir.path().join("sink");
     std::fs::create_dir_all(&spool_dir).unwrap();
     // Take a free port for the SMTP server, then leave it closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let site = TestSite::for_serve(dir, port, "", "");
     let srv = site.serve();
     let r = post_form(

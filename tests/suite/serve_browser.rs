@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::serve::*;
-use crate::support::{artifacts, TestSite};
+use crate::support::{artifacts, free_port, TestSite};
 use base64::Engine;
 use serde_json::{json, Value};
 use techshack::store::SubscriberStatus;
@@ -17,13 +17,6 @@ pub(crate) struct Driver {
     base: String,
     session: String,
     _profile: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 pub(crate) fn wd(method: &str, url: &str, body: Option<Value>) -> Value {

@@ -75,6 +75,14 @@ pub fn issue_from_markdown(config: &Config, slug: &str, title: &str, md: &str) -
     issue.unwrap_or_else(|| panic!("{slug}.md makes no issue"))
 }
 
+/// A loopback port free at the time of asking, for a server the test starts on it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// The built binary, with nothing of the environment changed.
 pub fn techshack() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("techshack").expect("the techshack binary is built")

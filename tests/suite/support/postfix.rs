@@ -11,20 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::free_port;
+
 pub struct Relay {
     etc: PathBuf,
     pub port: u16,
     /// The Maildir that receives mail for `local_domain`.
     pub maildir: PathBuf,
     pub log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn id(flag: &str) -> String {
