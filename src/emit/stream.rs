@@ -44,6 +44,19 @@ struct Stream<I> {
     count: usize,
 }
 
+impl<I> Stream<I> {
+    /// The documents this stream writes, as the feed plan names them.
+    fn family<'a>(&'a self, config: &'a Config) -> Family<'a, 'a> {
+        Family {
+            config,
+            meta: &self.meta,
+            feed_id: &self.id,
+            stem_name: &self.name,
+            items: self.items,
+        }
+    }
+}
+
 /// Writes the feeds of issues pushed oldest first (see [`super::write_feeds`]).
 pub struct FeedWriter<'c, I> {
     config: &'c Config,
@@ -119,14 +132,7 @@ impl<'c, I: Borrow<Issue> + Clone> FeedWriter<'c, I> {
         }
         let lang = s.meta.language.as_str();
         let entries: Vec<Entry<'_>> = s.newest.iter().map(|u| u.entry(lang)).collect();
-        let family = Family {
-            config: self.config,
-            meta: &s.meta,
-            feed_id: &s.id,
-            stem_name: &s.name,
-            items: s.items,
-        };
-        let jobs = family.archive(s.count / limit, &entries);
+        let jobs = s.family(self.config).archive(s.count / limit, &entries);
         self.written.archives += jobs.len();
         write_jobs(&jobs, staging)
     }
@@ -151,14 +157,10 @@ impl<'c, I: Borrow<Issue> + Clone> FeedWriter<'c, I> {
             }
         }
         for (s, entries) in &all {
-            let family = Family {
-                config: self.config,
-                meta: &s.meta,
-                feed_id: &s.id,
-                stem_name: &s.name,
-                items: s.items,
-            };
-            jobs.extend(family.current(s.count / self.limit, entries, newest));
+            jobs.extend(
+                s.family(self.config)
+                    .current(s.count / self.limit, entries, newest),
+            );
         }
         written.documents = jobs.len();
         write_jobs(&jobs, staging)?;

@@ -193,21 +193,30 @@ impl Conn {
                 step.as_secs()
             )),
             Err(_) => Outcome::Retry("the server stopped reading the message".into()),
-            Ok(Err(e)) => {
-                let o = classify_error(
-                    &e,
-                    after_dot,
-                    "sending the message",
-                    Phase::Content,
-                    &self.secrets,
-                );
-                match o {
-                    // A 421 to the dot: the message was refused, the session is over.
-                    Outcome::Retry(_) | Outcome::Unknown(_) => o,
-                    _ => self.reset_after(o, step).await,
-                }
-            }
+            Ok(Err(e)) => self.content_refused(&e, after_dot, step).await,
             Ok(Ok(resp)) => Outcome::Sent(reply_text(&resp, &self.secrets)),
+        }
+    }
+
+    /// What an error while the content or its final dot went out means; after a refusal the
+    /// session is reset for the next message.
+    async fn content_refused(
+        &mut self,
+        e: &lettre::transport::smtp::Error,
+        after_dot: bool,
+        step: Duration,
+    ) -> Outcome {
+        let o = classify_error(
+            e,
+            after_dot,
+            "sending the message",
+            Phase::Content,
+            &self.secrets,
+        );
+        match o {
+            // A 421 to the dot: the message was refused, the session is over.
+            Outcome::Retry(_) | Outcome::Unknown(_) => o,
+            _ => self.reset_after(o, step).await,
         }
     }
 
@@ -233,19 +242,7 @@ impl Conn {
                     step.as_secs()
                 )),
                 Ok(Ok(resp)) => Outcome::Sent(reply_text(&resp, &self.secrets)),
-                Ok(Err(e)) => {
-                    let o = classify_error(
-                        &e,
-                        true,
-                        "sending the message",
-                        Phase::Content,
-                        &self.secrets,
-                    );
-                    match o {
-                        Outcome::Retry(_) | Outcome::Unknown(_) => o,
-                        _ => self.reset_after(o, step).await,
-                    }
-                }
+                Ok(Err(e)) => self.content_refused(&e, true, step).await,
             },
         )
     }

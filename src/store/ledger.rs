@@ -14,7 +14,8 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{now_text, open_connection, Address, Store};
+use super::history::{current_status, record_status_change, ChangePath, StatusChange};
+use super::{now_text, open_connection, Address, Store, SubscriberStatus};
 
 /// Where one delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -631,18 +632,6 @@ fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
                  next_attempt_at = ?5, updated_at = ?6
              WHERE id = ?1",
         )?;
-        // The subscriber's history says why: the refusal, by the path `bounce`.
-        let mut bounce_event = tx.prepare_cached(
-            "INSERT INTO subscriber_events (address, at, from_status, to_status, path, reason)
-             SELECT s.address, ?2, s.status, 'bounced', 'bounce', ?3 FROM subscribers s
-             WHERE s.address = (SELECT address FROM deliveries WHERE id = ?1)
-               AND s.status IN ('active', 'pending')",
-        )?;
-        let mut bounce = tx.prepare_cached(
-            "UPDATE subscribers SET status = 'bounced', updated_at = ?2, reason = ?3
-             WHERE address = (SELECT address FROM deliveries WHERE id = ?1)
-               AND status IN ('active', 'pending')",
-        )?;
         for op in batch.drain(..) {
             match op {
                 Op::Claim { id, at, done } => {
@@ -675,8 +664,7 @@ fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
                     };
                     set.execute(params![id, state.as_str(), reply, attempts, next, now])?;
                     if let Change::Failed { bounce: true, .. } = change {
-                        bounce_event.execute(params![id, now, reply])?;
-                        bounce.execute(params![id, now, reply])?;
+                        bounce_subscriber(&tx, id, reply, &now)?;
                     }
                 }
                 Op::Flush(done) => replies.push(Box::new(move || {
@@ -688,6 +676,30 @@ fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
     }
     tx.commit()?;
     Ok(replies)
+}
+
+/// Marks the subscriber of delivery `id` bounced, if they still receive mail, through the
+/// one status-change function, so their history says why.
+fn bounce_subscriber(tx: &Connection, id: i64, reply: &str, now: &str) -> Result<()> {
+    let address: String = tx
+        .prepare_cached("SELECT address FROM deliveries WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let from = current_status(tx, &address)?;
+    if let Some(from @ (SubscriberStatus::Active | SubscriberStatus::Pending)) = from {
+        record_status_change(
+            tx,
+            &StatusChange {
+                address: &address,
+                name: None,
+                from: Some(from),
+                to: SubscriberStatus::Bounced,
+                path: ChangePath::Bounce,
+                reason: Some(reply),
+                at: now,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
