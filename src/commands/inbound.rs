@@ -27,7 +27,7 @@ const MAX_MESSAGE: u64 = 32 * 1024 * 1024;
 
 pub fn run(ctx: &Ctx, a: InboundArgs) -> Result<Exit> {
     let h = Handler::new(ctx, &a);
-    let mut store = match Store::open(&ctx.config.state.db) {
+    let mut store = match Store::open_config(&ctx.config.state) {
         Ok(s) => s,
         Err(e) => {
             diag::error(format!(

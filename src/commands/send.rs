@@ -25,7 +25,7 @@ use crate::mail::session::Outcome;
 use crate::mail::smtp::{ConnectError, Target};
 use crate::mail::verp;
 use crate::model::Issue;
-use crate::store::{Address, Counts, DeliveryState, Store};
+use crate::store::{Address, Counts, DeliveryState, Location, Store};
 
 pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
     let config = &ctx.config;
@@ -48,13 +48,18 @@ pub fn run(ctx: &Ctx, args: SendArgs) -> Result<Exit> {
     if testing {
         return test_send(ctx, &args, issue.as_ref());
     }
-    let db = config.state.db.clone();
-    // A send already running is no failure: this run's work is done by it, or by a later
-    // run (75, as for deferred deliveries, so a timer does not mark the unit failed).
-    let Some(_lock) = SendLock::acquire(&db)? else {
-        return Ok(Exit::TempFail);
+    let location = Location::of(&config.state)?;
+    // On SQLite one send runs at a time: a send already running is no failure, this run's
+    // work is done by it, or by a later run (75, as for deferred deliveries, so a timer does
+    // not mark the unit failed). On PostgreSQL senders cooperate through their leases.
+    let _lock = match &location {
+        Location::File(db) => match SendLock::acquire(db)? {
+            Some(lock) => Some(lock),
+            None => return Ok(Exit::TempFail),
+        },
+        Location::Postgres(_) => None,
     };
-    let mut store = Store::open(&db)?;
+    let mut store = Store::open_at(&location)?;
     let mut run = Runner::start(ctx)?;
     match (args.latest, issue) {
         (false, Some(issue)) => {
@@ -382,9 +387,10 @@ impl<'a> Runner<'a> {
                 eprintln!("{slug}: {n} active subscriber(s) snapshotted");
             }
             let due = store.due_count(slug, unix_now)?;
-            let rows = store.due_pages(slug, unix_now)?;
+            let lease = store.lease(slug, config.state.lease_seconds, stop.clone())?;
+            let rows = store.due_pages(slug, unix_now, lease.id())?;
             let progress = progress_bar(ctx, due as u64);
-            let writer = store.writer()?;
+            let writer = store.writer(lease.id())?;
             let report = deliver::deliver(
                 rows,
                 deliver::Run {
@@ -400,8 +406,10 @@ impl<'a> Runner<'a> {
             .await;
             progress.finish_and_clear();
             let finished = writer.finish();
+            let released = lease.finish();
             let report = report?;
             finished?;
+            released?;
             Ok(Some(Delivered {
                 report,
                 due,

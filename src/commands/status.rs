@@ -6,14 +6,14 @@ use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::diag::Exit;
-use crate::store::{DeliveryState, Store};
+use crate::store::{DeliveryState, Location, Store};
 
 /// Exit 1 for an issue never sent: a monitoring script with a typo in the slug must not read
 /// all-zero counts as a finished send.
 pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<Exit> {
-    let db = &ctx.config.state.db;
+    let location = Location::of(&ctx.config.state)?;
     // Looking must not create the state file (nor its folder).
-    if !db.exists() {
+    if let Some(Location::File(db)) = location.clone().filter(|db| !db.exists()) {
         return Ok(match &args.issue {
             Some(issue) => {
                 eprintln!(
@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<Exit> {
             }
         });
     }
-    let store = Store::open(db)?;
+    let store = Store::open_at(&location)?;
     let out = std::io::stdout();
     let mut out = out.lock();
     let Some(issue) = args.issue else {

@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, Exit};
 use crate::store::{AddOutcome, Address, ChangePath, Store, SubscriberStatus};
 
 pub fn run(ctx: &Ctx, cmd: SubscribersCommand) -> Result<Exit> {
-    let mut store = Store::open(&ctx.config.state.db)?;
+    let mut store = Store::open_config(&ctx.config.state)?;
     store.set_keys(ctx.secrets.verification_keys());
     match cmd {
         SubscribersCommand::Import {

@@ -556,12 +556,19 @@ impl Default for SmtpConfig {
 #[serde(default)]
 pub struct StateConfig {
     pub db: PathBuf,
+    /// A PostgreSQL database (`postgres://user@host:port/db`) instead of the SQLite file.
+    pub url: Option<String>,
+    /// Seconds a sender's lease on its rows lasts without renewal (it is renewed every third
+    /// of it): after a sender dies, others take over its rows this long after.
+    pub lease_seconds: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             db: PathBuf::from("state/techshack.sqlite3"),
+            url: None,
+            lease_seconds: 30,
         }
     }
 }

@@ -678,8 +678,9 @@ mod tests {
         let rows: Vec<_> = (0..n).map(|i| (format!("u{i}@x.org"), None)).collect();
         store.import(&rows).unwrap();
         store.snapshot("i").unwrap();
-        let due = store.due_pages("i", 0).unwrap();
-        let writer = store.writer().unwrap();
+        let lease = store.lease("i", 30, Arc::default()).unwrap();
+        let due = store.due_pages("i", 0, lease.id()).unwrap();
+        let writer = store.writer(lease.id()).unwrap();
         let target = Arc::new(FakeTransport {
             script: Mutex::new(script),
             log: Arc::default(),

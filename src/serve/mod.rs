@@ -74,7 +74,7 @@ impl App {
         let public_url = public_url(config)?;
         let pages = Pages::load(config)?;
         let mailer = Mailer::from_config(config, secrets.smtp_password())?;
-        let mut store = Store::open(&config.state.db)?;
+        let mut store = Store::open_config(&config.state)?;
         store.set_keys(keys.clone());
         Ok(App(Arc::new(Inner {
             keys,

@@ -2,10 +2,13 @@
 //! then sent by `serve` and retried with backoff until it is handed over or its link expires,
 //! so no sign-up is lost to an SMTP server that is down for a while.
 
-use anyhow::Result;
-use rusqlite::params;
-
+use super::db::{p, Row};
 use super::Store;
+use anyhow::Result;
+
+/// How long a `serve` process holds the mails it took from the queue before another may take
+/// them (it crashed, or its SMTP server hangs): longer than a send's SMTP timeouts.
+const CLAIM_SECS: i64 = 300;
 
 /// Which mail: the confirmation link, or the welcome after confirming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,15 +52,14 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO confirm_queue (address, kind, name, queued_at, expires_at, attempts, next_attempt_at)
-                 VALUES (?1, ?5, ?2, ?3, ?4, 0, ?3)
-                 ON CONFLICT (address, kind) DO UPDATE SET name = excluded.name,
-                     queued_at = excluded.queued_at, expires_at = excluded.expires_at,
-                     attempts = 0, next_attempt_at = excluded.next_attempt_at, last_error = NULL",
-            )?
-            .execute(params![address, name, now, expires_at, kind.as_str()])?;
+        self.conn.execute(
+            "INSERT INTO confirm_queue (address, kind, name, queued_at, expires_at, attempts, next_attempt_at)
+             VALUES (?1, ?5, ?2, ?3, ?4, 0, ?3)
+             ON CONFLICT (address, kind) DO UPDATE SET name = excluded.name,
+                 queued_at = excluded.queued_at, expires_at = excluded.expires_at,
+                 attempts = 0, next_attempt_at = excluded.next_attempt_at, last_error = NULL",
+            p![address, name, now, expires_at, kind.as_str()],
+        )?;
         Ok(())
     }
 
@@ -70,42 +72,43 @@ impl Store {
     ) -> Result<(Vec<QueuedConfirmation>, Vec<Expired>)> {
         let expired: Vec<Expired> = self
             .conn
-            .prepare_cached(
+            .query(
                 "DELETE FROM confirm_queue WHERE expires_at <= ?1 RETURNING address, last_error",
+                p![now],
             )?
-            .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let due = self
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect::<Result<_>>()?;
+        // The mails are taken: pushed out of reach of another `serve` process for
+        // [`CLAIM_SECS`]; sent ones are deleted and failed ones given their next attempt.
+        let sql = format!(
+            "UPDATE confirm_queue SET next_attempt_at = ?3
+             WHERE (address, kind) IN (
+                 SELECT address, kind FROM confirm_queue WHERE next_attempt_at <= ?1
+                 ORDER BY next_attempt_at, address LIMIT ?2 {})
+             RETURNING address, name, queued_at, expires_at, attempts, kind",
+            if self.conn.is_postgres() {
+                "FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            }
+        );
+        let mut due = self
             .conn
-            .prepare_cached(
-                "SELECT address, name, queued_at, expires_at, attempts, kind FROM confirm_queue
-                 WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, address LIMIT ?2",
-            )?
-            .query_map(params![now, limit as i64], |r| {
-                Ok(QueuedConfirmation {
-                    address: r.get(0)?,
-                    name: r.get(1)?,
-                    queued_at: r.get(2)?,
-                    expires_at: r.get(3)?,
-                    attempts: r.get(4)?,
-                    kind: if r.get::<_, String>(5)? == "welcome" {
-                        MailKind::Welcome
-                    } else {
-                        MailKind::Confirm
-                    },
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+            .query(&sql, p![now, limit, now + CLAIM_SECS])?
+            .iter()
+            .map(queued_of_row)
+            .collect::<Result<Vec<_>>>()?;
+        due.sort_by(|a, b| (a.attempts, &a.address).cmp(&(b.attempts, &b.address)));
         Ok((due, expired))
     }
 
     /// The mail was handed over: it leaves the queue (unless a newer sign-up replaced it).
     pub(crate) fn confirmation_sent(&self, q: &QueuedConfirmation) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "DELETE FROM confirm_queue WHERE address = ?1 AND kind = ?2 AND queued_at = ?3",
-            )?
-            .execute(params![q.address, q.kind.as_str(), q.queued_at])?;
+        self.conn.execute(
+            "DELETE FROM confirm_queue WHERE address = ?1 AND kind = ?2 AND queued_at = ?3",
+            p![&q.address, q.kind.as_str(), q.queued_at],
+        )?;
         Ok(())
     }
 
@@ -116,30 +119,42 @@ impl Store {
         next_attempt_at: i64,
         error: &str,
     ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE confirm_queue SET attempts = attempts + 1, next_attempt_at = ?3,
-                     last_error = ?4
-                 WHERE address = ?1 AND queued_at = ?2 AND kind = ?5",
-            )?
-            .execute(params![
-                q.address,
+        self.conn.execute(
+            "UPDATE confirm_queue SET attempts = attempts + 1, next_attempt_at = ?3,
+                 last_error = ?4
+             WHERE address = ?1 AND queued_at = ?2 AND kind = ?5",
+            p![
+                &q.address,
                 q.queued_at,
                 next_attempt_at,
                 error,
                 q.kind.as_str()
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
     /// How many confirmation mails wait.
     pub fn queued_confirmations(&self) -> Result<usize> {
-        Ok(self
-            .conn
-            .query_row("SELECT COUNT(*) FROM confirm_queue", [], |r| {
-                r.get::<_, i64>(0)
-            })? as usize)
+        self.conn
+            .query_one("SELECT COUNT(*) FROM confirm_queue", p![])?
+            .get(0)
     }
+}
+
+fn queued_of_row(r: &Row) -> Result<QueuedConfirmation> {
+    Ok(QueuedConfirmation {
+        address: r.get(0)?,
+        name: r.get(1)?,
+        queued_at: r.get(2)?,
+        expires_at: r.get(3)?,
+        attempts: r.get(4)?,
+        kind: if r.get::<String>(5)? == "welcome" {
+            MailKind::Welcome
+        } else {
+            MailKind::Confirm
+        },
+    })
 }
 
 /// Seconds before the next try after `attempts` failed ones: 5 s, 15 s, 1 min, 5 min, 15 min,

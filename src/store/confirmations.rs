@@ -2,8 +2,8 @@
 //! when a confirmation mail last went to an address (`serve_confirm_mails`).
 
 use anyhow::Result;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
+use super::db::p;
 use super::erase::{clear_erased, matcher};
 use super::history::{current_status, record_status_change, ChangePath, StatusChange};
 use super::{now_text, Store, SubscriberStatus, ToAddress};
@@ -54,9 +54,7 @@ impl Store {
     pub(crate) fn serve_unsubscribe(&mut self, address: impl ToAddress) -> Result<Unsubscribed> {
         let a = address.to_address()?;
         let at = now_text();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         let from = current_status(&tx, &a)?;
         let change = |from| StatusChange {
             address: &a,
@@ -112,28 +110,26 @@ impl Store {
         now: i64,
         min_gap_secs: i64,
     ) -> Result<Option<Option<i64>>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         // Rows older than the gap decide nothing any more; dropping them keeps the table small.
         tx.execute(
             "DELETE FROM serve_confirm_mails WHERE last_sent_at <= ?1",
-            [now - min_gap_secs],
+            p![now - min_gap_secs],
         )?;
         let last: Option<i64> = tx
-            .query_row(
+            .query_opt(
                 "SELECT last_sent_at FROM serve_confirm_mails WHERE address = ?1",
-                [address],
-                |r| r.get(0),
-            )
-            .optional()?;
+                p![address],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         if last.is_some_and(|t| now - t < min_gap_secs) {
             return Ok(None);
         }
         tx.execute(
             "INSERT INTO serve_confirm_mails (address, last_sent_at) VALUES (?1, ?2)
              ON CONFLICT (address) DO UPDATE SET last_sent_at = excluded.last_sent_at",
-            params![address, now],
+            p![address, now],
         )?;
         tx.commit()?;
         Ok(Some(last))
@@ -145,11 +141,11 @@ impl Store {
             Some(p) => self.conn.execute(
                 "UPDATE serve_confirm_mails SET last_sent_at = ?3
                  WHERE address = ?1 AND last_sent_at = ?2",
-                params![address, claimed_at, p],
+                p![address, claimed_at, p],
             ),
             None => self.conn.execute(
                 "DELETE FROM serve_confirm_mails WHERE address = ?1 AND last_sent_at = ?2",
-                params![address, claimed_at],
+                p![address, claimed_at],
             ),
         };
         if let Err(e) = r {
@@ -167,9 +163,7 @@ impl Store {
     ) -> Result<Confirmed> {
         let a = address.to_address()?;
         let at = now_text();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         let erased = matcher(&tx, &self.keys)?;
         if erased
             .erased_at(&a)
@@ -178,12 +172,12 @@ impl Store {
             return Ok(Confirmed::UnsubscribedSince);
         }
         let row: Option<(String, String)> = tx
-            .query_row(
+            .query_opt(
                 "SELECT status, updated_at FROM subscribers WHERE address = ?1",
-                [a.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+                p![a.as_str()],
+            )?
+            .map(|r| Ok::<_, anyhow::Error>((r.get(0)?, r.get(1)?)))
+            .transpose()?;
         let activate = |from| {
             record_status_change(
                 &tx,

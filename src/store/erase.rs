@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Result};
-use rusqlite::{params, Connection, TransactionBehavior};
 
+use super::db::{p, Conn};
 use super::{now_text, Address, Store, ToAddress};
 use crate::token::address_hash;
 
@@ -63,17 +63,15 @@ impl Store {
         let Some(key) = self.keys.first().cloned() else {
             bail!("$TECHSHACK_SECRET is not set: erasing keeps a hash of the address keyed by it, so that the address is never added back; set it first");
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         let out = Erased {
-            subscriber: tx.execute("DELETE FROM subscribers WHERE address = ?1", [a.as_str()])?
+            subscriber: tx.execute("DELETE FROM subscribers WHERE address = ?1", p![a.as_str()])?
                 == 1,
             events: tx.execute(
                 "DELETE FROM subscriber_events WHERE address = ?1",
-                [a.as_str()],
+                p![a.as_str()],
             )?,
-            deliveries: tx.execute("DELETE FROM deliveries WHERE address = ?1", [a.as_str()])?,
+            deliveries: tx.execute("DELETE FROM deliveries WHERE address = ?1", p![a.as_str()])?,
         };
         for table in [
             "serve_confirm_mails",
@@ -83,13 +81,13 @@ impl Store {
         ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE address = ?1"),
-                [a.as_str()],
+                p![a.as_str()],
             )?;
         }
         for k in &self.keys {
             tx.execute(
                 "DELETE FROM erased_addresses WHERE hash = ?1",
-                [address_hash(k, &a)],
+                p![address_hash(k, &a)],
             )?;
         }
         insert_erased(&tx, &address_hash(&key, &a), &now_text())?;
@@ -99,22 +97,24 @@ impl Store {
 
     /// Every erased hash with its time, by hash (for export).
     pub fn erased_hashes(&self) -> Result<Vec<(String, String)>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT hash, erased_at FROM erased_addresses ORDER BY hash")?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.conn
+            .query(
+                "SELECT hash, erased_at FROM erased_addresses ORDER BY hash",
+                p![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 }
 
 /// The erased hashes as stored, read inside the caller's transaction.
-pub(crate) fn matcher(conn: &Connection, keys: &[Vec<u8>]) -> Result<ErasedMatcher> {
-    let mut st = conn.prepare_cached("SELECT hash, erased_at FROM erased_addresses")?;
-    let hashes = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-        .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+pub(crate) fn matcher(conn: &Conn, keys: &[Vec<u8>]) -> Result<ErasedMatcher> {
+    let hashes = conn
+        .query("SELECT hash, erased_at FROM erased_addresses", p![])?
+        .iter()
+        .map(|r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
     if !hashes.is_empty() && keys.is_empty() {
         bail!(
             "{} erased address(es) are kept as hashes keyed by $TECHSHACK_SECRET: set it, so that none of them is added back",
@@ -128,21 +128,21 @@ pub(crate) fn matcher(conn: &Connection, keys: &[Vec<u8>]) -> Result<ErasedMatch
 }
 
 /// Keeps one erased hash (an erasure, or a restored or imported `erased` row).
-pub(crate) fn insert_erased(conn: &Connection, hash: &str, at: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO erased_addresses (hash, erased_at) VALUES (?1, ?2)
-             ON CONFLICT (hash) DO NOTHING",
-        )?
-        .execute(params![hash, at])?
-        == 1)
+pub(crate) fn insert_erased(conn: &Conn, hash: &str, at: &str) -> Result<bool> {
+    Ok(conn.execute(
+        "INSERT INTO erased_addresses (hash, erased_at) VALUES (?1, ?2)
+         ON CONFLICT (hash) DO NOTHING",
+        p![hash, at],
+    )? == 1)
 }
 
 /// Forgets the erasure of `address`: it has confirmed again through double opt-in.
-pub(crate) fn clear_erased(conn: &Connection, keys: &[Vec<u8>], address: &Address) -> Result<()> {
+pub(crate) fn clear_erased(conn: &Conn, keys: &[Vec<u8>], address: &Address) -> Result<()> {
     for k in keys {
-        conn.prepare_cached("DELETE FROM erased_addresses WHERE hash = ?1")?
-            .execute([address_hash(k, address)])?;
+        conn.execute(
+            "DELETE FROM erased_addresses WHERE hash = ?1",
+            p![address_hash(k, address)],
+        )?;
     }
     Ok(())
 }

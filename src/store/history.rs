@@ -5,9 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::Result;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use super::db::{p, Conn, Row};
 use super::{now_text, Store, SubscriberStatus, ToAddress};
 
 /// How a status change reached the list.
@@ -98,46 +98,45 @@ pub(crate) struct StatusChange<'a> {
 /// Sets the status (creating the row when `from` is `None`) and appends the event: the one
 /// function through which every status change goes. Returns false, recording nothing, when
 /// `from` is `None` and the row exists after all (an import's first guess).
-pub(crate) fn record_status_change(conn: &Connection, c: &StatusChange<'_>) -> Result<bool> {
+pub(crate) fn record_status_change(conn: &Conn, c: &StatusChange<'_>) -> Result<bool> {
     let changed = match c.from {
-        None => conn
-            .prepare_cached(
-                "INSERT INTO subscribers (address, name, status, added_at, updated_at, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (address) DO NOTHING",
-            )?
-            .execute(params![c.address, c.name, c.to.as_str(), c.at, c.reason])?,
-        Some(_) => conn
-            .prepare_cached(
-                "UPDATE subscribers SET status = ?2, reason = ?3, updated_at = ?4
-                 WHERE address = ?1",
-            )?
-            .execute(params![c.address, c.to.as_str(), c.reason, c.at])?,
+        None => conn.execute(
+            "INSERT INTO subscribers (address, name, status, added_at, updated_at, reason)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (address) DO NOTHING",
+            p![c.address, c.name, c.to.as_str(), c.at, c.reason],
+        )?,
+        Some(_) => conn.execute(
+            "UPDATE subscribers SET status = ?2, reason = ?3, updated_at = ?4
+             WHERE address = ?1",
+            p![c.address, c.to.as_str(), c.reason, c.at],
+        )?,
     };
     if changed == 0 {
         return Ok(false);
     }
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO subscriber_events (address, at, from_status, to_status, path, reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        c.address,
-        c.at,
-        c.from.map(|s| s.as_str()),
-        c.to.as_str(),
-        c.path.as_str(),
-        c.reason
-    ])?;
+        p![
+            c.address,
+            c.at,
+            c.from.map(|s| s.as_str()),
+            c.to.as_str(),
+            c.path.as_str(),
+            c.reason
+        ],
+    )?;
     Ok(true)
 }
 
 /// The status of `address` as stored, read inside the caller's transaction.
-pub(crate) fn current_status(conn: &Connection, address: &str) -> Result<Option<SubscriberStatus>> {
-    let s: Option<String> = conn
-        .prepare_cached("SELECT status FROM subscribers WHERE address = ?1")?
-        .query_row([address], |r| r.get(0))
-        .optional()?;
-    s.map(|s| s.parse()).transpose()
+pub(crate) fn current_status(conn: &Conn, address: &str) -> Result<Option<SubscriberStatus>> {
+    conn.query_opt(
+        "SELECT status FROM subscribers WHERE address = ?1",
+        p![address],
+    )?
+    .map(|r| r.get::<String>(0)?.parse())
+    .transpose()
 }
 
 impl Store {
@@ -152,9 +151,7 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<Option<SubscriberStatus>> {
         let a = address.to_address()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         let Some(from) = current_status(&tx, &a)? else {
             return Ok(None);
         };
@@ -180,72 +177,60 @@ impl Store {
     /// The recorded changes of one address, oldest first.
     pub fn history(&self, address: impl ToAddress) -> Result<Vec<StatusEvent>> {
         let a = address.to_address()?;
-        let mut st = self.conn.prepare_cached(
-            "SELECT at, from_status, to_status, path, reason FROM subscriber_events
-             WHERE address = ?1 ORDER BY id",
-        )?;
-        let rows = st.query_map([a.as_str()], event_of_row)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r??);
-        }
-        Ok(out)
+        self.conn
+            .query(
+                "SELECT at, from_status, to_status, path, reason FROM subscriber_events
+                 WHERE address = ?1 ORDER BY id",
+                p![a.as_str()],
+            )?
+            .iter()
+            .map(event_of_row)
+            .collect()
     }
 
     /// Every address's history, oldest first within each address: one query, for export.
     pub(crate) fn all_histories(
         &self,
     ) -> Result<std::collections::HashMap<String, Vec<StatusEvent>>> {
-        let mut st = self.conn.prepare(
+        let rows = self.conn.query(
             "SELECT at, from_status, to_status, path, reason, address FROM subscriber_events
              ORDER BY id",
+            p![],
         )?;
-        let mut rows = st.query([])?;
         let mut out: std::collections::HashMap<String, Vec<StatusEvent>> = Default::default();
-        while let Some(r) = rows.next()? {
+        for r in &rows {
             let address: String = r.get(5)?;
-            out.entry(address).or_default().push(event_of_row(r)??);
+            out.entry(address).or_default().push(event_of_row(r)?);
         }
         Ok(out)
     }
 }
 
 /// Appends events read from an export (a restore), as they were.
-pub(crate) fn insert_events(
-    conn: &Connection,
-    address: &str,
-    events: &[StatusEvent],
-) -> Result<()> {
-    let mut st = conn.prepare_cached(
-        "INSERT INTO subscriber_events (address, at, from_status, to_status, path, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+pub(crate) fn insert_events(conn: &Conn, address: &str, events: &[StatusEvent]) -> Result<()> {
     for e in events {
-        st.execute(params![
-            address,
-            e.at,
-            e.from.map(|s| s.as_str()),
-            e.to.as_str(),
-            e.path.as_str(),
-            e.reason
-        ])?;
+        conn.execute(
+            "INSERT INTO subscriber_events (address, at, from_status, to_status, path, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            p![
+                address,
+                &e.at,
+                e.from.map(|s| s.as_str()),
+                e.to.as_str(),
+                e.path.as_str(),
+                &e.reason
+            ],
+        )?;
     }
     Ok(())
 }
 
-fn event_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StatusEvent>> {
-    let at: String = r.get(0)?;
-    let from: Option<String> = r.get(1)?;
-    let to: String = r.get(2)?;
-    let path: String = r.get(3)?;
-    let reason: Option<String> = r.get(4)?;
-    Ok((|| {
-        Ok(StatusEvent {
-            at,
-            from: from.map(|f| f.parse()).transpose()?,
-            to: to.parse()?,
-            path: path.parse()?,
-            reason,
-        })
-    })())
+fn event_of_row(r: &Row) -> Result<StatusEvent> {
+    Ok(StatusEvent {
+        at: r.get(0)?,
+        from: r.get::<Option<String>>(1)?.map(|f| f.parse()).transpose()?,
+        to: r.get::<String>(2)?.parse()?,
+        path: r.get::<String>(3)?.parse()?,
+        reason: r.get(4)?,
+    })
 }

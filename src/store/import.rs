@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use anyhow::{bail, Result};
-use rusqlite::{params, Connection, TransactionBehavior};
 
+use super::db::{p, Conn};
 use super::erase::{insert_erased, matcher, ErasedMatcher};
 use super::history::{
     current_status, insert_events, record_status_change, ChangePath, StatusChange, StatusEvent,
@@ -65,9 +65,7 @@ impl Store {
     ) -> Result<ImportReport> {
         let mut report = ImportReport::default();
         let mut seen = HashSet::with_capacity(rows.len());
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         for (hash, at) in erased {
             insert_erased(&tx, hash, at)?;
         }
@@ -78,7 +76,7 @@ impl Store {
         // A large page cache and rows in key order keep the B-tree inserts cheap: a million
         // rows would otherwise spill the cache to the WAL again and again. The sort is
         // stable, so repeated addresses keep the file's order.
-        tx.pragma_update(None, "cache_size", -262_144)?;
+        tx.sqlite_pragma("cache_size", -262_144)?;
         let mut sorted: Vec<&ImportRow> = rows.iter().collect();
         sorted.sort_by(|a, b| a.address.cmp(&b.address));
         let at = now_text();
@@ -99,7 +97,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        self.conn.pragma_update(None, "cache_size", -2000)?;
+        self.conn.sqlite_pragma("cache_size", -2000)?;
         report.erased.sort_unstable();
         // A row merged into one added earlier in this file counted once as added already.
         report.updated = report.updated.saturating_sub(report.merged);
@@ -109,37 +107,34 @@ impl Store {
     /// Restores an export into an empty state: every row, status, reason, time and history
     /// as it was, and the erased hashes.
     pub fn restore(&mut self, rows: &[RestoreRow], erased: &[(String, String)]) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let held: i64 = tx.query_row(
-            "SELECT (SELECT count(*) FROM subscribers) + (SELECT count(*) FROM subscriber_events)
-                  + (SELECT count(*) FROM erased_addresses)",
-            [],
-            |r| r.get(0),
-        )?;
+        let tx = self.conn.write()?;
+        let held: i64 = tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM subscribers) + (SELECT count(*) FROM subscriber_events)
+                      + (SELECT count(*) FROM erased_addresses)",
+                p![],
+            )?
+            .get(0)?;
         if held > 0 {
             bail!(
                 "{} is not empty: --restore reproduces an export exactly and only into a state file without subscribers; use a new state.db, or import without --restore to merge",
-                self.path.display()
+                self.location.describe()
             );
         }
-        {
-            let mut insert = tx.prepare_cached(
+        for r in rows {
+            tx.execute(
                 "INSERT INTO subscribers (address, name, status, added_at, updated_at, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for r in rows {
-                insert.execute(params![
+                p![
                     r.address.as_str(),
-                    r.name,
+                    &r.name,
                     r.status.as_str(),
-                    r.added_at,
-                    r.updated_at,
-                    r.reason
-                ])?;
-                insert_events(&tx, &r.address, &r.history)?;
-            }
+                    &r.added_at,
+                    &r.updated_at,
+                    &r.reason
+                ],
+            )?;
+            insert_events(&tx, &r.address, &r.history)?;
         }
         for (hash, at) in erased {
             insert_erased(&tx, hash, at)?;
@@ -155,7 +150,7 @@ enum Imported {
     Suppressed,
 }
 
-fn import_one(tx: &Connection, row: &ImportRow, at: &str) -> Result<Imported> {
+fn import_one(tx: &Conn, row: &ImportRow, at: &str) -> Result<Imported> {
     let status = row.status.unwrap_or(SubscriberStatus::Active);
     let name = normalize_name(row.name.as_deref());
     if !status.is_final() {
@@ -194,11 +189,12 @@ fn import_one(tx: &Connection, row: &ImportRow, at: &str) -> Result<Imported> {
 }
 
 /// Erases the subscribers an imported `erased` row names.
-fn erase_matching(tx: &Connection, matcher: &ErasedMatcher) -> Result<()> {
+fn erase_matching(tx: &Conn, matcher: &ErasedMatcher) -> Result<()> {
     let addresses: Vec<String> = tx
-        .prepare("SELECT address FROM subscribers")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query("SELECT address FROM subscribers", p![])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_>>()?;
     for a in addresses {
         if matcher.matches(&Address::unchecked(a.clone())) {
             for table in [
@@ -207,7 +203,7 @@ fn erase_matching(tx: &Connection, matcher: &ErasedMatcher) -> Result<()> {
                 "deliveries",
                 "serve_confirm_mails",
             ] {
-                tx.execute(&format!("DELETE FROM {table} WHERE address = ?1"), [&a])?;
+                tx.execute(&format!("DELETE FROM {table} WHERE address = ?1"), p![&a])?;
             }
         }
     }

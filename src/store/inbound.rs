@@ -3,8 +3,8 @@
 //! nothing the second time).
 
 use anyhow::Result;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
+use super::db::{p, Conn};
 use super::history::{current_status, record_status_change, ChangePath, StatusChange};
 use super::{now_text, Store, SubscriberStatus};
 
@@ -48,9 +48,7 @@ impl Store {
     pub fn inbound_handled(&self, key: &str) -> Result<bool> {
         Ok(self
             .conn
-            .prepare_cached("SELECT 1 FROM inbound_messages WHERE key = ?1")?
-            .query_row([key], |_| Ok(()))
-            .optional()?
+            .query_opt("SELECT 1 FROM inbound_messages WHERE key = ?1", p![key])?
             .is_some())
     }
 
@@ -65,16 +63,12 @@ impl Store {
         act: Act<'_>,
         now: i64,
     ) -> Result<Applied> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let fresh = tx
-            .prepare_cached(
-                "INSERT INTO inbound_messages (key, address, at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key, address) DO NOTHING",
-            )?
-            .execute(params![key, address, now])?
-            == 1;
+        let tx = self.conn.write()?;
+        let fresh = tx.execute(
+            "INSERT INTO inbound_messages (key, address, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key, address) DO NOTHING",
+            p![key, address, now],
+        )? == 1;
         if !fresh {
             return Ok(Applied::AlreadyHandled);
         }
@@ -113,15 +107,16 @@ impl Store {
                 window_secs,
             } => {
                 note_on_delivery(&tx, address, issue, &format!("delayed later: {reply}"))?;
-                tx.prepare_cached(
+                tx.execute(
                     "INSERT INTO soft_bounces (address, at, reply) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![address, now, reply])?;
+                    p![address, now, reply],
+                )?;
                 let count: u32 = tx
-                    .prepare_cached(
+                    .query_one(
                         "SELECT COUNT(*) FROM soft_bounces WHERE address = ?1 AND at > ?2",
+                        p![address, now - window_secs],
                     )?
-                    .query_row(params![address, now - window_secs], |r| r.get(0))?;
+                    .get(0)?;
                 if !receives {
                     Applied::Unchanged(from)
                 } else if count >= limit {
@@ -154,23 +149,22 @@ impl Store {
 
     /// Remembers a message that named nobody on the list, so a second reading is known.
     pub fn note_inbound(&mut self, key: &str, now: i64) -> Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "INSERT INTO inbound_messages (key, address, at) VALUES (?1, '', ?2)
-                 ON CONFLICT (key, address) DO NOTHING",
-            )?
-            .execute(params![key, now])?
-            == 1)
+        Ok(self.conn.execute(
+            "INSERT INTO inbound_messages (key, address, at) VALUES (?1, '', ?2)
+             ON CONFLICT (key, address) DO NOTHING",
+            p![key, now],
+        )? == 1)
     }
 
     /// The issue and address of delivery row `id` (a VERP token names it).
     pub fn delivery(&self, id: i64) -> Result<Option<(String, String)>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT issue, address FROM deliveries WHERE id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+        self.conn
+            .query_opt(
+                "SELECT issue, address FROM deliveries WHERE id = ?1",
+                p![id],
+            )?
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .transpose()
     }
 
     /// Whether `address` was ever sent an issue: a report naming an address that never got
@@ -178,53 +172,47 @@ impl Store {
     pub fn was_sent_to(&self, address: &str) -> Result<bool> {
         Ok(self
             .conn
-            .prepare_cached(
+            .query_opt(
                 "SELECT 1 FROM deliveries WHERE address = ?1 AND state IN ('sent', 'unknown', 'in_flight') LIMIT 1",
+                p![address],
             )?
-            .query_row([address], |_| Ok(()))
-            .optional()?
             .is_some())
     }
 
     /// The later bounces, delays and complaints of one issue, as noted on its sent rows:
     /// (address, attempts, note, updated_at), by address.
     pub fn later_reports(&self, issue: &str) -> Result<Vec<(String, u32, String, String)>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT address, attempts, last_reply, updated_at FROM deliveries
-             WHERE issue = ?1 AND state = 'sent'
-             AND (last_reply LIKE 'bounced later: %' OR last_reply LIKE 'delayed later: %'
-                  OR last_reply LIKE 'complained later: %')
-             ORDER BY address",
-        )?;
-        let rows = st.query_map([issue], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn
+            .query(
+                "SELECT address, attempts, last_reply, updated_at FROM deliveries
+                 WHERE issue = ?1 AND state = 'sent'
+                 AND (last_reply LIKE 'bounced later: %' OR last_reply LIKE 'delayed later: %'
+                      OR last_reply LIKE 'complained later: %')
+                 ORDER BY address",
+                p![issue],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .collect()
     }
 }
 
 /// Writes the report's reply on the delivery it answers: that issue's row when the issue is
 /// known, else the address's latest sent row.
-fn note_on_delivery(
-    tx: &rusqlite::Transaction<'_>,
-    address: &str,
-    issue: Option<&str>,
-    note: &str,
-) -> Result<()> {
+fn note_on_delivery(tx: &Conn, address: &str, issue: Option<&str>, note: &str) -> Result<()> {
     let n = match issue {
-        Some(issue) => tx
-            .prepare_cached(
-                "UPDATE deliveries SET last_reply = ?3 WHERE address = ?1 AND issue = ?2 AND state = 'sent'",
-            )?
-            .execute(params![address, issue, note])?,
+        Some(issue) => tx.execute(
+            "UPDATE deliveries SET last_reply = ?3 WHERE address = ?1 AND issue = ?2 AND state = 'sent'",
+            p![address, issue, note],
+        )?,
         None => 0,
     };
     if n == 0 {
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE deliveries SET last_reply = ?2 WHERE id =
              (SELECT id FROM deliveries WHERE address = ?1 AND state = 'sent' ORDER BY id DESC LIMIT 1)",
-        )?
-        .execute(params![address, note])?;
+            p![address, note],
+        )?;
     }
     Ok(())
 }

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use rusqlite::{params, Connection, OptionalExtension};
 
+use super::db::{p, Conn, Row as DbRow};
 use super::history::{current_status, record_status_change, ChangePath, StatusChange};
-use super::{now_text, open_connection, Address, Store, SubscriberStatus};
+use super::{now_text, Address, Store, SubscriberStatus};
 
 /// Where one delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,34 +135,31 @@ impl Store {
     pub(crate) fn has_snapshot(&self, issue: &str) -> Result<bool> {
         Ok(self
             .conn
-            .query_row(
+            .query_opt(
                 "SELECT 1 FROM sends s WHERE issue = ?1
                    AND EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = s.issue)",
-                [issue],
-                |_| Ok(()),
-            )
-            .optional()?
+                p![issue],
+            )?
             .is_some())
     }
 
     /// Copies the active subscribers into the ledger as `pending`, once per issue. Returns the
-    /// number of rows written, or `None` when the snapshot was taken by an earlier run. A
-    /// snapshot of nobody records nothing (`Some(0)`): the issue stays unsent, so subscribers
-    /// who arrive later can still be sent it.
+    /// number of rows written, or `None` when the snapshot was taken by an earlier run (or,
+    /// on PostgreSQL, by another sender at the same time: this one joins it). A snapshot of
+    /// nobody records nothing (`Some(0)`): the issue stays unsent, so subscribers who arrive
+    /// later can still be sent it.
     pub(crate) fn snapshot(&mut self, issue: &str) -> Result<Option<usize>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         let now = now_text();
         // An empty snapshot an earlier version recorded is no snapshot.
         tx.execute(
             "DELETE FROM sends WHERE issue = ?1
                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = ?1)",
-            [issue],
+            p![issue],
         )?;
         let n = tx.execute(
             "INSERT INTO sends (issue, snapshot_at) VALUES (?1, ?2) ON CONFLICT (issue) DO NOTHING",
-            params![issue, now],
+            p![issue, &now],
         )?;
         if n == 0 {
             return Ok(None);
@@ -171,7 +168,7 @@ impl Store {
             "INSERT INTO deliveries (issue, address, name, state, attempts, updated_at)
              SELECT ?1, address, name, 'pending', 0, ?2 FROM subscribers WHERE status = 'active'
              ORDER BY address",
-            params![issue, now],
+            p![issue, &now],
         )?;
         if rows == 0 {
             tx.rollback()?;
@@ -181,65 +178,73 @@ impl Store {
         Ok(Some(rows))
     }
 
-    /// Rows a crashed run left `in_flight` become `unknown`. Call only while holding the send
-    /// lock: then no other process can have a row in flight.
+    /// Rows left `in_flight` by a sender that stopped become `unknown`. On SQLite, call only
+    /// while holding the send lock: then no other process can have a row in flight. On
+    /// PostgreSQL only the rows of senders whose lease expired change.
     pub(crate) fn recover_in_flight(&mut self, issue: &str) -> Result<usize> {
-        recover_in_flight(&self.conn, issue)
+        let alive_after = self.lease_clock()?;
+        recover_in_flight(&self.conn, issue, alive_after)
     }
 
     /// [`Store::recover_in_flight`] for every issue at once; returns the rows changed per issue.
     pub(crate) fn recover_all_in_flight(&mut self) -> Result<Vec<(String, usize)>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let issues = {
-            let mut st = tx.prepare(
-                "SELECT issue, count(*) FROM deliveries WHERE state = 'in_flight'
-                 GROUP BY issue ORDER BY issue",
-            )?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?)))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        for (issue, _) in &issues {
-            recover_in_flight(&tx, issue)?;
+        let alive_after = self.lease_clock()?;
+        let tx = self.conn.write()?;
+        let issues = tx
+            .query(
+                "SELECT DISTINCT issue FROM deliveries WHERE state = 'in_flight' ORDER BY issue",
+                p![],
+            )?
+            .iter()
+            .map(|r| r.get::<String>(0))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::new();
+        for issue in issues {
+            let n = recover_in_flight(&tx, &issue, alive_after)?;
+            if n > 0 {
+                out.push((issue, n));
+            }
         }
         tx.commit()?;
-        Ok(issues)
+        Ok(out)
     }
 
     /// Issues whose send was started and still has rows to deliver (pending, in flight or
     /// deferred), in the order first sent.
     pub(crate) fn unfinished_issues(&self) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare(
-            "SELECT issue FROM sends s WHERE EXISTS (
-                 SELECT 1 FROM deliveries d WHERE d.issue = s.issue
-                   AND d.state IN ('pending', 'in_flight', 'deferred'))
-             ORDER BY snapshot_at, issue",
-        )?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.conn
+            .query(
+                "SELECT issue FROM sends s WHERE EXISTS (
+                     SELECT 1 FROM deliveries d WHERE d.issue = s.issue
+                       AND d.state IN ('pending', 'in_flight', 'deferred'))
+                 ORDER BY snapshot_at, issue",
+                p![],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     }
 
     /// `--retry-unknown`: unknown rows go back to `pending`.
     pub(crate) fn requeue_unknown(&mut self, issue: &str) -> Result<usize> {
-        Ok(self.conn.execute(
-            "UPDATE deliveries SET state = 'pending', updated_at = ?2
+        self.conn.execute(
+            "UPDATE deliveries SET state = 'pending', worker = NULL, updated_at = ?2
              WHERE issue = ?1 AND state = 'unknown'",
-            params![issue, now_text()],
-        )?)
+            p![issue, now_text()],
+        )
     }
 
     /// `--retry-failed`: failed rows whose subscriber is still active go back to `pending`,
     /// their attempts and age reset so the retry is a fresh start.
     pub(crate) fn requeue_failed(&mut self, issue: &str) -> Result<usize> {
-        Ok(self.conn.execute(
+        self.conn.execute(
             "UPDATE deliveries SET state = 'pending', attempts = 0, first_attempt_at = NULL,
-                 next_attempt_at = NULL, updated_at = ?2
+                 next_attempt_at = NULL, worker = NULL, updated_at = ?2
              WHERE issue = ?1 AND state = 'failed'
                AND EXISTS (SELECT 1 FROM subscribers s
                            WHERE s.address = deliveries.address AND s.status = 'active')",
-            params![issue, now_text()],
-        )?)
+            p![issue, now_text()],
+        )
     }
 
     /// Deferred rows first attempted before `first_attempt_before` (Unix seconds) become
@@ -251,13 +256,13 @@ impl Store {
         first_attempt_before: i64,
         reason: &str,
     ) -> Result<usize> {
-        Ok(self.conn.execute(
+        self.conn.execute(
             "UPDATE deliveries SET state = 'failed',
                  last_reply = ?3 || coalesce(last_reply, 'no reply recorded'),
                  next_attempt_at = NULL, updated_at = ?4
              WHERE issue = ?1 AND state = 'deferred' AND first_attempt_at < ?2",
-            params![issue, first_attempt_before, reason, now_text()],
-        )?)
+            p![issue, first_attempt_before, reason, now_text()],
+        )
     }
 
     /// Rows to deliver now: pending, and deferred whose next attempt is due at `now` (Unix
@@ -265,65 +270,62 @@ impl Store {
     /// ([`Store::due_pages`]).
     #[cfg(test)]
     pub(crate) fn due(&self, issue: &str, now: i64) -> Result<Vec<Row>> {
-        due_page(&self.conn, issue, now, i64::MIN, i64::MAX)
+        self.conn
+            .query(
+                "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
+                 WHERE issue = ?1
+                   AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
+                 ORDER BY id",
+                p![issue, now],
+            )?
+            .iter()
+            .map(row_of)
+            .collect()
     }
 
     /// How many rows [`Store::due`] would return.
     pub(crate) fn due_count(&self, issue: &str, now: i64) -> Result<usize> {
-        Ok(self.conn.query_row(
-            "SELECT count(*) FROM deliveries
-             WHERE issue = ?1
-               AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))",
-            params![issue, now],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// The rows due at `now`, read a page at a time on a connection of their own, so a send
-    /// holds one page of the list in memory, not the list.
-    pub(crate) fn due_pages(&self, issue: &str, now: i64) -> Result<DuePages> {
-        Ok(DuePages {
-            conn: open_connection(&self.path)?,
-            issue: issue.to_string(),
-            now,
-            after: i64::MIN,
-            done: false,
-        })
+        self.conn
+            .query_one(
+                "SELECT count(*) FROM deliveries
+                 WHERE issue = ?1
+                   AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))",
+                p![issue, now],
+            )?
+            .get(0)
     }
 
     /// The earliest next attempt of a deferred row, Unix seconds.
     pub(crate) fn next_due(&self, issue: &str) -> Result<Option<i64>> {
-        Ok(self.conn.query_row(
-            "SELECT min(next_attempt_at) FROM deliveries WHERE issue = ?1 AND state = 'deferred'",
-            [issue],
-            |r| r.get(0),
-        )?)
+        self.conn
+            .query_one(
+                "SELECT min(next_attempt_at) FROM deliveries WHERE issue = ?1 AND state = 'deferred'",
+                p![issue],
+            )?
+            .get(0)
     }
 
     /// Rows per state of one issue.
     pub(crate) fn counts(&self, issue: &str) -> Result<Counts> {
-        let mut st = self
-            .conn
-            .prepare("SELECT state, count(*) FROM deliveries WHERE issue = ?1 GROUP BY state")?;
         let mut c = Counts::default();
-        let rows = st.query_map([issue], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?))
-        })?;
-        for r in rows {
-            let (s, n) = r?;
-            c.0[s.parse::<DeliveryState>()?.index()] = n;
+        for r in self.conn.query(
+            "SELECT state, count(*) FROM deliveries WHERE issue = ?1 GROUP BY state",
+            p![issue],
+        )? {
+            let s: String = r.get(0)?;
+            c.0[s.parse::<DeliveryState>()?.index()] = r.get(1)?;
         }
         Ok(c)
     }
 
     /// Every issue sent so far (in the order first sent) with its counts.
     pub(crate) fn all_counts(&self) -> Result<Vec<(String, Counts)>> {
-        let mut st = self
+        let issues = self
             .conn
-            .prepare("SELECT issue FROM sends ORDER BY snapshot_at, issue")?;
-        let issues = st
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .query("SELECT issue FROM sends ORDER BY snapshot_at, issue", p![])?
+            .iter()
+            .map(|r| r.get::<String>(0))
+            .collect::<Result<Vec<_>>>()?;
         issues
             .into_iter()
             .map(|i| {
@@ -335,97 +337,59 @@ impl Store {
 
     /// Every row of an issue that is not `sent`, by address.
     pub(crate) fn not_sent(&self, issue: &str) -> Result<Vec<ReportRow>> {
-        let mut st = self.conn.prepare(
-            "SELECT address, state, attempts, last_reply, updated_at FROM deliveries
-             WHERE issue = ?1 AND state <> 'sent' ORDER BY address",
-        )?;
-        let rows = st.query_map([issue], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (address, state, attempts, last_reply, updated_at) = r?;
-            out.push(ReportRow {
-                address: Address::unchecked(address),
-                state: state.parse()?,
-                attempts,
-                last_reply,
-                updated_at,
-            });
-        }
-        Ok(out)
+        self.conn
+            .query(
+                "SELECT address, state, attempts, last_reply, updated_at FROM deliveries
+                 WHERE issue = ?1 AND state <> 'sent' ORDER BY address",
+                p![issue],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ReportRow {
+                    address: Address::unchecked(r.get(0)?),
+                    state: r.get::<String>(1)?.parse()?,
+                    attempts: r.get(2)?,
+                    last_reply: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })
+            .collect()
     }
 
-    /// Starts the one writer of the ledger for a send, on its own connection.
-    pub(crate) fn writer(&self) -> Result<Writer> {
-        Writer::start(&self.path)
+    /// Starts the one writer of the ledger for a send (on SQLite), or for this sender (on
+    /// PostgreSQL), on its own connection; its claims hold only rows `worker` holds.
+    pub(crate) fn writer(&self, worker: i64) -> Result<Writer> {
+        Writer::start(self.reconnect()?, worker)
     }
 }
 
-/// The due rows of one issue, by id, a page at a time (see [`Store::due_pages`]).
-pub(crate) struct DuePages {
-    conn: Connection,
-    issue: String,
-    now: i64,
-    /// The last id read.
-    after: i64,
-    done: bool,
+pub(super) fn row_of(r: &DbRow) -> Result<Row> {
+    Ok(Row {
+        id: r.get(0)?,
+        address: Address::unchecked(r.get(1)?),
+        name: r.get(2)?,
+        attempts: r.get(3)?,
+        first_attempt_at: r.get(4)?,
+    })
 }
 
-impl DuePages {
-    /// The next `limit` due rows; empty once every row was read.
-    pub(crate) fn next_page(&mut self, limit: usize) -> Result<Vec<Row>> {
-        if self.done {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = due_page(&self.conn, &self.issue, self.now, self.after, limit)?;
-        match rows.last() {
-            Some(r) if (rows.len() as i64) == limit => self.after = r.id,
-            _ => self.done = true,
-        }
-        Ok(rows)
-    }
-
-    /// Whether every due row was read.
-    pub(crate) fn is_done(&self) -> bool {
-        self.done
-    }
-}
-
-fn due_page(conn: &Connection, issue: &str, now: i64, after: i64, limit: i64) -> Result<Vec<Row>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, address, name, attempts, first_attempt_at FROM deliveries
-         WHERE issue = ?1 AND id > ?3
-           AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
-         ORDER BY id LIMIT ?4",
-    )?;
-    let rows = st.query_map(params![issue, now, after, limit], |r| {
-        Ok(Row {
-            id: r.get(0)?,
-            address: Address::unchecked(r.get(1)?),
-            name: r.get(2)?,
-            attempts: r.get(3)?,
-            first_attempt_at: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-fn recover_in_flight(conn: &Connection, issue: &str) -> Result<usize> {
-    Ok(conn.execute(
+/// `in_flight` rows of `issue` whose sender holds no lease at `alive_after` become `unknown`;
+/// the registrations of such senders are dropped (rows they still hold become free).
+pub(super) fn recover_in_flight(conn: &Conn, issue: &str, alive_after: i64) -> Result<usize> {
+    let n = conn.execute(
         "UPDATE deliveries SET state = 'unknown',
              last_reply = 'the sending process stopped after handing the message to the server',
              updated_at = ?2
-         WHERE issue = ?1 AND state = 'in_flight'",
-        params![issue, now_text()],
-    )?)
+         WHERE issue = ?1 AND state = 'in_flight'
+           AND (worker IS NULL
+                OR worker NOT IN (SELECT id FROM send_workers WHERE lease_until >= ?3))",
+        p![issue, now_text(), alive_after],
+    )?;
+    conn.execute(
+        "DELETE FROM send_workers WHERE issue = ?1 AND lease_until < ?2",
+        p![issue, alive_after],
+    )?;
+    Ok(n)
 }
 
 /// One state change of a delivery, as the delivery workers report them.
@@ -486,14 +450,13 @@ pub(crate) struct WriterHandle {
 
 impl Writer {
     /// Starts the writer on its own connection to the state file.
-    fn start(path: &std::path::Path) -> Result<Writer> {
-        let conn = open_connection(path)?;
+    fn start(conn: Conn, worker: i64) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Op>();
         let error = Arc::new(Mutex::new(None));
         let err = error.clone();
         let thread = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || writer_loop(conn, rx, err))
+            .spawn(move || writer_loop(conn, worker, rx, err))
             .context("starting the ledger writer")?;
         Ok(Writer {
             tx: Some(tx),
@@ -564,7 +527,7 @@ impl WriterHandle {
 
 const BATCH: usize = 512;
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>, error: Arc<Mutex<Option<String>>>) {
+fn writer_loop(conn: Conn, worker: i64, rx: mpsc::Receiver<Op>, error: Arc<Mutex<Option<String>>>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut stop = false;
     while let Ok(first) = rx.recv() {
@@ -582,7 +545,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>, error: Arc<Mutex<Op
                 Err(_) => break,
             }
         }
-        match apply(&mut conn, &mut batch) {
+        match apply(&conn, worker, &mut batch) {
             Ok(replies) => {
                 for r in replies {
                     r();
@@ -604,74 +567,73 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>, error: Arc<Mutex<Op
 
 type Reply = Box<dyn FnOnce() + Send>;
 
-fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+fn apply(conn: &Conn, worker: i64, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
+    let tx = conn.write()?;
     let now = now_text();
     let mut replies: Vec<Reply> = Vec::new();
-    {
-        let mut claim = tx.prepare_cached(
-            "UPDATE deliveries SET
-                 state = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
-                                           WHERE s.address = deliveries.address
-                                             AND s.status = 'active')
-                         THEN 'in_flight' ELSE 'skipped' END,
-                 last_reply = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
-                                           WHERE s.address = deliveries.address
-                                             AND s.status = 'active')
-                         THEN last_reply ELSE 'the subscriber is no longer active' END,
-                 first_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
-                                           WHERE s.address = deliveries.address
-                                             AND s.status = 'active')
-                         THEN coalesce(first_attempt_at, ?3) ELSE first_attempt_at END,
-                 updated_at = ?2
-             WHERE id = ?1 AND state IN ('pending', 'deferred')
-             RETURNING state",
-        )?;
-        let mut set = tx.prepare_cached(
-            "UPDATE deliveries SET state = ?2, last_reply = ?3, attempts = coalesce(?4, attempts),
-                 next_attempt_at = ?5, updated_at = ?6
-             WHERE id = ?1",
-        )?;
-        for op in batch.drain(..) {
-            match op {
-                Op::Claim { id, at, done } => {
-                    let state: Option<String> = claim
-                        .query_row(params![id, now, at], |r| r.get(0))
-                        .optional()?;
-                    let go = state.as_deref() == Some("in_flight");
-                    replies.push(Box::new(move || {
-                        let _ = done.send(go);
-                    }));
-                }
-                Op::Change { id, change } => {
-                    let (state, reply, attempts, next) = match &change {
-                        Change::Sent { reply } => (DeliveryState::Sent, reply, None, None),
-                        Change::Deferred {
-                            reply,
-                            next_attempt_at,
-                            attempts,
-                        } => (
-                            DeliveryState::Deferred,
-                            reply,
-                            Some(*attempts),
-                            Some(*next_attempt_at),
-                        ),
-                        Change::Failed {
-                            reply, attempts, ..
-                        } => (DeliveryState::Failed, reply, Some(*attempts), None),
-                        Change::Unknown { reply } => (DeliveryState::Unknown, reply, None, None),
-                        Change::Release { reply } => (DeliveryState::Pending, reply, None, None),
-                    };
-                    set.execute(params![id, state.as_str(), reply, attempts, next, now])?;
-                    if let Change::Failed { bounce: true, .. } = change {
-                        bounce_subscriber(&tx, id, reply, &now)?;
-                    }
-                }
-                Op::Flush(done) => replies.push(Box::new(move || {
-                    let _ = done.send(());
-                })),
-                Op::Stop => {}
+    // A claim takes only a row this sender holds: one whose lease expired (the sender was
+    // stopped for longer than its lease) may have gone to another sender since.
+    let claim = "UPDATE deliveries SET
+             state = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
+                                       WHERE s.address = deliveries.address
+                                         AND s.status = 'active')
+                     THEN 'in_flight' ELSE 'skipped' END,
+             last_reply = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
+                                       WHERE s.address = deliveries.address
+                                         AND s.status = 'active')
+                     THEN last_reply ELSE 'the subscriber is no longer active' END,
+             first_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
+                                       WHERE s.address = deliveries.address
+                                         AND s.status = 'active')
+                     THEN coalesce(first_attempt_at, ?3) ELSE first_attempt_at END,
+             updated_at = ?2
+         WHERE id = ?1 AND state IN ('pending', 'deferred') AND worker = ?4
+         RETURNING state";
+    // A deferred row leaves its sender: any sender may take it once it is due.
+    let set = "UPDATE deliveries SET state = ?2, last_reply = ?3,
+             attempts = coalesce(?4, attempts), next_attempt_at = ?5, updated_at = ?6,
+             worker = CASE WHEN ?2 = 'deferred' THEN NULL ELSE worker END
+         WHERE id = ?1";
+    for op in batch.drain(..) {
+        match op {
+            Op::Claim { id, at, done } => {
+                let state: Option<String> = tx
+                    .query_opt(claim, p![id, &now, at, worker])?
+                    .map(|r| r.get(0))
+                    .transpose()?;
+                let go = state.as_deref() == Some("in_flight");
+                replies.push(Box::new(move || {
+                    let _ = done.send(go);
+                }));
             }
+            Op::Change { id, change } => {
+                let (state, reply, attempts, next) = match &change {
+                    Change::Sent { reply } => (DeliveryState::Sent, reply, None, None),
+                    Change::Deferred {
+                        reply,
+                        next_attempt_at,
+                        attempts,
+                    } => (
+                        DeliveryState::Deferred,
+                        reply,
+                        Some(*attempts),
+                        Some(*next_attempt_at),
+                    ),
+                    Change::Failed {
+                        reply, attempts, ..
+                    } => (DeliveryState::Failed, reply, Some(*attempts), None),
+                    Change::Unknown { reply } => (DeliveryState::Unknown, reply, None, None),
+                    Change::Release { reply } => (DeliveryState::Pending, reply, None, None),
+                };
+                tx.execute(set, p![id, state.as_str(), reply, attempts, next, &now])?;
+                if let Change::Failed { bounce: true, .. } = change {
+                    bounce_subscriber(&tx, id, reply, &now)?;
+                }
+            }
+            Op::Flush(done) => replies.push(Box::new(move || {
+                let _ = done.send(());
+            })),
+            Op::Stop => {}
         }
     }
     tx.commit()?;
@@ -680,10 +642,10 @@ fn apply(conn: &mut Connection, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
 
 /// Marks the subscriber of delivery `id` bounced, if they still receive mail, through the
 /// one status-change function, so their history says why.
-fn bounce_subscriber(tx: &Connection, id: i64, reply: &str, now: &str) -> Result<()> {
+fn bounce_subscriber(tx: &Conn, id: i64, reply: &str, now: &str) -> Result<()> {
     let address: String = tx
-        .prepare_cached("SELECT address FROM deliveries WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))?;
+        .query_one("SELECT address FROM deliveries WHERE id = ?1", p![id])?
+        .get(0)?;
     let from = current_status(tx, &address)?;
     if let Some(from @ (SubscriberStatus::Active | SubscriberStatus::Pending)) = from {
         record_status_change(
@@ -707,6 +669,7 @@ mod tests {
     use super::*;
     use crate::mail::policy::{age_cutoff, gave_up_by_age};
     use crate::store::SubscriberStatus;
+    use std::sync::atomic::AtomicBool;
 
     /// What `send` runs before it selects rows: deferred rows past the age cap fail.
     fn expire(s: &mut Store, now: i64, max_age_hours: i64) -> usize {
@@ -716,6 +679,19 @@ mod tests {
             &gave_up_by_age(max_age_hours, ""),
         )
         .unwrap()
+    }
+
+    /// A sender of `issues` that took every row due at 0, and its ledger writer.
+    fn sender(s: &Store, issues: &[&str]) -> (crate::store::lease::Lease, Writer) {
+        let lease = s
+            .lease(issues[0], 30, Arc::new(AtomicBool::new(false)))
+            .unwrap();
+        for issue in issues {
+            let mut pages = s.due_pages(issue, 0, lease.id()).unwrap();
+            while !pages.next_page(1000).unwrap().is_empty() {}
+        }
+        let w = s.writer(lease.id()).unwrap();
+        (lease, w)
     }
 
     fn setup(n: usize) -> (tempfile::TempDir, Store) {
@@ -733,10 +709,10 @@ mod tests {
         assert!(!s.has_snapshot("i").unwrap());
         assert!(s.all_counts().unwrap().is_empty());
         // What earlier versions left: a send of nobody, complete for ever.
-        s.conn()
+        s.conn
             .execute(
                 "INSERT INTO sends (issue, snapshot_at) VALUES ('i', 'x')",
-                [],
+                p![],
             )
             .unwrap();
         assert!(!s.has_snapshot("i").unwrap());
@@ -750,7 +726,8 @@ mod tests {
         let (_d, mut s) = setup(5);
         s.snapshot("i").unwrap();
         assert_eq!(s.due_count("i", 0).unwrap(), 5);
-        let mut pages = s.due_pages("i", 0).unwrap();
+        let lease = s.lease("i", 30, Arc::new(AtomicBool::new(false))).unwrap();
+        let mut pages = s.due_pages("i", 0, lease.id()).unwrap();
         let mut seen = Vec::new();
         loop {
             let page = pages.next_page(2).unwrap();
@@ -783,7 +760,7 @@ mod tests {
         s.snapshot("i").unwrap();
         s.unsubscribe("u1@x.org").unwrap();
         let rows = s.due("i", 0).unwrap();
-        let w = s.writer().unwrap();
+        let (_lease, w) = sender(&s, &["i"]);
         let h = w.handle();
         assert!(h.claim(rows[0].id, 100).await.unwrap());
         assert!(
@@ -834,7 +811,7 @@ mod tests {
         let (_d, mut s) = setup(2);
         s.snapshot("i").unwrap();
         let rows = s.due("i", 0).unwrap();
-        let w = s.writer().unwrap();
+        let (_lease, w) = sender(&s, &["i"]);
         let h = w.handle();
         assert!(h.claim(rows[0].id, 100).await.unwrap());
         assert!(h.claim(rows[1].id, 100).await.unwrap());
@@ -868,7 +845,7 @@ mod tests {
         for issue in ["a", "b", "c"] {
             s.snapshot(issue).unwrap();
         }
-        let w = s.writer().unwrap();
+        let (_lease, w) = sender(&s, &["a", "c"]);
         let h = w.handle();
         for issue in ["a", "c"] {
             for r in s.due(issue, 0).unwrap() {
@@ -877,13 +854,15 @@ mod tests {
         }
         // c: every row sent but one, which stays in flight.
         let c_rows: Vec<i64> = s
-            .conn()
-            .prepare("SELECT id FROM deliveries WHERE issue = 'c' ORDER BY id")
+            .conn
+            .query(
+                "SELECT id FROM deliveries WHERE issue = 'c' ORDER BY id",
+                p![],
+            )
             .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+            .iter()
+            .map(|r| r.get(0).unwrap())
+            .collect();
         h.record(
             c_rows[0],
             Change::Sent {
@@ -915,7 +894,7 @@ mod tests {
         s.unsubscribe("u1@x.org").unwrap();
         let rows = s.due("i", 0).unwrap();
         assert_eq!(rows[0].first_attempt_at, None);
-        let w = s.writer().unwrap();
+        let (_lease, w) = sender(&s, &["i"]);
         let h = w.handle();
         assert!(h.claim(rows[0].id, 500).await.unwrap());
         // A 421: back to pending, then claimed again later; the first attempt stays.
@@ -931,13 +910,12 @@ mod tests {
         assert!(!h.claim(rows[1].id, 900).await.unwrap());
         w.finish().unwrap();
         let firsts: Vec<Option<i64>> = s
-            .conn()
-            .prepare("SELECT first_attempt_at FROM deliveries ORDER BY id")
+            .conn
+            .query("SELECT first_attempt_at FROM deliveries ORDER BY id", p![])
             .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+            .iter()
+            .map(|r| r.get(0).unwrap())
+            .collect();
         assert_eq!(firsts, [Some(500), None]);
     }
 
@@ -958,12 +936,12 @@ mod tests {
             ("u4@x.org", "unknown", Some(edge - 100)),
             ("u5@x.org", "pending", Some(edge - 100)),
         ] {
-            s.conn()
+            s.conn
                 .execute(
                     "UPDATE deliveries SET state = ?2, first_attempt_at = ?3,
                          last_reply = '451 4.3.0 later', next_attempt_at = ?4
                      WHERE issue = 'i' AND address = ?1",
-                    params![a, state, first, now + 10],
+                    p![a, state, first, now + 10],
                 )
                 .unwrap();
         }
@@ -1006,8 +984,8 @@ mod tests {
         s.snapshot("i").unwrap();
         // A stop writes the rest of the queue as deferred without a first attempt; however old
         // the send, those people were never tried and must still get the issue.
-        s.conn()
-            .execute_batch(
+        s.conn
+            .batch(
                 "UPDATE sends SET snapshot_at = '2001-01-01T00:00:00Z';
                  UPDATE deliveries SET state = 'deferred', next_attempt_at = 0,
                      last_reply = 'not attempted: the send was interrupted';",

@@ -133,6 +133,19 @@ CREATE TABLE confirm_queue (
 );
 CREATE INDEX confirm_queue_due ON confirm_queue (next_attempt_at);
 "#,
+    // Senders and their leases (see `lease.rs`): which sender holds a row it took. A
+    // sender's id is never reused (AUTOINCREMENT), so a row left by one is nobody else's.
+    r#"
+ALTER TABLE deliveries ADD COLUMN worker INTEGER;
+CREATE TABLE send_workers (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    issue       TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Runs the migrations `conn` has not seen, in one transaction; refuses a newer schema.

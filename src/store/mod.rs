@@ -1,15 +1,14 @@
-//! The SQLite state file: every table, every statement, behind the methods of [`Store`].
+//! The state: every table, every statement, behind the methods of [`Store`], on SQLite (the
+//! default: one file) or PostgreSQL (`[state] url`: shared by several hosts).
 //!
-//! One file holds the subscribers, the delivery ledger and what `serve` remembers. It is
-//! opened in WAL mode with `synchronous=NORMAL`: a process crash loses nothing that was
+//! The SQLite file holds the subscribers, the delivery ledger and what `serve` remembers. It
+//! is opened in WAL mode with `synchronous=NORMAL`: a process crash loses nothing that was
 //! committed, and a power loss may lose the last few commits (the SPEC's "last few
-//! deliveries may be repeated").
+//! deliveries may be repeated"). A PostgreSQL database holds the same tables.
 //!
 //! Nothing outside this module writes SQL or holds a connection, and no method takes or
-//! returns a `rusqlite` type: the method list of `Store` (and of the ledger writer) is
-//! the whole contract a second backend has to meet. It is kept as plain methods rather than
-//! a trait while there is one backend, so the trait can be drawn from the list once the
-//! second backend says what it needs (a pool, async calls).
+//! returns a driver type. Every statement is written once, in SQL both engines accept, and
+//! runs through [`db::Conn`]; the few that differ say so where they are.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,15 +16,20 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
+use db::{Backend, Conn};
+
 mod address;
 mod confirm_queue;
 mod confirmations;
+pub(crate) mod db;
 mod erase;
 mod history;
 mod import;
 mod inbound;
+mod lease;
 mod ledger;
 mod migrations;
+mod postgres;
 mod subscribers;
 
 pub(crate) use address::normalize_address;
@@ -36,56 +40,160 @@ pub use erase::Erased;
 pub use history::{ChangePath, StatusEvent};
 pub use import::{ImportRow, RestoreRow};
 pub use inbound::{Act, Applied};
-pub(crate) use ledger::{Change, Counts, DeliveryState, DuePages, Row, WriterHandle};
+pub(crate) use lease::DuePages;
+pub(crate) use ledger::{Change, Counts, DeliveryState, Row, WriterHandle};
 pub(crate) use subscribers::normalize_name;
 pub use subscribers::{AddOutcome, ImportReport, Subscriber, SubscriberStatus};
 
-/// The schema version this techshack migrates state files to (for tests and diagnostics:
-/// migrations are appended, so no number is written anywhere else).
+/// The schema version this techshack migrates SQLite state files to (for tests and
+/// diagnostics: migrations are appended, so no number is written anywhere else).
 pub fn schema_version() -> usize {
     migrations::MIGRATIONS.len()
 }
 
-/// The open state file.
+/// Where the state lives: a SQLite file, or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    /// A `postgres://` URL (its password, if any, is never printed).
+    Postgres(String),
+}
+
+/// The environment variable that names a PostgreSQL state, over `[state] url`.
+pub const STATE_URL_ENV: &str = "TECHSHACK_STATE_URL";
+
+impl Location {
+    /// `$TECHSHACK_STATE_URL`, else `[state] url`, else the SQLite file `[state] db`.
+    pub fn of(state: &crate::config::StateConfig) -> Result<Location> {
+        let env = std::env::var(STATE_URL_ENV)
+            .ok()
+            .filter(|u| !u.trim().is_empty());
+        match env.or_else(|| state.url.clone()) {
+            Some(url) => {
+                postgres::check_url(&url)?;
+                Ok(Location::Postgres(url))
+            }
+            None => Ok(Location::File(state.db.clone())),
+        }
+    }
+
+    /// The state as messages name it: the file's path, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::File(p) => p.display().to_string(),
+            Location::Postgres(url) => postgres::redact(url),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Location::Postgres(_))
+    }
+
+    /// `Some(self)` when `keep` says so of a SQLite file's path; `None` for a database or a
+    /// path `keep` refuses.
+    pub fn filter(self, keep: impl FnOnce(&Path) -> bool) -> Option<Self> {
+        match &self {
+            Location::File(p) if keep(p) => Some(self),
+            _ => None,
+        }
+    }
+}
+
+/// The open state.
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    conn: Conn,
+    location: Location,
     /// The keys erased addresses are hashed with ([`Store::set_keys`]).
     keys: Vec<Vec<u8>>,
 }
 
 impl Store {
-    /// Opens (creating it and its folder on first use) and migrates the state file.
+    /// Opens (creating it and its folder on first use) and migrates a SQLite state file.
     pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).with_context(|| {
-                    format!(
-                        "creating the state folder {} (state.db in the config)",
-                        dir.display()
-                    )
-                })?;
-            }
-        }
-        let mut conn = open_connection(path)?;
-        migrations::migrate(&mut conn, path)?;
+        Store::open_at(&Location::File(path.to_path_buf()))
+    }
+
+    /// Opens and migrates the state the config names (`[state]`, `$TECHSHACK_STATE_URL`).
+    pub fn open_config(state: &crate::config::StateConfig) -> Result<Store> {
+        Store::open_at(&Location::of(state)?)
+    }
+
+    /// Opens and migrates the state where `location` says.
+    pub fn open_at(location: &Location) -> Result<Store> {
+        let conn = connect(location, true)?;
         Ok(Store {
             conn,
-            path: path.to_path_buf(),
+            location: location.clone(),
             keys: Vec::new(),
         })
     }
 
-    /// The state file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the state lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Which engine holds the state.
+    pub(crate) fn backend(&self) -> Backend {
+        self.conn.backend()
     }
 
     /// The SQLite connection, for tests that set up a state no command reaches (an old
     /// timestamp, a hand-edited row). Nothing in `src/` outside this module calls it.
+    ///
+    /// # Panics
+    /// On a PostgreSQL state.
     #[doc(hidden)]
     pub fn conn(&self) -> &Connection {
-        &self.conn
+        match &self.conn {
+            Conn::Sqlite(c) => c,
+            Conn::Postgres(_) => panic!("Store::conn is for SQLite state files"),
+        }
+    }
+
+    /// Runs one statement on either backend, for tests that set up a state no command
+    /// reaches; `?1`… placeholders take `params` as text.
+    #[doc(hidden)]
+    pub fn execute_for_tests(&self, sql: &str, params: &[&str]) -> Result<usize> {
+        let values: Vec<db::Value> = params.iter().map(|p| db::Value::from(*p)).collect();
+        self.conn.execute(sql, &values)
+    }
+
+    /// A second connection to the same state (a send's page reader and ledger writer).
+    fn reconnect(&self) -> Result<Conn> {
+        connect(&self.location, false)
+    }
+}
+
+/// Opens a connection; `migrate` also creates and migrates the schema.
+fn connect(location: &Location, migrate: bool) -> Result<Conn> {
+    match location {
+        Location::File(path) => {
+            if migrate {
+                if let Some(dir) = path.parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).with_context(|| {
+                            format!(
+                                "creating the state folder {} (state.db in the config)",
+                                dir.display()
+                            )
+                        })?;
+                    }
+                }
+            }
+            let mut conn = open_connection(path)?;
+            if migrate {
+                migrations::migrate(&mut conn, path)?;
+            }
+            Ok(Conn::Sqlite(conn))
+        }
+        Location::Postgres(url) => {
+            let conn = postgres::connect(url)?;
+            if migrate {
+                postgres::migrate(&conn, url)?;
+            }
+            Ok(conn)
+        }
     }
 }
 

@@ -4,9 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::Result;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use super::db::{p, Conn, Row};
 use super::history::{current_status, record_status_change, ChangePath, StatusChange};
 use super::{now_text, Address, Store, ToAddress};
 
@@ -136,26 +136,23 @@ impl Store {
             return Ok(None);
         };
         self.conn
-            .query_row(
-                &format!("{SELECT} WHERE address = ?1"),
-                [a.as_str()],
-                row_to_subscriber,
-            )
-            .optional()?
+            .query_opt(&format!("{SELECT} WHERE address = ?1"), p![a.as_str()])?
+            .map(|r| row_to_subscriber(&r))
             .transpose()
     }
 
     /// Every subscriber, or those in one status, by address.
     pub fn subscribers(&self, status: Option<SubscriberStatus>) -> Result<Vec<Subscriber>> {
-        let mut st = self.conn.prepare(&format!(
-            "{SELECT} WHERE ?1 IS NULL OR status = ?1 ORDER BY address"
-        ))?;
-        let rows = st.query_map([status.map(|s| s.as_str())], row_to_subscriber)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r??);
-        }
-        Ok(out)
+        let rows = match status {
+            Some(s) => self.conn.query(
+                &format!("{SELECT} WHERE status = ?1 ORDER BY address"),
+                p![s.as_str()],
+            )?,
+            None => self
+                .conn
+                .query(&format!("{SELECT} ORDER BY address"), p![])?,
+        };
+        rows.iter().map(row_to_subscriber).collect()
     }
 
     /// Adds an active subscriber (the operator's `add`), or activates a pending one; never
@@ -166,9 +163,7 @@ impl Store {
         name: Option<&str>,
     ) -> Result<AddOutcome> {
         let a = address.to_address()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         if super::erase::matcher(&tx, &self.keys)?.matches(&a) {
             return Ok(AddOutcome::Erased);
         }
@@ -193,9 +188,7 @@ impl Store {
         name: Option<&str>,
     ) -> Result<AddOutcome> {
         let a = address.to_address()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         let out = match current_status(&tx, &a)? {
             None => {
                 let at = now_text();
@@ -228,9 +221,7 @@ impl Store {
         let Ok(a) = address.to_address() else {
             return Ok(None);
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write()?;
         let now = current_status(&tx, &a)?;
         if now == Some(SubscriberStatus::Pending) {
             let at = now_text();
@@ -276,7 +267,7 @@ impl Store {
 /// Adds `address` in `status` or brings an existing row to it, never out of a suppression.
 /// `at` is the time recorded (one per transaction).
 pub(crate) fn upsert(
-    tx: &rusqlite::Connection,
+    tx: &Conn,
     address: &Address,
     name: Option<String>,
     status: SubscriberStatus,
@@ -302,10 +293,10 @@ pub(crate) fn upsert(
         Some(s) if s.is_final() => Ok(AddOutcome::KeptFinal(s)),
         Some(s) => {
             if name.is_some() {
-                tx.prepare_cached(
+                tx.execute(
                     "UPDATE subscribers SET name = ?2, updated_at = ?3 WHERE address = ?1",
-                )?
-                .execute(params![address.as_str(), name, at])?;
+                    p![address.as_str(), &name, at],
+                )?;
             }
             // Pending only moves up to what is asked; active stays active for a pending row.
             let to = if s == SubscriberStatus::Active && status == SubscriberStatus::Pending {
@@ -327,16 +318,15 @@ pub(crate) fn upsert(
     }
 }
 
-fn row_to_subscriber(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Subscriber>> {
-    let status: String = r.get(2)?;
-    Ok(status.parse().map(|status| Subscriber {
-        address: Address::unchecked(r.get(0).unwrap_or_default()),
-        name: r.get(1).unwrap_or_default(),
-        status,
-        added_at: r.get(3).unwrap_or_default(),
-        updated_at: r.get(4).unwrap_or_default(),
-        reason: r.get(5).unwrap_or_default(),
-    }))
+fn row_to_subscriber(r: &Row) -> Result<Subscriber> {
+    Ok(Subscriber {
+        address: Address::unchecked(r.get(0)?),
+        name: r.get(1)?,
+        status: r.get::<String>(2)?.parse()?,
+        added_at: r.get(3)?,
+        updated_at: r.get(4)?,
+        reason: r.get(5)?,
+    })
 }
 
 #[cfg(test)]

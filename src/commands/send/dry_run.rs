@@ -13,7 +13,7 @@ pub(super) fn dry_run(ctx: &Ctx, composer: &Composer, slug: &str, dir: &Path) ->
     if output::is_stdout(dir) {
         bail!("--dry-run takes a folder to write one .eml file per subscriber in; `-` is none");
     }
-    let store = Store::open(&ctx.config.state.db)?;
+    let store = Store::open_config(&ctx.config.state)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let subs = store.subscribers(Some(SubscriberStatus::Active))?;
     let mut failed = 0;

@@ -130,8 +130,10 @@ fn latest_finishes_older_sends_oldest_first_and_skips_the_newest() {
 fn a_started_send_resumes_only_when_something_is_due() {
     let (_d, mut s) = store_with_sends(&["i"]);
     assert_eq!(resume(&mut s, "i", 0, 72).unwrap(), (0, Resume::Deliver));
-    let w = s.writer().unwrap();
-    let id = s.due("i", 0).unwrap()[0].id;
+    let lease = s.lease("i", 30, Default::default()).unwrap();
+    let mut pages = s.due_pages("i", 0, lease.id()).unwrap();
+    let id = pages.next_page(1).unwrap()[0].id;
+    let w = s.writer(lease.id()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

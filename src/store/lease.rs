@@ -1,0 +1,303 @@
+//! Senders and their leases: how several `send` processes share one issue.
+//!
+//! A sender registers in `send_workers` and renews its lease while it works (a thread of its
+//! own). It takes due rows a page at a time by writing its id into their `worker` column;
+//! on PostgreSQL the page is locked with `FOR UPDATE SKIP LOCKED`, so two senders never take
+//! the same row. A row is delivered only by the sender that holds it (the ledger's claim
+//! checks `worker`). When a sender stops without finishing (killed, power, network), its
+//! lease runs out; then another sender turns its `in_flight` rows into `unknown` and takes
+//! its untried rows. On SQLite one send runs at a time (the send lock), which holds the only
+//! lease.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::db::{p, Conn};
+use super::ledger::{recover_in_flight, row_of, Row};
+use super::Store;
+
+/// How long a sender waits before it looks again for rows other senders still hold.
+const POLL: Duration = Duration::from_millis(500);
+
+impl Store {
+    /// The time leases are measured in, Unix seconds: the database server's clock on
+    /// PostgreSQL (senders on several hosts agree on it), this host's on SQLite.
+    pub(crate) fn lease_clock(&self) -> Result<i64> {
+        lease_clock(&self.conn, false)
+    }
+
+    /// Registers this process as a sender of `issue` under a lease of `secs` seconds, renewed
+    /// by a thread until [`Lease::finish`]. When the lease cannot be renewed (the database
+    /// is unreachable, or other senders took it over after it ran out), `lost` is set: the
+    /// send must stop, as its rows may already be someone else's.
+    pub(crate) fn lease(&self, issue: &str, secs: u64, lost: Arc<AtomicBool>) -> Result<Lease> {
+        let secs = i64::try_from(secs.max(2)).unwrap_or(i64::MAX / 4);
+        let now = lease_clock(&self.conn, true)?;
+        let host = hostname();
+        let id: i64 = self
+            .conn
+            .query_one(
+                "INSERT INTO send_workers (issue, host, pid, started_at, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                p![issue, host, i64::from(std::process::id()), now, now + secs],
+            )?
+            .get(0)?;
+        let conn = self.reconnect()?;
+        let (stop, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("lease".into())
+            .spawn(move || renew(conn, id, secs, rx, lost))
+            .context("starting the lease thread")?;
+        Ok(Lease {
+            id,
+            conn: Some(self.reconnect()?),
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The rows of `issue` due at `now`, taken for `worker` a page at a time on a connection
+    /// of their own, so a send holds one page of the list in memory, not the list.
+    pub(crate) fn due_pages(&self, issue: &str, now: i64, worker: i64) -> Result<DuePages> {
+        Ok(DuePages {
+            conn: self.reconnect()?,
+            issue: issue.to_string(),
+            now,
+            worker,
+            after: i64::MIN,
+            done: false,
+            rescan: false,
+            next_look: None,
+        })
+    }
+}
+
+/// The clock leases are compared with; `strict` asks for the real time on SQLite too (for a
+/// lease's own times), where recovery otherwise treats every lease as run out.
+fn lease_clock(conn: &Conn, strict: bool) -> Result<i64> {
+    if conn.is_postgres() {
+        conn.query_one("SELECT extract(epoch FROM clock_timestamp())::bigint", p![])?
+            .get(0)
+    } else if strict {
+        Ok(chrono::Utc::now().timestamp())
+    } else {
+        // Under the send lock no other SQLite sender is alive.
+        Ok(i64::MAX)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn renew(conn: Conn, id: i64, secs: i64, stop: mpsc::Receiver<()>, lost: Arc<AtomicBool>) {
+    let every = Duration::from_millis(u64::try_from(secs).unwrap_or(30) * 1000 / 3);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        match stop.recv_timeout(every) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let renewed = lease_clock(&conn, true).and_then(|now| {
+            conn.execute(
+                "UPDATE send_workers SET lease_until = ?2 WHERE id = ?1 AND lease_until >= ?3",
+                p![id, now + secs, now],
+            )
+        });
+        match renewed {
+            Ok(1) => failing_since = None,
+            Ok(_) => {
+                tracing::error!("the send lease ran out and other senders took it over: stopping");
+                lost.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                tracing::warn!("renewing the send lease: {e:#}");
+                // Before the lease runs out, stop: the rows may soon be another sender's.
+                if since.elapsed() >= every * 2 {
+                    lost.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// This process's registration as a sender.
+pub(crate) struct Lease {
+    id: i64,
+    conn: Option<Conn>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Lease {
+    pub(crate) fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// Gives back the rows this sender took and did not try (they stay due, for any
+    /// sender), and ends the lease.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.end()
+    }
+
+    fn end(&mut self) -> Result<()> {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let Some(conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let tx = conn.begin()?;
+        tx.execute(
+            "UPDATE deliveries SET worker = NULL
+             WHERE worker = ?1 AND state IN ('pending', 'deferred')",
+            p![self.id],
+        )?;
+        tx.execute("DELETE FROM send_workers WHERE id = ?1", p![self.id])?;
+        tx.commit()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Err(e) = self.end() {
+            tracing::warn!("ending the send lease: {e:#}");
+        }
+    }
+}
+
+/// The due rows of one issue, taken for one sender a page at a time (see
+/// [`Store::due_pages`]).
+pub(crate) struct DuePages {
+    conn: Conn,
+    issue: String,
+    /// Rows deferred past this time are not due in this run.
+    now: i64,
+    worker: i64,
+    /// The last id taken; pages go forward from it.
+    after: i64,
+    done: bool,
+    /// The pass from `after` found nothing: look again from the start, for rows another
+    /// sender gave back or left behind.
+    rescan: bool,
+    /// While other senders still hold due rows: when to look again.
+    next_look: Option<Instant>,
+}
+
+impl DuePages {
+    /// The next `limit` rows this sender took, by id; empty once no due row is left that
+    /// another live sender holds, or (without [`DuePages::is_done`]) while other senders
+    /// still hold some: they may give them back.
+    pub(crate) fn next_page(&mut self, limit: usize) -> Result<Vec<Row>> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        if self.next_look.is_some_and(|t| Instant::now() < t) {
+            return Ok(Vec::new());
+        }
+        self.next_look = None;
+        let rows = self.take(limit)?;
+        if !rows.is_empty() {
+            self.after = rows.last().map_or(self.after, |r| r.id);
+            return Ok(rows);
+        }
+        if !self.rescan {
+            self.rescan = true;
+            self.after = i64::MIN;
+            let rows = self.take(limit)?;
+            if let Some(last) = rows.last() {
+                self.after = last.id;
+                self.rescan = false;
+                return Ok(rows);
+            }
+        }
+        if self.held_by_others()? {
+            self.next_look = Some(Instant::now() + POLL);
+        } else {
+            self.done = true;
+        }
+        Ok(Vec::new())
+    }
+
+    /// Whether every due row was taken.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn take(&mut self, limit: usize) -> Result<Vec<Row>> {
+        let postgres = self.conn.is_postgres();
+        let tx = self.conn.begin()?;
+        // On SQLite, under the send lock, no other sender is alive.
+        let alive_at = lease_clock(&tx, false)?;
+        if postgres {
+            // Rows a stopped sender left in flight: unknown, once its lease ran out.
+            recover_in_flight(&tx, &self.issue, alive_at)?;
+        }
+        let sql = format!(
+            "UPDATE deliveries SET worker = ?3
+             WHERE id IN (
+                 SELECT id FROM deliveries
+                 WHERE issue = ?1 AND id > ?4
+                   AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
+                   AND (worker IS NULL
+                        OR (worker <> ?3
+                            AND worker NOT IN (SELECT id FROM send_workers
+                                               WHERE lease_until >= ?5)))
+                 ORDER BY id LIMIT ?6 {})
+             RETURNING id, address, name, attempts, first_attempt_at",
+            if postgres {
+                "FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            }
+        );
+        let mut rows = tx
+            .query(
+                &sql,
+                p![
+                    &self.issue,
+                    self.now,
+                    self.worker,
+                    self.after,
+                    alive_at,
+                    limit
+                ],
+            )?
+            .iter()
+            .map(row_of)
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit()?;
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    /// Whether due rows of the issue are held by another sender.
+    fn held_by_others(&self) -> Result<bool> {
+        if !self.conn.is_postgres() {
+            return Ok(false);
+        }
+        Ok(self
+            .conn
+            .query_opt(
+                "SELECT 1 FROM deliveries
+                 WHERE issue = ?1 AND worker IS NOT NULL AND worker <> ?3
+                   AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
+                 LIMIT 1",
+                p![&self.issue, self.now, self.worker],
+            )?
+            .is_some())
+    }
+}
