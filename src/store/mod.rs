@@ -26,6 +26,10 @@ mod import;
 mod inbound;
 mod ledger;
 mod migrations;
+/// The throwaway PostgreSQL cluster of the tests (the PostgreSQL backend's tests call it).
+#[cfg(test)]
+#[allow(dead_code)]
+mod pg_cluster;
 mod subscribers;
 
 pub(crate) use address::normalize_address;
