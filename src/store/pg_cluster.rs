@@ -48,11 +48,8 @@ fn cluster() -> &'static Cluster {
 /// `postgres://techshack@127.0.0.1:PORT/t_<pid>_<n>`.
 pub fn database_url() -> String {
     let c = cluster();
-    let name = format!(
-        "t_{}_{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, Ordering::Relaxed)
-    );
+    let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
+    let name = format!("t_{}_{n}", std::process::id());
     let port = c.port.to_string();
     let host = c.dir.to_str().expect("temp dir is UTF-8");
     run(Command::new(c.bin.join("createdb")).args(["-h", host, "-p", &port, "-U", ROLE, &name]))
@@ -62,10 +59,7 @@ pub fn database_url() -> String {
 
 /// The folder of the cluster's binaries (`psql`, `createdb`, ...), of the version the tests run.
 pub fn server_bin_dir() -> PathBuf {
-    match find_bin_dir() {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    }
+    find_bin_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The cluster's folder (data, log and Unix socket), removed once this process has exited.
@@ -117,60 +111,63 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 fn start() -> Result<Cluster, String> {
     let bin = find_bin_dir()?;
-    let is_root = std::fs::metadata("/proc/self")
+    let uid = std::fs::metadata("/proc/self")
         .map_err(|e| e.to_string())?
-        .uid()
-        == 0;
-    let user = is_root.then_some("postgres");
+        .uid();
+    let user = (uid == 0).then_some("postgres");
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let dir = std::env::temp_dir().join(format!("techshack-pg-{}-{nanos}", std::process::id()));
     std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let data = dir.join("data");
-    // The watchdog first, so even a half-started cluster is cleaned up.
-    let mut stop = user.map_or_else(Vec::new, |u| vec!["runuser", "-u", u, "--"]);
-    let pg_ctl = bin.join("pg_ctl");
-    stop.extend([
-        pg_ctl.to_str().ok_or("bin path is not UTF-8")?,
-        "stop",
-        "-m",
-        "immediate",
-        "-D",
-    ]);
+    // The watchdog first, so that even a half-started cluster is cleaned up.
+    let mut stop = command(&bin.join("pg_ctl"), user);
+    stop.args(["stop", "-m", "immediate", "-D"])
+        .arg(dir.join("data"));
+    let script = r#"dir=$1; shift; read _; "$@" >/dev/null 2>&1; rm -rf "$dir""#;
     let watchdog = Command::new("sh")
-        .args([
-            "-c",
-            r#"dir=$1; shift; read _; "$@" "$dir/data" >/dev/null 2>&1; rm -rf "$dir""#,
-            "sh",
-        ])
+        .args(["-c", script, "sh"])
         .arg(&dir)
-        .args(&stop)
+        .arg(stop.get_program())
+        .args(stop.get_args())
         .current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("sh (the watchdog): {e}"))?;
-    let watchdog = watchdog.stdin.expect("piped stdin");
-    if is_root {
-        run(Command::new("chown").arg("postgres:").arg(&dir)).map_err(|e| {
-            format!("{e}: as root the cluster runs as the `postgres` user; {INSTALL}")
-        })?;
+        .map_err(|e| format!("sh (the watchdog): {e}"))?
+        .stdin
+        .expect("piped stdin");
+    if user.is_some() {
+        run(Command::new("chown").arg("postgres:").arg(&dir))
+            .map_err(|e| format!("{e}: as root, the cluster runs as the `postgres` user"))?;
     }
+    let port = init_and_start(&bin, &dir, user)?;
+    Ok(Cluster {
+        bin,
+        dir,
+        port,
+        _watchdog: watchdog,
+    })
+}
+
+/// `initdb` and `pg_ctl start` in `dir`; the port the server listens on.
+fn init_and_start(bin: &Path, dir: &Path, user: Option<&str>) -> Result<u16, String> {
+    let data = dir.join("data");
+    let args = [
+        "--auth=trust",
+        "--no-sync",
+        "--encoding=UTF8",
+        "--locale=C",
+        "-U",
+        ROLE,
+    ];
     run(command(&bin.join("initdb"), user)
-        .args([
-            "--auth=trust",
-            "--no-sync",
-            "--encoding=UTF8",
-            "--locale=C",
-            "-U",
-            ROLE,
-            "-D",
-        ])
+        .args(args)
+        .arg("-D")
         .arg(&data)
-        .current_dir(&dir))?;
+        .current_dir(dir))?;
     let conf = format!(
         "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n\
          synchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\n",
@@ -189,30 +186,22 @@ fn start() -> Result<Cluster, String> {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let started = run(command(&pg_ctl, user)
+        let started = run(command(&bin.join("pg_ctl"), user)
             .args(["start", "-w", "-t", "60", "-o", &format!("-p {port}"), "-D"])
             .arg(&data)
             .arg("-l")
             .arg(&log)
-            .current_dir(&dir));
+            .current_dir(dir));
         match started {
-            Ok(()) => {
-                return Ok(Cluster {
-                    bin,
-                    dir,
-                    port,
-                    _watchdog: watchdog,
-                })
-            }
+            Ok(()) => return Ok(port),
             Err(e) => last = e,
         }
     }
-    let log = std::fs::read_to_string(&log).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(30).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let tail = text.lines().rev().take(30).collect::<Vec<_>>();
+    let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
     Err(format!(
-        "{last}\nserver log {}:\n{}\n({INSTALL})",
-        dir.display(),
-        tail.join("\n")
+        "{last}\nthe end of {}:\n{tail}\n({INSTALL})",
+        log.display()
     ))
 }
