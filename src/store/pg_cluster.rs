@@ -10,13 +10,13 @@
 //!
 //! Tests end with `std::process::exit`, so nothing is dropped: a watchdog shell started before
 //! the cluster waits for the end of its standard input, a pipe only this process holds, and then
-//! stops the server (`pg_ctl stop -m immediate`) and removes the folder. It runs in its own
-//! process group, so a Ctrl-C of the tests does not end it before the cleanup.
+//! stops the server (`pg_ctl stop -m immediate`) and removes the folder. It runs in a session
+//! of its own (`setsid`), so neither a Ctrl-C of the tests nor the end of their terminal session
+//! ends it before the cleanup.
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -125,8 +125,8 @@ fn start() -> Result<Cluster, String> {
     stop.args(["stop", "-m", "immediate", "-D"])
         .arg(dir.join("data"));
     let script = r#"dir=$1; shift; read _; "$@" >/dev/null 2>&1; rm -rf "$dir""#;
-    let watchdog = Command::new("sh")
-        .args(["-c", script, "sh"])
+    let watchdog = Command::new("setsid")
+        .args(["sh", "-c", script, "sh"])
         .arg(&dir)
         .arg(stop.get_program())
         .args(stop.get_args())
@@ -134,9 +134,8 @@ fn start() -> Result<Cluster, String> {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
         .spawn()
-        .map_err(|e| format!("sh (the watchdog): {e}"))?
+        .map_err(|e| format!("setsid sh (the watchdog): {e}"))?
         .stdin
         .expect("piped stdin");
     if user.is_some() {
