@@ -191,9 +191,10 @@ fn init_and_start(bin: &Path, dir: &Path, user: Option<&str>) -> Result<u16, Str
             .arg("-l")
             .arg(&log)
             .current_dir(dir));
-        match started {
-            Ok(()) => return Ok(port),
-            Err(e) => last = e,
+        let Err(e) = started else { return Ok(port) };
+        last = e;
+        if !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("could not bind")) {
+            break;
         }
     }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
