@@ -29,6 +29,9 @@ mod inbound;
 mod lease;
 mod ledger;
 mod migrations;
+/// The throwaway PostgreSQL cluster of the tests.
+#[cfg(test)]
+pub(crate) mod pg_cluster;
 mod postgres;
 mod subscribers;
 

@@ -16,6 +16,7 @@ mod outputs;
 mod parse_corpus;
 mod parse_fuzz;
 mod parse_model;
+mod pg_cluster;
 mod preview_cli;
 mod recipes;
 mod render_build;

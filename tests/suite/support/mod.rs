@@ -8,6 +8,7 @@ use techshack::config::Config;
 use techshack::model::Issue;
 use techshack::store::Store;
 
+pub mod pg;
 pub mod postfix;
 pub mod serve;
 pub mod smtp;
