@@ -581,6 +581,8 @@ async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::db::Backend;
+    use crate::store::testing::on_both_async;
     use crate::store::{DeliveryState, Store, SubscriberStatus};
 
     /// What the fake server does: per connection, a refusal or the outcomes of its messages.
@@ -670,11 +672,16 @@ mod tests {
 
     /// Delivers issue `i` to `n` subscribers over the scripted server.
     async fn run(
+        backend: Backend,
         n: usize,
         script: Script,
-    ) -> (tempfile::TempDir, Store, Result<Report>, Vec<String>) {
-        let d = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&d.path().join("s.sqlite3")).unwrap();
+    ) -> (
+        crate::store::testing::Keep,
+        Store,
+        Result<Report>,
+        Vec<String>,
+    ) {
+        let (d, mut store) = crate::store::testing::store(backend);
         let rows: Vec<_> = (0..n).map(|i| (format!("u{i}@x.org"), None)).collect();
         store.import(&rows).unwrap();
         store.snapshot("i").unwrap();
@@ -712,8 +719,9 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn every_outcome_lands_in_the_ledger_and_a_421_is_retried_on_a_new_session() {
+    async fn every_outcome_lands_in_the_ledger_and_a_421_is_retried_on_a_new_session(
+        backend: Backend,
+    ) {
         let script = VecDeque::from([
             Ok(vec![
                 Outcome::Sent("250 ok".into()),
@@ -730,7 +738,7 @@ mod tests {
                 Outcome::Unknown("no reply to the final dot".into()),
             ]),
         ]);
-        let (_d, store, report, log) = run(5, script).await;
+        let (_d, store, report, log) = run(backend, 5, script).await;
         let report = report.unwrap();
         assert_eq!(
             log,
@@ -770,13 +778,12 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_refused_session_stops_the_run_and_leaves_the_rest_pending() {
+    async fn a_refused_session_stops_the_run_and_leaves_the_rest_pending(backend: Backend) {
         let script = VecDeque::from([Ok(vec![
             Outcome::Sent("250 ok".into()),
             Outcome::Abort("the server refused MAIL FROM: 550 no".into()),
         ])]);
-        let (_d, store, report, log) = run(3, script).await;
+        let (_d, store, report, log) = run(backend, 3, script).await;
         let e = report.unwrap_err();
         assert_eq!(format!("{e:#}"), "the server refused MAIL FROM: 550 no");
         assert!(matches!(
@@ -791,22 +798,20 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn rows_beyond_one_page_are_read_as_the_queue_runs_low_and_sent_once() {
+    async fn rows_beyond_one_page_are_read_as_the_queue_runs_low_and_sent_once(backend: Backend) {
         let n = PAGE * 2 + 10;
         // per_connection is 100: a session per hundred.
         let script = (0..=n / 100)
             .map(|_| Ok(vec![Outcome::Sent("250 ok".into()); 100]))
             .collect();
-        let (_d, store, report, log) = run(n, script).await;
+        let (_d, store, report, log) = run(backend, n, script).await;
         assert_eq!(report.unwrap().stats.sent.load(Ordering::Relaxed), n);
         let unique: std::collections::HashSet<_> = log.iter().collect();
         assert_eq!((log.len(), unique.len()), (n, n));
         assert_eq!(store.counts("i").unwrap().get(DeliveryState::Sent), n);
     }
 
-    #[tokio::test]
-    async fn the_same_relay_refusal_for_three_recipients_stops_and_requeues_them() {
+    async fn the_same_relay_refusal_for_three_recipients_stops_and_requeues_them(backend: Backend) {
         let denied = || Outcome::Fail {
             reply: "554 5.7.1 <x@x.org>: Relay access denied".into(),
             bounce: false,
@@ -819,7 +824,7 @@ mod tests {
             denied(),
             Outcome::Sent("250 ok".into()),
         ])]);
-        let (_d, store, report, log) = run(6, script).await;
+        let (_d, store, report, log) = run(backend, 6, script).await;
         let report = report.unwrap();
         let t = report.stopped.expect("the breaker tripped");
         assert_eq!(t.recipients, 3);
@@ -840,21 +845,19 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_fatal_connect_error_is_the_run_s_error() {
+    async fn a_fatal_connect_error_is_the_run_s_error(backend: Backend) {
         let script = VecDeque::from([Err(ConnectError::Fatal("TLS refused".into()))]);
-        let (_d, store, report, log) = run(2, script).await;
+        let (_d, store, report, log) = run(backend, 2, script).await;
         let e = report.unwrap_err();
         assert_eq!(format!("{e:#}"), "TLS refused");
         assert!(log.is_empty());
         assert_eq!(store.counts("i").unwrap().get(DeliveryState::Pending), 2);
     }
 
-    #[tokio::test]
-    async fn rows_no_session_could_take_are_deferred_and_due_at_once() {
+    async fn rows_no_session_could_take_are_deferred_and_due_at_once(backend: Backend) {
         // The first session dies on its first message; no other can be opened.
         let script = VecDeque::from([Ok(vec![Outcome::Unknown("reset after the dot".into())])]);
-        let (_d, store, report, _log) = run(3, script).await;
+        let (_d, store, report, _log) = run(backend, 3, script).await;
         let report = report.unwrap();
         assert_eq!(report.stats.not_attempted.load(Ordering::Relaxed), 2);
         assert_eq!(
@@ -881,4 +884,13 @@ mod tests {
             2
         );
     }
+
+    on_both_async!(
+        every_outcome_lands_in_the_ledger_and_a_421_is_retried_on_a_new_session,
+        a_refused_session_stops_the_run_and_leaves_the_rest_pending,
+        rows_beyond_one_page_are_read_as_the_queue_runs_low_and_sent_once,
+        the_same_relay_refusal_for_three_recipients_stops_and_requeues_them,
+        a_fatal_connect_error_is_the_run_s_error,
+        rows_no_session_could_take_are_deferred_and_due_at_once
+    );
 }

@@ -174,10 +174,11 @@ pub(crate) fn retry_delay(attempts: u32) -> i64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_queued_mail_is_due_retried_replaced_and_expires() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("s.db")).unwrap();
+    use crate::store::db::Backend;
+    use crate::store::testing::on_both;
+
+    fn a_queued_mail_is_due_retried_replaced_and_expires(backend: Backend) {
+        let (_d, s) = crate::store::testing::store(backend);
         let c = MailKind::Confirm;
         s.queue_confirmation(c, "a@x.org", Some("Ann"), 100, 1000)
             .unwrap();
@@ -208,4 +209,29 @@ mod tests {
         assert_eq!(expired, [("b@x.org".to_string(), None)]);
         assert_eq!(s.queued_confirmations().unwrap(), 0);
     }
+
+    /// Two `serve` processes polling the queue at once never take the same mail.
+    fn two_pollers_take_each_mail_once(backend: Backend) {
+        let (_d, s) = crate::store::testing::store(backend);
+        for i in 0..40 {
+            s.queue_confirmation(MailKind::Confirm, &format!("u{i}@x.org"), None, 100, 9999)
+                .unwrap();
+        }
+        let other = Store::open_at(s.location()).unwrap();
+        let (a, _) = s.due_confirmations(100, 25).unwrap();
+        let (b, _) = other.due_confirmations(100, 25).unwrap();
+        assert_eq!((a.len(), b.len()), (25, 15));
+        let mut all: Vec<_> = a.iter().chain(&b).map(|q| q.address.clone()).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 40);
+        // Taken mails come back when their taker never reports (it crashed).
+        let (again, _) = s.due_confirmations(100 + CLAIM_SECS, 100).unwrap();
+        assert_eq!(again.len(), 40);
+    }
+
+    on_both!(
+        a_queued_mail_is_due_retried_replaced_and_expires,
+        two_pollers_take_each_mail_once
+    );
 }

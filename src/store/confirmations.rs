@@ -235,20 +235,19 @@ fn timestamp(t: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::db::Backend;
+    use crate::store::testing::on_both;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("state.sqlite3")).unwrap();
-        (d, s)
+    fn store(backend: Backend) -> (crate::store::testing::Keep, Store) {
+        crate::store::testing::store(backend)
     }
 
     fn status(s: &Store, a: &str) -> Option<SubscriberStatus> {
         s.subscriber(a).unwrap().map(|x| x.status)
     }
 
-    #[test]
-    fn unsubscribe_is_idempotent_and_keeps_bounces() {
-        let (_d, mut s) = store();
+    fn unsubscribe_is_idempotent_and_keeps_bounces(backend: Backend) {
+        let (_d, mut s) = store(backend);
         s.add_active("a@x.org", None).unwrap();
         assert_eq!(s.serve_unsubscribe("A@x.org").unwrap(), Unsubscribed::Now);
         assert_eq!(
@@ -274,9 +273,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sign_up_never_changes_standing() {
-        let (_d, mut s) = store();
+    fn sign_up_never_changes_standing(backend: Backend) {
+        let (_d, mut s) = store(backend);
         assert_eq!(
             s.serve_sign_up("n@x.org", Some("N")).unwrap(),
             SignUp::SendConfirmation
@@ -302,9 +300,8 @@ mod tests {
         assert!(s.serve_sign_up("not an address", None).is_err());
     }
 
-    #[test]
-    fn one_mail_per_gap_and_release() {
-        let (_d, mut s) = store();
+    fn one_mail_per_gap_and_release(backend: Backend) {
+        let (_d, mut s) = store(backend);
         assert_eq!(
             s.serve_claim_mail("a@x.org", 1000, 3600).unwrap(),
             Some(None)
@@ -334,9 +331,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn confirm_rules() {
-        let (_d, mut s) = store();
+    fn confirm_rules(backend: Backend) {
+        let (_d, mut s) = store(backend);
         let now = chrono::Utc::now().timestamp();
         s.serve_sign_up("p@x.org", None).unwrap();
         assert_eq!(
@@ -368,4 +364,11 @@ mod tests {
         );
         assert_eq!(status(&s, "p@x.org"), Some(SubscriberStatus::Bounced));
     }
+
+    on_both!(
+        unsubscribe_is_idempotent_and_keeps_bounces,
+        sign_up_never_changes_standing,
+        one_mail_per_gap_and_release,
+        confirm_rules
+    );
 }

@@ -182,21 +182,36 @@ pub(crate) enum Backend {
 /// A connection to the state, on either backend.
 pub(crate) enum Conn {
     Sqlite(rusqlite::Connection),
-    Postgres(RefCell<Pg>),
+    Postgres(Box<RefCell<Pg>>),
 }
 
 /// A PostgreSQL client and the statements it prepared.
 pub(crate) struct Pg {
-    pub(crate) client: postgres::Client,
+    /// Always `Some` until dropped.
+    client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
+}
+
+impl Drop for Pg {
+    /// Closing the client blocks on its runtime too: off any asynchronous runtime.
+    fn drop(&mut self) {
+        self.statements.clear();
+        if let Some(c) = self.client.take() {
+            off_runtime(move || drop(c));
+        }
+    }
 }
 
 impl Pg {
     pub(crate) fn new(client: postgres::Client) -> Pg {
         Pg {
-            client,
+            client: Some(client),
             statements: HashMap::new(),
         }
+    }
+
+    fn client(&mut self) -> &mut postgres::Client {
+        self.client.as_mut().expect("an open client")
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
@@ -204,7 +219,7 @@ impl Pg {
             return Ok(s.clone());
         }
         let text = dollar_placeholders(sql);
-        let client = &mut self.client;
+        let client = self.client();
         let st = off_runtime(|| client.prepare(&text))
             .map_err(pg_error)
             .with_context(|| format!("preparing {}", one_line(sql)))?;
@@ -285,7 +300,7 @@ impl Conn {
             Conn::Postgres(pg) => {
                 let mut pg = pg.borrow_mut();
                 let st = pg.statement(sql)?;
-                let client = &mut pg.client;
+                let client = pg.client();
                 let n =
                     off_runtime(|| client.execute(&st, &pg_params(params))).map_err(pg_error)?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
@@ -313,7 +328,7 @@ impl Conn {
             Conn::Postgres(pg) => {
                 let mut pg = pg.borrow_mut();
                 let st = pg.statement(sql)?;
-                let client = &mut pg.client;
+                let client = pg.client();
                 let rows =
                     off_runtime(|| client.query(&st, &pg_params(params))).map_err(pg_error)?;
                 rows.iter()
@@ -344,7 +359,8 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Conn::Postgres(pg) => {
-                let client = &mut pg.borrow_mut().client;
+                let mut pg = pg.borrow_mut();
+                let client = pg.client();
                 off_runtime(|| client.batch_execute(sql)).map_err(pg_error)
             }
         }

@@ -668,6 +668,8 @@ fn bounce_subscriber(tx: &Conn, id: i64, reply: &str, now: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::mail::policy::{age_cutoff, gave_up_by_age};
+    use crate::store::db::Backend;
+    use crate::store::testing::{on_both, on_both_async};
     use crate::store::SubscriberStatus;
     use std::sync::atomic::AtomicBool;
 
@@ -694,17 +696,15 @@ mod tests {
         (lease, w)
     }
 
-    fn setup(n: usize) -> (tempfile::TempDir, Store) {
-        let d = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&d.path().join("s.sqlite3")).unwrap();
+    fn setup(backend: Backend, n: usize) -> (crate::store::testing::Keep, Store) {
+        let (d, mut s) = crate::store::testing::store(backend);
         let rows: Vec<_> = (0..n).map(|i| (format!("u{i}@x.org"), None)).collect();
         s.import(&rows).unwrap();
         (d, s)
     }
 
-    #[test]
-    fn a_snapshot_of_nobody_records_nothing_and_an_old_one_is_taken_again() {
-        let (_d, mut s) = setup(0);
+    fn a_snapshot_of_nobody_records_nothing_and_an_old_one_is_taken_again(backend: Backend) {
+        let (_d, mut s) = setup(backend, 0);
         assert_eq!(s.snapshot("i").unwrap(), Some(0));
         assert!(!s.has_snapshot("i").unwrap());
         assert!(s.all_counts().unwrap().is_empty());
@@ -721,9 +721,8 @@ mod tests {
         assert!(s.has_snapshot("i").unwrap());
     }
 
-    #[test]
-    fn due_rows_come_a_page_at_a_time_in_id_order() {
-        let (_d, mut s) = setup(5);
+    fn due_rows_come_a_page_at_a_time_in_id_order(backend: Backend) {
+        let (_d, mut s) = setup(backend, 5);
         s.snapshot("i").unwrap();
         assert_eq!(s.due_count("i", 0).unwrap(), 5);
         let lease = s.lease("i", 30, Arc::new(AtomicBool::new(false))).unwrap();
@@ -742,9 +741,8 @@ mod tests {
         assert_eq!(seen, all);
     }
 
-    #[test]
-    fn snapshot_is_taken_once() {
-        let (_d, mut s) = setup(3);
+    fn snapshot_is_taken_once(backend: Backend) {
+        let (_d, mut s) = setup(backend, 3);
         assert_eq!(s.snapshot("i1").unwrap(), Some(3));
         s.add_active("late@x.org", None).unwrap();
         assert_eq!(s.snapshot("i1").unwrap(), None);
@@ -754,9 +752,8 @@ mod tests {
         assert_eq!(all.len(), 2);
     }
 
-    #[tokio::test]
-    async fn claims_skip_unsubscribed_and_changes_commit_in_order() {
-        let (_d, mut s) = setup(3);
+    async fn claims_skip_unsubscribed_and_changes_commit_in_order(backend: Backend) {
+        let (_d, mut s) = setup(backend, 3);
         s.snapshot("i").unwrap();
         s.unsubscribe("u1@x.org").unwrap();
         let rows = s.due("i", 0).unwrap();
@@ -806,12 +803,11 @@ mod tests {
         assert_eq!(report[1].last_reply.as_deref(), Some("550 5.1.1 nobody"));
     }
 
-    #[tokio::test]
-    async fn in_flight_becomes_unknown_and_deferred_waits() {
-        let (_d, mut s) = setup(2);
+    async fn in_flight_becomes_unknown_and_deferred_waits(backend: Backend) {
+        let (_d, mut s) = setup(backend, 2);
         s.snapshot("i").unwrap();
         let rows = s.due("i", 0).unwrap();
-        let (_lease, w) = sender(&s, &["i"]);
+        let (lease, w) = sender(&s, &["i"]);
         let h = w.handle();
         assert!(h.claim(rows[0].id, 100).await.unwrap());
         assert!(h.claim(rows[1].id, 100).await.unwrap());
@@ -825,6 +821,8 @@ mod tests {
         )
         .unwrap();
         w.finish().unwrap();
+        // The sender stops: its lease ends with it.
+        drop(lease);
         assert_eq!(s.recover_in_flight("i").unwrap(), 1);
         assert!(s.due("i", 999).unwrap().is_empty());
         assert_eq!(s.due("i", 1000).unwrap().len(), 1);
@@ -839,13 +837,12 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn every_issue_in_flight_is_recovered_and_unfinished_ones_are_listed() {
-        let (_d, mut s) = setup(2);
+    async fn every_issue_in_flight_is_recovered_and_unfinished_ones_are_listed(backend: Backend) {
+        let (_d, mut s) = setup(backend, 2);
         for issue in ["a", "b", "c"] {
             s.snapshot(issue).unwrap();
         }
-        let (_lease, w) = sender(&s, &["a", "c"]);
+        let (lease, w) = sender(&s, &["a", "c"]);
         let h = w.handle();
         for issue in ["a", "c"] {
             for r in s.due(issue, 0).unwrap() {
@@ -871,6 +868,7 @@ mod tests {
         )
         .unwrap();
         w.finish().unwrap();
+        drop(lease);
         assert_eq!(
             s.unfinished_issues().unwrap(),
             ["a", "b", "c"],
@@ -887,9 +885,8 @@ mod tests {
         assert!(s.recover_all_in_flight().unwrap().is_empty());
     }
 
-    #[tokio::test]
-    async fn claims_record_the_first_attempt_once() {
-        let (_d, mut s) = setup(2);
+    async fn claims_record_the_first_attempt_once(backend: Backend) {
+        let (_d, mut s) = setup(backend, 2);
         s.snapshot("i").unwrap();
         s.unsubscribe("u1@x.org").unwrap();
         let rows = s.due("i", 0).unwrap();
@@ -919,9 +916,8 @@ mod tests {
         assert_eq!(firsts, [Some(500), None]);
     }
 
-    #[test]
-    fn deferred_rows_older_than_the_cap_fail_with_their_last_reply() {
-        let (_d, mut s) = setup(6);
+    fn deferred_rows_older_than_the_cap_fail_with_their_last_reply(backend: Backend) {
+        let (_d, mut s) = setup(backend, 6);
         s.snapshot("i").unwrap();
         s.snapshot("other").unwrap();
         let now = 1_000_000;
@@ -978,9 +974,8 @@ mod tests {
         assert_eq!(expire(&mut s, now + 1, cap), 1);
     }
 
-    #[test]
-    fn rows_an_interrupted_send_left_untried_are_never_aged() {
-        let (_d, mut s) = setup(2);
+    fn rows_an_interrupted_send_left_untried_are_never_aged(backend: Backend) {
+        let (_d, mut s) = setup(backend, 2);
         s.snapshot("i").unwrap();
         // A stop writes the rest of the queue as deferred without a first attempt; however old
         // the send, those people were never tried and must still get the issue.
@@ -995,4 +990,19 @@ mod tests {
         assert_eq!(expire(&mut s, later, 72), 0);
         assert_eq!(s.due("i", later).unwrap().len(), 2);
     }
+
+    on_both!(
+        a_snapshot_of_nobody_records_nothing_and_an_old_one_is_taken_again,
+        due_rows_come_a_page_at_a_time_in_id_order,
+        snapshot_is_taken_once,
+        deferred_rows_older_than_the_cap_fail_with_their_last_reply,
+        rows_an_interrupted_send_left_untried_are_never_aged
+    );
+
+    on_both_async!(
+        claims_skip_unsubscribed_and_changes_commit_in_order,
+        in_flight_becomes_unknown_and_deferred_waits,
+        every_issue_in_flight_is_recovered_and_unfinished_ones_are_listed,
+        claims_record_the_first_attempt_once
+    );
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
-use db::{Backend, Conn};
+use db::Conn;
 
 mod address;
 mod confirm_queue;
@@ -31,9 +31,12 @@ mod ledger;
 mod migrations;
 /// The throwaway PostgreSQL cluster of the tests.
 #[cfg(test)]
+#[allow(dead_code)]
 pub(crate) mod pg_cluster;
 mod postgres;
 mod subscribers;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub(crate) use address::normalize_address;
 pub use address::{Address, AddressError, ToAddress};
@@ -134,11 +137,6 @@ impl Store {
     /// Where the state lives.
     pub fn location(&self) -> &Location {
         &self.location
-    }
-
-    /// Which engine holds the state.
-    pub(crate) fn backend(&self) -> Backend {
-        self.conn.backend()
     }
 
     /// The SQLite connection, for tests that set up a state no command reaches (an old

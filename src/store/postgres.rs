@@ -173,7 +173,7 @@ pub(crate) fn connect(url: &str) -> Result<Conn> {
     let client = super::db::off_runtime(|| config.connect(tls))
         .map_err(pg_error)
         .with_context(|| format!("connecting to the state database {}", redact(url)))?;
-    Ok(Conn::Postgres(RefCell::new(Pg::new(client))))
+    Ok(Conn::Postgres(Box::new(RefCell::new(Pg::new(client)))))
 }
 
 fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
@@ -231,11 +231,6 @@ pub(crate) fn migrate(conn: &Conn, url: &str) -> Result<()> {
     Ok(())
 }
 
-/// The schema version this techshack migrates PostgreSQL databases to.
-pub fn schema_version() -> usize {
-    MIGRATIONS.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +260,60 @@ mod tests {
             .to_string();
         assert!(e.contains("not usable"), "{e}");
         check_url("postgresql://news@127.0.0.1:5432/list").unwrap();
+    }
+
+    fn version(conn: &Conn) -> i64 {
+        conn.query_one("SELECT max(version)::bigint FROM techshack_schema", p![])
+            .unwrap()
+            .get(0)
+            .unwrap()
+    }
+
+    #[test]
+    fn commands_starting_at_once_migrate_once() {
+        let url = crate::store::pg_cluster::database_url();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let c = connect(&url).unwrap();
+                    migrate(&c, &url).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let c = connect(&url).unwrap();
+        let rows: i64 = c
+            .query_one("SELECT count(*) FROM techshack_schema", p![])
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(rows as usize, MIGRATIONS.len(), "each migration ran once");
+        assert_eq!(version(&c) as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_a_bad_server_is_named_without_its_password() {
+        let url = crate::store::pg_cluster::database_url();
+        let c = connect(&url).unwrap();
+        migrate(&c, &url).unwrap();
+        c.execute("INSERT INTO techshack_schema (version) VALUES (99)", p![])
+            .unwrap();
+        let e = format!("{:#}", migrate(&c, &url).unwrap_err());
+        assert!(e.contains("newer"), "{e}");
+        // Nothing listens on port 1.
+        let e = format!(
+            "{:#}",
+            connect("postgres://news:s3cret@127.0.0.1:1/list?connect_timeout=2")
+                .err()
+                .unwrap()
+        );
+        assert!(
+            e.contains("connecting to the state database postgres://news:***@127.0.0.1:1/list"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
     }
 }

@@ -332,11 +332,11 @@ fn row_to_subscriber(r: &Row) -> Result<Subscriber> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::db::Backend;
+    use crate::store::testing::on_both;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("a/b/state.sqlite3")).unwrap();
-        (d, s)
+    fn store(backend: Backend) -> (crate::store::testing::Keep, Store) {
+        crate::store::testing::store(backend)
     }
 
     #[test]
@@ -348,9 +348,8 @@ mod tests {
         assert_eq!(normalize_name(Some("  ")), None);
     }
 
-    #[test]
-    fn final_statuses_are_never_reactivated() {
-        let (_d, mut s) = store();
+    fn final_statuses_are_never_reactivated(backend: Backend) {
+        let (_d, mut s) = store(backend);
         assert_eq!(s.add_active("a@x.org", None).unwrap(), AddOutcome::Added);
         assert!(s.unsubscribe("A@x.org").unwrap());
         assert_eq!(
@@ -397,9 +396,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn double_opt_in() {
-        let (_d, mut s) = store();
+    fn double_opt_in(backend: Backend) {
+        let (_d, mut s) = store(backend);
         assert_eq!(
             s.add_pending("p@x.org", Some("P")).unwrap(),
             AddOutcome::Added
@@ -419,4 +417,6 @@ mod tests {
         );
         assert_eq!(s.confirm("nobody@x.org").unwrap(), None);
     }
+
+    on_both!(final_statuses_are_never_reactivated, double_opt_in);
 }

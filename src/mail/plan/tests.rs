@@ -1,6 +1,8 @@
 use std::path::Path;
 
 use super::*;
+use crate::store::db::Backend;
+use crate::store::testing::on_both;
 use crate::store::DeliveryState;
 
 fn config() -> Config {
@@ -60,9 +62,8 @@ fn a_draft_by_name_is_only_a_test_copy() {
     assert!(e.to_string().starts_with("no issue `1999-01`"), "{e}");
 }
 
-fn store_with_sends(slugs: &[&str]) -> (tempfile::TempDir, Store) {
-    let d = tempfile::tempdir().unwrap();
-    let mut s = Store::open(&d.path().join("s.sqlite3")).unwrap();
+fn store_with_sends(backend: Backend, slugs: &[&str]) -> (crate::store::testing::Keep, Store) {
+    let (d, mut s) = crate::store::testing::store(backend);
     s.add_active("a@x.org", None).unwrap();
     for slug in slugs {
         s.snapshot(slug).unwrap();
@@ -70,11 +71,10 @@ fn store_with_sends(slugs: &[&str]) -> (tempfile::TempDir, Store) {
     (d, s)
 }
 
-#[test]
-fn an_unfinished_send_is_judged_by_its_counts_and_its_issue() {
+fn an_unfinished_send_is_judged_by_its_counts_and_its_issue(backend: Backend) {
     let c = config();
     let all = issues(&c);
-    let (_d, s) = store_with_sends(&["x"]);
+    let (_d, s) = store_with_sends(backend, &["x"]);
     let waiting = s.counts("x").unwrap();
     assert_eq!(waiting.get(DeliveryState::Pending), 1);
     let now = at(NOW);
@@ -100,11 +100,10 @@ fn an_unfinished_send_is_judged_by_its_counts_and_its_issue() {
     );
 }
 
-#[test]
-fn latest_finishes_older_sends_oldest_first_and_skips_the_newest() {
+fn latest_finishes_older_sends_oldest_first_and_skips_the_newest(backend: Backend) {
     let c = config();
     let all = issues(&c);
-    let (_d, mut s) = store_with_sends(&["2026-05", "gone", "2026-04"]);
+    let (_d, mut s) = store_with_sends(backend, &["2026-05", "gone", "2026-04"]);
     let found = unfinished(&mut s, &all, Some("2026-05"), at(NOW), 0, 90, 72).unwrap();
     let verdicts: Vec<_> = found
         .iter()
@@ -126,9 +125,8 @@ fn latest_finishes_older_sends_oldest_first_and_skips_the_newest() {
     );
 }
 
-#[test]
-fn a_started_send_resumes_only_when_something_is_due() {
-    let (_d, mut s) = store_with_sends(&["i"]);
+fn a_started_send_resumes_only_when_something_is_due(backend: Backend) {
+    let (_d, mut s) = store_with_sends(backend, &["i"]);
     assert_eq!(resume(&mut s, "i", 0, 72).unwrap(), (0, Resume::Deliver));
     let lease = s.lease("i", 30, Default::default()).unwrap();
     let mut pages = s.due_pages("i", 0, lease.id()).unwrap();
@@ -159,3 +157,9 @@ fn a_started_send_resumes_only_when_something_is_due() {
     assert_eq!(expired, 1);
     assert!(matches!(r, Resume::Complete(_)), "{r:?}");
 }
+
+on_both!(
+    an_unfinished_send_is_judged_by_its_counts_and_its_issue,
+    latest_finishes_older_sends_oldest_first_and_skips_the_newest,
+    a_started_send_resumes_only_when_something_is_due
+);
