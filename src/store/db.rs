@@ -100,6 +100,11 @@ pub(crate) enum Cell {
 pub(crate) struct Row(Vec<Cell>);
 
 impl Row {
+    /// How many columns the row has.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// Column `i` as a `T`.
     pub(crate) fn get<T: FromCell>(&self, i: usize) -> Result<T> {
         let cell = self.0.get(i).unwrap_or(&Cell::Null);
@@ -522,7 +527,9 @@ mod pg_types {
                 Type::FLOAT4 => Cell::Real(f32::from_sql(ty, raw)?.into()),
                 Type::BYTEA => Cell::Bytes(raw.to_vec()),
                 Type::VOID => Cell::Null,
-                _ => Cell::Text(String::from_utf8(raw.to_vec())?),
+                _ => String::from_utf8(raw.to_vec())
+                    .map(Cell::Text)
+                    .unwrap_or_else(|e| Cell::Bytes(e.into_bytes())),
             })
         }
 

@@ -160,6 +160,22 @@ impl Store {
         self.conn.execute(sql, &values)
     }
 
+    /// Runs one query on either backend, for tests that read what no command prints; every
+    /// cell as text (numbers in decimal), `None` for NULL.
+    #[doc(hidden)]
+    pub fn query_for_tests(&self, sql: &str, params: &[&str]) -> Result<Vec<Vec<Option<String>>>> {
+        let values: Vec<db::Value> = params.iter().map(|p| db::Value::from(*p)).collect();
+        self.conn
+            .query(sql, &values)?
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.get::<Option<String>>(i))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect()
+    }
+
     /// A second connection to the same state (a send's page reader and ledger writer).
     fn reconnect(&self) -> Result<Conn> {
         connect(&self.location, false)

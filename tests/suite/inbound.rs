@@ -20,9 +20,21 @@ fn sent_site(n: usize) -> (tempfile::TempDir, Server, TestSite, Vec<String>) {
 
 /// The same, with `email` lines added under `[email]`.
 fn sent_site_with(n: usize, email: &str) -> (tempfile::TempDir, Server, TestSite, Vec<String>) {
+    sent_site_of(n, email, false)
+}
+
+/// The same; `sqlite` keeps the state in the SQLite file whatever the run's backend.
+fn sent_site_of(
+    n: usize,
+    email: &str,
+    sqlite: bool,
+) -> (tempfile::TempDir, Server, TestSite, Vec<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path(), json!({}));
-    let site = TestSite::for_send(&format!("smtp://127.0.0.1:{}", server.port), "");
+    let mut site = TestSite::for_send(&format!("smtp://127.0.0.1:{}", server.port), "");
+    if sqlite {
+        site = site.on_sqlite();
+    }
     add_email_lines(&site, email);
     let addrs = site.subscribe(n);
     let o = site.cmd().args(["send", ISSUE]).output().unwrap();
@@ -42,14 +54,7 @@ fn add_email_lines(site: &TestSite, lines: &str) {
 const RETURN_PATH: &str = "return_path = \"bounces+{token}@example.org\"";
 
 fn delivery_id(site: &TestSite, address: &str) -> i64 {
-    rusqlite::Connection::open(site.db())
-        .unwrap()
-        .query_row(
-            "SELECT id FROM deliveries WHERE address = ?1",
-            [address],
-            |r| r.get(0),
-        )
-        .unwrap()
+    site.int("SELECT id FROM deliveries WHERE address = ?1", &[address])
 }
 
 fn inbound(site: &TestSite, args: &[&str], stdin: &[u8]) -> Output {
@@ -423,7 +428,8 @@ fn maildir_and_mbox_read_every_kind_of_message_once() {
 
 #[test]
 fn a_busy_state_exits_75_for_the_mail_system_to_retry() {
-    let (_t, _s, site, addrs) = sent_site(1);
+    // SQLite's write lock, held by another process (PostgreSQL: see the next test).
+    let (_t, _s, site, addrs) = sent_site_of(1, "", true);
     let db = rusqlite::Connection::open(site.db()).unwrap();
     db.execute_batch("BEGIN IMMEDIATE").unwrap();
     let o = inbound(
@@ -440,6 +446,35 @@ fn a_busy_state_exits_75_for_the_mail_system_to_retry() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(status_of(&site, &addrs[0]), SubscriberStatus::Bounced);
+}
+
+#[test]
+fn an_unreachable_database_exits_75_and_names_it_without_its_password() {
+    let (_t, _s, site, addrs) = sent_site(1);
+    // Nothing listens on port 1.
+    let mut child = site
+        .cmd()
+        .arg("inbound")
+        .env(
+            "TECHSHACK_STATE_URL",
+            "postgres://news:s3cret@127.0.0.1:1/list?connect_timeout=2",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&dsn("b1", &addrs[0], "5.1.1", "550 5.1.1 unknown", true))
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("postgres://news:***@127.0.0.1:1/list"), "{e}");
+    assert!(!e.contains("s3cret"), "{e}");
 }
 
 #[test]

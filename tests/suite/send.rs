@@ -160,19 +160,18 @@ fn tempfail_and_421(pipelining: bool) {
     let o = send(&site);
     assert_eq!(code(&o), 75);
     assert!(String::from_utf8_lossy(&o.stdout).contains("nothing due"));
-    let db = rusqlite::Connection::open(site.db()).unwrap();
-    let (soonest, latest): (i64, i64) = db
-        .query_row(
-            "SELECT min(next_attempt_at), max(next_attempt_at) FROM deliveries WHERE state = 'deferred'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let soonest = site.int(
+        "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'deferred'",
+        &[],
+    );
+    let latest = site.int(
+        "SELECT max(next_attempt_at) FROM deliveries WHERE state = 'deferred'",
+        &[],
+    );
     assert!(
         soonest >= started + 300 && latest <= chrono::Utc::now().timestamp() + 1200,
         "first backoff is retry_after_secs with jitter: {soonest}..{latest} from {started}"
     );
-    drop(db);
     site.age_deferred(1200);
     let o = send(&site);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -544,13 +543,16 @@ fn a_fresh_session_every_per_connection_messages() {
 
 /// `(state, attempts, last_reply)` of one address's row, straight from the ledger.
 fn row_of(site: &TestSite, address: &str) -> (String, u32, Option<String>) {
-    let db = rusqlite::Connection::open(site.db()).unwrap();
-    db.query_row(
+    let rows = site.rows(
         "SELECT state, attempts, last_reply FROM deliveries WHERE address = ?1",
-        [address],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        &[address],
+    );
+    let r = &rows[0];
+    (
+        r[0].clone().unwrap(),
+        r[1].as_deref().unwrap().parse().unwrap(),
+        r[2].clone(),
     )
-    .unwrap()
 }
 
 #[test]
@@ -568,17 +570,13 @@ fn deferred_rows_past_max_age_fail_on_the_next_send_and_fresh_ones_are_retried()
 
     // user0001 was first attempted 73 hours ago; its next attempt is still in the future, as
     // for a cron run that comes back days later. user0002 is as fresh as it was.
-    let db = rusqlite::Connection::open(site.db()).unwrap();
-    let moved = db
-        .execute(
-            "UPDATE deliveries SET first_attempt_at = first_attempt_at - 73 * 3600
-             WHERE address = 'user0001@example.net' AND state = 'deferred'
-               AND first_attempt_at IS NOT NULL",
-            [],
-        )
-        .unwrap();
+    let moved = site.sql(
+        "UPDATE deliveries SET first_attempt_at = first_attempt_at - 73 * 3600
+         WHERE address = 'user0001@example.net' AND state = 'deferred'
+           AND first_attempt_at IS NOT NULL",
+        &[],
+    );
     assert_eq!(moved, 1, "the deferred row records its first attempt");
-    drop(db);
     let o = send(&site);
     assert_eq!(code(&o), 75, "user0002 is still deferred: {}", stderr(&o));
     assert!(
@@ -624,15 +622,12 @@ fn only_aged_deferred_rows_left_means_exit_0() {
     site.subscribe(3);
     assert_eq!(code(&send(&site)), 75);
     // Three hours later, and the row is due: it is given up instead of retried.
-    let db = rusqlite::Connection::open(site.db()).unwrap();
-    db.execute(
+    site.sql(
         "UPDATE deliveries SET first_attempt_at = first_attempt_at - 3 * 3600,
              next_attempt_at = next_attempt_at - 3 * 3600
          WHERE state = 'deferred'",
-        [],
-    )
-    .unwrap();
-    drop(db);
+        &[],
+    );
     let o = send(&site);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with(&format!("{ISSUE}: complete")));
@@ -672,7 +667,8 @@ fn a_retry_that_would_fall_past_max_age_fails_at_once() {
 fn a_state_file_of_the_previous_schema_is_migrated_and_its_old_deferred_rows_fail() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path(), json!({}));
-    let site = site_for(&server, "");
+    // A SQLite file of an old schema, whatever backend the other tests run on.
+    let site = site_for(&server, "").on_sqlite();
     // Schema version 1 exactly as it shipped, with a send snapshotted four days ago: one row
     // deferred since then, one still pending.
     std::fs::create_dir_all(site.path("state")).unwrap();

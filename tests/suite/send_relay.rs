@@ -273,13 +273,10 @@ fn an_empty_send_an_earlier_version_recorded_does_not_close_the_issue() {
     let site = TestSite::for_send(&url(&server), "");
     site.subscribe(2);
     drop(site.store());
-    let db = rusqlite::Connection::open(site.db()).unwrap();
-    db.execute(
+    site.sql(
         "INSERT INTO sends (issue, snapshot_at) VALUES (?1, '2026-11-21T00:00:00Z')",
-        [ISSUE],
-    )
-    .unwrap();
-    drop(db);
+        &[ISSUE],
+    );
     let (code, err) = run(&site, &[ISSUE]);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -337,13 +334,11 @@ fn a_relay_that_echoes_the_auth_exchange_gets_neither_printed() {
 /// it in.
 fn add_ip_literal(site: &TestSite) {
     drop(site.store());
-    let db = rusqlite::Connection::open(site.db()).unwrap();
-    db.execute(
+    site.sql(
         "INSERT INTO subscribers (address, status, added_at, updated_at)
          VALUES ('a@[127.0.0.1]', 'active', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
-        [],
-    )
-    .unwrap();
+        &[],
+    );
 }
 
 #[test]

@@ -371,14 +371,10 @@ fn unsubscribed_reader_can_come_back_but_old_links_cannot_bring_them_back() {
     drop(srv);
 
     // A new sign-up an hour later mails a new link, and that one does subscribe again.
-    let s = site.store();
-    s.conn()
-        .execute(
-            "UPDATE serve_confirm_mails SET last_sent_at = last_sent_at - 3601",
-            [],
-        )
-        .unwrap();
-    drop(s);
+    site.sql(
+        "UPDATE serve_confirm_mails SET last_sent_at = last_sent_at - 3601",
+        &[],
+    );
     std::thread::sleep(Duration::from_millis(1100));
     let srv = site.serve();
     post_form(&srv.url("/subscribe"), &[("email", "ann@example.net")]);

@@ -93,26 +93,26 @@ fn unsubscribe_during_a_2000_recipient_send_is_honoured() {
     assert_eq!(got.len(), N - 1);
     assert!(got.values().all(|&n| n == 1), "someone got two copies");
 
-    let store = site.store();
-    let state: String = store
-        .conn()
-        .query_row(
-            "SELECT state FROM deliveries WHERE issue = ?1 AND address = ?2",
-            [ISSUE, target],
-            |r| r.get(0),
-        )
+    let state = site.rows(
+        "SELECT state FROM deliveries WHERE issue = ?1 AND address = ?2",
+        &[ISSUE, target],
+    )[0][0]
+        .clone()
         .unwrap();
     assert_eq!(state, "skipped");
-    let counts: Vec<(String, i64)> = {
-        let mut st = store
-            .conn()
-            .prepare("SELECT state, count(*) FROM deliveries WHERE issue = ?1 GROUP BY state ORDER BY state")
-            .unwrap();
-        st.query_map([ISSUE], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let counts: Vec<(String, i64)> = site
+        .rows(
+            "SELECT state, count(*) FROM deliveries WHERE issue = ?1 GROUP BY state ORDER BY state",
+            &[ISSUE],
+        )
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone().unwrap(),
+                r[1].as_deref().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
         counts,
         [

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use techshack::config::Config;
 use techshack::model::Issue;
-use techshack::store::Store;
+use techshack::store::{Location, Store};
 
 pub mod pg;
 pub mod postfix;
@@ -95,6 +95,22 @@ pub struct TestSite {
     pub dir: tempfile::TempDir,
     /// The configuration file `cmd` names in `$TECHSHACK_CONFIG`.
     pub config: PathBuf,
+    /// The PostgreSQL database of this site's state, when the tests run on PostgreSQL
+    /// ([`STATE_ENV`]); `None`: the SQLite file [`TestSite::db`].
+    pub state_url: Option<String>,
+}
+
+/// `TECHSHACK_TEST_STATE=postgres` runs every test site's state on a fresh database of the
+/// tests' PostgreSQL cluster instead of its SQLite file.
+pub const STATE_ENV: &str = "TECHSHACK_TEST_STATE";
+
+/// Whether this test run keeps the sites' state in PostgreSQL.
+pub fn on_postgres() -> bool {
+    match std::env::var(STATE_ENV).as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("{STATE_ENV}={other}: use postgres or sqlite"),
+    }
 }
 
 impl TestSite {
@@ -106,7 +122,12 @@ impl TestSite {
     /// The same in a folder the caller made.
     pub fn in_dir(dir: tempfile::TempDir) -> TestSite {
         let config = dir.path().join("techshack.toml");
-        TestSite { dir, config }
+        let state_url = on_postgres().then(pg::database_url);
+        TestSite {
+            dir,
+            config,
+            state_url,
+        }
     }
 
     /// Writes the configuration file.
@@ -151,13 +172,55 @@ impl TestSite {
         self.dir.path().join(rel)
     }
 
-    /// The state file every test configuration names.
+    /// The state file every test configuration names (unused while the state is in
+    /// PostgreSQL).
     pub fn db(&self) -> PathBuf {
         self.path("state/techshack.sqlite3")
     }
 
+    /// Where this site's state is.
+    pub fn location(&self) -> Location {
+        match &self.state_url {
+            Some(url) => Location::Postgres(url.clone()),
+            None => Location::File(self.db()),
+        }
+    }
+
+    /// The site's state, opened as the commands open it.
     pub fn store(&self) -> Store {
-        Store::open(&self.db()).expect("opening the state file")
+        Store::open_at(&self.location()).expect("opening the state")
+    }
+
+    /// Runs one statement on the site's state, whichever backend holds it; `?1`… take
+    /// `params` as text.
+    pub fn sql(&self, sql: &str, params: &[&str]) -> usize {
+        self.store()
+            .execute_for_tests(sql, params)
+            .unwrap_or_else(|e| panic!("{sql}: {e:#}"))
+    }
+
+    /// The rows of one query on the site's state, every cell as text.
+    pub fn rows(&self, sql: &str, params: &[&str]) -> Vec<Vec<Option<String>>> {
+        self.store()
+            .query_for_tests(sql, params)
+            .unwrap_or_else(|e| panic!("{sql}: {e:#}"))
+    }
+
+    /// The one integer a query returns.
+    pub fn int(&self, sql: &str, params: &[&str]) -> i64 {
+        let rows = self.rows(sql, params);
+        rows.first()
+            .and_then(|r| r.first().cloned().flatten())
+            .unwrap_or_else(|| panic!("{sql}: no value"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The site with its state in the SQLite file whatever the run's backend: for tests of
+    /// the file itself.
+    pub fn on_sqlite(mut self) -> TestSite {
+        self.state_url = None;
+        self
     }
 
     /// The binary in the site's folder, with its configuration and the secret set and no SMTP
@@ -169,6 +232,10 @@ impl TestSite {
             .env("TECHSHACK_SECRET", SECRET)
             .env_remove("TECHSHACK_SMTP_PASSWORD")
             .env_remove("RUST_LOG");
+        match &self.state_url {
+            Some(url) => c.env("TECHSHACK_STATE_URL", url),
+            None => c.env_remove("TECHSHACK_STATE_URL"),
+        };
         c
     }
 
