@@ -101,6 +101,7 @@ impl App {
                 Ok(s) => s,
                 Err(poisoned) => poisoned.into_inner(),
             };
+            s.revive()?;
             f(&mut s)
         })
         .await

@@ -87,21 +87,12 @@ async fn harden(req: Request, next: Next) -> Response {
 }
 
 async fn healthz(State(app): State<App>) -> Response {
-    let r = app
-        .db(|s| {
-            s.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
-            Ok(())
-        })
-        .await;
+    let r = app.db(|s| s.check()).await;
     match r {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
             tracing::error!("health check: {e:#}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the state file is not usable\n",
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, "the state is not usable\n").into_response()
         }
     }
 }

@@ -295,6 +295,14 @@ impl Conn {
         self.backend() == Backend::Postgres
     }
 
+    /// Whether the connection is gone for good (PostgreSQL only: a SQLite file stays open).
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Conn::Sqlite(_) => false,
+            Conn::Postgres(pg) => pg.borrow_mut().client().is_closed(),
+        }
+    }
+
     /// Runs one statement; returns the rows it changed.
     pub(crate) fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
         match self {
@@ -503,7 +511,13 @@ mod pg_types {
                     Type::FLOAT8 => (*i as f64).to_sql(ty, out),
                     _ => i.to_string().as_str().to_sql(&Type::TEXT, out),
                 },
-                Value::Text(t) => t.as_ref().to_sql(&Type::TEXT, out),
+                Value::Text(t) => match *ty {
+                    // Text where the statement wants a number (tests pass numbers as text).
+                    Type::INT8 | Type::INT4 | Type::INT2 => {
+                        Value::Int(t.trim().parse()?).to_sql(ty, out)
+                    }
+                    _ => t.as_ref().to_sql(&Type::TEXT, out),
+                },
                 Value::Bytes(b) => b.to_sql(ty, out),
             }
         }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use anyhow::{bail, Result};
 
-use super::db::{p, Conn};
+use super::db::{p, Conn, Value};
 use super::erase::{insert_erased, matcher, ErasedMatcher};
 use super::history::{
     current_status, insert_events, record_status_change, ChangePath, StatusChange, StatusEvent,
@@ -80,20 +80,29 @@ impl Store {
         let mut sorted: Vec<&ImportRow> = rows.iter().collect();
         sorted.sort_by(|a, b| a.address.cmp(&b.address));
         let at = now_text();
-        for row in sorted {
-            if matcher.matches(&row.address) {
-                report.erased.push(row.line);
-                continue;
-            }
-            if !seen.insert(row.address.as_str()) {
-                report.merged += 1;
-            }
-            match import_one(&tx, row, &at)? {
-                Imported::Outcome(AddOutcome::Added) => report.added += 1,
-                Imported::Outcome(AddOutcome::Updated) => report.updated += 1,
-                Imported::Outcome(AddOutcome::KeptFinal(_)) => report.kept_final += 1,
-                Imported::Outcome(AddOutcome::Erased) => report.erased.push(row.line),
-                Imported::Suppressed => report.suppressed += 1,
+        for chunk in sorted.chunks(INSERT_ROWS) {
+            // Most rows of an import are new: they are inserted a chunk per statement (one
+            // round trip to a database server instead of two per row); the rest, one by one.
+            let mut added = insert_new(&tx, chunk, &matcher, &at)?;
+            for row in chunk {
+                if matcher.matches(&row.address) {
+                    report.erased.push(row.line);
+                    continue;
+                }
+                if !seen.insert(row.address.as_str()) {
+                    report.merged += 1;
+                }
+                if added.remove(row.address.as_str()) {
+                    report.added += 1;
+                    continue;
+                }
+                match import_one(&tx, row, &at)? {
+                    Imported::Outcome(AddOutcome::Added) => report.added += 1,
+                    Imported::Outcome(AddOutcome::Updated) => report.updated += 1,
+                    Imported::Outcome(AddOutcome::KeptFinal(_)) => report.kept_final += 1,
+                    Imported::Outcome(AddOutcome::Erased) => report.erased.push(row.line),
+                    Imported::Suppressed => report.suppressed += 1,
+                }
             }
         }
         tx.commit()?;
@@ -142,6 +151,98 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Rows per insert statement: 6 parameters each, far below either engine's limit.
+const INSERT_ROWS: usize = 500;
+
+/// Inserts the rows of `chunk` whose address is new (the first of each address, erased ones
+/// left out), each with its history event, as [`record_status_change`] would; returns the
+/// addresses inserted.
+fn insert_new<'a>(
+    tx: &Conn,
+    chunk: &[&'a ImportRow],
+    matcher: &ErasedMatcher,
+    at: &str,
+) -> Result<HashSet<&'a str>> {
+    let mut firsts: Vec<(&ImportRow, Option<String>, SubscriberStatus)> = Vec::new();
+    let mut in_chunk = HashSet::new();
+    for row in chunk {
+        if !matcher.matches(&row.address) && in_chunk.insert(row.address.as_str()) {
+            let status = row.status.unwrap_or(SubscriberStatus::Active);
+            firsts.push((row, normalize_name(row.name.as_deref()), status));
+        }
+    }
+    if firsts.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let values = |rows: usize, width: usize| {
+        (0..rows)
+            .map(|i| {
+                let cols: Vec<String> =
+                    (1..=width).map(|c| format!("?{}", i * width + c)).collect();
+                format!("({})", cols.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut params: Vec<Value> = Vec::with_capacity(firsts.len() * 6);
+    for (row, name, status) in &firsts {
+        params.push(row.address.as_str().into());
+        params.push(name.as_deref().into());
+        params.push(status.as_str().into());
+        params.push(at.into());
+        params.push(at.into());
+        params.push(row.reason.as_deref().into());
+    }
+    let inserted: HashSet<String> = tx
+        .query(
+            &format!(
+                "INSERT INTO subscribers (address, name, status, added_at, updated_at, reason)
+                 VALUES {} ON CONFLICT (address) DO NOTHING RETURNING address",
+                values(firsts.len(), 6)
+            ),
+            &params,
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_>>()?;
+    let new: Vec<_> = firsts
+        .iter()
+        .filter(|(row, _, _)| inserted.contains(row.address.as_str()))
+        .collect();
+    if !new.is_empty() {
+        let mut params: Vec<Value> = Vec::with_capacity(new.len() * 5);
+        for (row, _, status) in &new {
+            params.push(row.address.as_str().into());
+            params.push(at.into());
+            params.push(status.as_str().into());
+            params.push(ChangePath::Import.as_str().into());
+            params.push(row.reason.as_deref().into());
+        }
+        let rows: Vec<String> = (0..new.len())
+            .map(|i| {
+                let b = i * 5;
+                format!(
+                    "(?{}, ?{}, NULL, ?{}, ?{}, ?{})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
+            })
+            .collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO subscriber_events (address, at, from_status, to_status, path, reason)
+                 VALUES {}",
+                rows.join(", ")
+            ),
+            &params,
+        )?;
+    }
+    Ok(new.iter().map(|(row, _, _)| row.address.as_str()).collect())
 }
 
 enum Imported {

@@ -90,13 +90,59 @@ fn lease_clock(conn: &Conn, strict: bool) -> Result<i64> {
     }
 }
 
+/// This host as a sender's registration names it: the host name, and the PID namespace
+/// (two containers may share a name, never a namespace), so that a PID means one process.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
+        .unwrap_or_else(|| "localhost".into());
+    match std::fs::read_link("/proc/self/ns/pid") {
+        Ok(ns) => format!("{name} {}", ns.display()),
+        Err(_) => name,
+    }
+}
+
+/// Whether process `pid` of this host is running; `true` when that cannot be told.
+fn running(pid: i64) -> bool {
+    if !std::path::Path::new("/proc/self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses; Z is a zombie, X dead.
+        Ok(stat) => !matches!(
+            stat.rsplit(')')
+                .next()
+                .map(str::trim_start)
+                .and_then(|s| s.chars().next()),
+            Some('Z') | Some('X')
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Ends at once the leases of this host's senders whose process is gone (a killed cron
+/// run): their rows need not wait for the lease to run out.
+pub(super) fn end_leases_of_dead_processes(conn: &Conn) -> Result<()> {
+    if !conn.is_postgres() {
+        return Ok(());
+    }
+    let me = i64::from(std::process::id());
+    for r in conn.query(
+        "SELECT id, pid FROM send_workers WHERE host = ?1 AND lease_until >= 0",
+        p![hostname()],
+    )? {
+        let (id, pid): (i64, i64) = (r.get(0)?, r.get(1)?);
+        if pid != me && !running(pid) {
+            conn.execute(
+                "UPDATE send_workers SET lease_until = -1 WHERE id = ?1",
+                p![id],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn renew(conn: Conn, id: i64, secs: i64, stop: mpsc::Receiver<()>, lost: Arc<AtomicBool>) {
@@ -244,6 +290,7 @@ impl DuePages {
         let alive_at = lease_clock(&tx, false)?;
         if postgres {
             // Rows a stopped sender left in flight: unknown, once its lease ran out.
+            end_leases_of_dead_processes(&tx)?;
             recover_in_flight(&tx, &self.issue, alive_at)?;
         }
         let sql = format!(

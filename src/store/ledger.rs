@@ -182,12 +182,14 @@ impl Store {
     /// while holding the send lock: then no other process can have a row in flight. On
     /// PostgreSQL only the rows of senders whose lease expired change.
     pub(crate) fn recover_in_flight(&mut self, issue: &str) -> Result<usize> {
+        super::lease::end_leases_of_dead_processes(&self.conn)?;
         let alive_after = self.lease_clock()?;
         recover_in_flight(&self.conn, issue, alive_after)
     }
 
     /// [`Store::recover_in_flight`] for every issue at once; returns the rows changed per issue.
     pub(crate) fn recover_all_in_flight(&mut self) -> Result<Vec<(String, usize)>> {
+        super::lease::end_leases_of_dead_processes(&self.conn)?;
         let alive_after = self.lease_clock()?;
         let tx = self.conn.write()?;
         let issues = tx

@@ -176,6 +176,25 @@ impl Store {
             .collect()
     }
 
+    /// Whether the state answers (`serve`'s health check).
+    pub fn check(&self) -> Result<()> {
+        self.conn.query_one("SELECT 1", db::p![])?;
+        Ok(())
+    }
+
+    /// Opens a new connection when the one held broke (the database server restarted): a
+    /// long-running `serve` recovers without a restart of its own.
+    pub fn revive(&mut self) -> Result<()> {
+        if self.conn.is_closed() {
+            tracing::warn!(
+                "the connection to {} broke: connecting again",
+                self.location.describe()
+            );
+            self.conn = self.reconnect()?;
+        }
+        Ok(())
+    }
+
     /// A second connection to the same state (a send's page reader and ledger writer).
     fn reconnect(&self) -> Result<Conn> {
         connect(&self.location, false)

@@ -173,7 +173,11 @@ pub(crate) fn connect(url: &str) -> Result<Conn> {
     let client = super::db::off_runtime(|| config.connect(tls))
         .map_err(pg_error)
         .with_context(|| format!("connecting to the state database {}", redact(url)))?;
-    Ok(Conn::Postgres(Box::new(RefCell::new(Pg::new(client)))))
+    let conn = Conn::Postgres(Box::new(RefCell::new(Pg::new(client))));
+    // As SQLite's busy timeout: a writer waits this long for another's lock, then fails
+    // (75 for `inbound`, a retry for `serve`) instead of hanging.
+    conn.batch("SET lock_timeout = '10s'")?;
+    Ok(conn)
 }
 
 fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect> {

@@ -18,7 +18,8 @@ fn out(o: &std::process::Output) -> (i32, String, String) {
 
 #[test]
 fn a_send_lock_held_by_another_send_exits_75() {
-    let site = TestSite::for_send("smtp://127.0.0.1:9", "");
+    // The send lock is SQLite's (senders on PostgreSQL cooperate instead).
+    let site = TestSite::for_send("smtp://127.0.0.1:9", "").on_sqlite();
     std::fs::create_dir_all(site.path("state")).unwrap();
     let lock = std::fs::File::create(site.path("state/techshack.sqlite3.lock")).unwrap();
     lock.try_lock_exclusive().unwrap();

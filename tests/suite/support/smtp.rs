@@ -187,12 +187,10 @@ db = "state/techshack.sqlite3"
     /// Moves every deferred row's next attempt `secs` into the past, as if that much time had
     /// passed, so tests need neither sleep nor race a short backoff.
     pub fn age_deferred(&self, secs: i64) {
-        let db = rusqlite::Connection::open(self.db()).unwrap();
-        db.execute(
+        self.sql(
             "UPDATE deliveries SET next_attempt_at = next_attempt_at - ?1 WHERE state = 'deferred'",
-            [secs],
-        )
-        .unwrap();
+            &[&secs.to_string()],
+        );
     }
 
     /// Imports `n` subscribers `user0000@example.net`... through the CLI.
