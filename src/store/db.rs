@@ -392,10 +392,19 @@ impl Conn {
     /// advisory lock), so writers of either backend run one after another and a
     /// read-then-write inside a transaction sees no other writer's change.
     pub(crate) fn write(&self) -> Result<Tx<'_>> {
+        self.write_waiting(None)
+    }
+
+    /// [`Conn::write`], waiting up to `secs` for the write lock on PostgreSQL rather than the
+    /// connection's 10 s (a send's snapshot of a long list waits for another sender's).
+    pub(crate) fn write_waiting(&self, secs: Option<u32>) -> Result<Tx<'_>> {
         match self {
             Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
             Conn::Postgres(_) => {
                 self.batch("BEGIN")?;
+                if let Some(secs) = secs {
+                    self.batch(&format!("SET LOCAL lock_timeout = '{secs}s'"))?;
+                }
                 if let Err(e) = self.execute("SELECT pg_advisory_xact_lock(?1)", p![WRITE_LOCK]) {
                     let _ = self.batch("ROLLBACK");
                     return Err(e);

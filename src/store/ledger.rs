@@ -149,7 +149,8 @@ impl Store {
     /// nobody records nothing (`Some(0)`): the issue stays unsent, so subscribers who arrive
     /// later can still be sent it.
     pub(crate) fn snapshot(&mut self, issue: &str) -> Result<Option<usize>> {
-        let tx = self.conn.write()?;
+        // Another sender's snapshot of a long list may hold the lock for a while.
+        let tx = self.conn.write_waiting(Some(600))?;
         let now = now_text();
         // An empty snapshot an earlier version recorded is no snapshot.
         tx.execute(
