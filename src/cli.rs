@@ -57,6 +57,9 @@ pub enum Command {
     /// Manage the subscriber list
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Move the state (subscribers, sends, history) between a SQLite file and PostgreSQL
+    #[command(subcommand)]
+    State(StateCommand),
     /// Serve one-click unsubscribe and double opt-in subscribe over HTTP
     Serve(ServeArgs),
     /// Read returned mail (bounces, complaints, mailed unsubscribes) and apply it to the list:
@@ -228,6 +231,20 @@ pub enum SubscribersCommand {
     },
     /// Write every subscriber as CSV on stdout, losslessly (status, reason, times, history)
     Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy the configured state (subscribers, their history, erased addresses, every send's
+    /// deliveries, the confirmation-mail queue) into an empty database or a new SQLite file,
+    /// then count the rows of every table on both sides; exit 1 if any count differs. Stop
+    /// `send` and `serve` first: a running send is refused
+    Copy {
+        /// Where to copy to: a postgres:// URL (the password may come from $PGPASSWORD) or
+        /// the path of a SQLite file, new or holding no state yet
+        #[arg(long, value_name = "URL|FILE")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Args)]
