@@ -25,6 +25,14 @@ fn copy(ctx: &Ctx, to: &str) -> Result<Exit> {
             bail!("no state file at {}: nothing to copy", db.display());
         }
     }
+    if let (Location::File(a), Location::File(b)) = (&from, &to) {
+        if b.exists() && same_file(a, b)? {
+            bail!(
+                "{} is the configured state itself: copy into another file or database",
+                b.display()
+            );
+        }
+    }
     // A send on a SQLite state holds its send lock: holding it on both sides keeps any send
     // from starting (or running) while the copy reads and writes.
     let mut locks = Vec::new();
@@ -102,6 +110,12 @@ fn copy(ctx: &Ctx, to: &str) -> Result<Exit> {
         switch_hint(&to, &ctx.config_path)
     ));
     Ok(Exit::Ok)
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (std::fs::metadata(a)?, std::fs::metadata(b)?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
 }
 
 /// The senders holding a live lease on `source`, if any.
