@@ -235,10 +235,14 @@ pub enum SubscribersCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// Copy the configured state (subscribers, their history, erased addresses, every send's
-    /// deliveries, the confirmation-mail queue) into an empty database or a new SQLite file,
-    /// then count the rows of every table on both sides; exit 1 if any count differs. Stop
-    /// `send` and `serve` first: a running send is refused
+    /// Copy the state into an empty PostgreSQL database or a new SQLite file, checked by
+    /// counting rows
+    ///
+    /// Copies everything the configured state holds (subscribers, their history, erased
+    /// addresses, every send's deliveries, returned mail, the confirmation-mail queue), then
+    /// prints each table's rows on both sides (`subscribers 1000 = 1000`) and exits 1 if any
+    /// count differs. The configured state is left as it was. Stop `send` and `serve` first:
+    /// a copy is refused while a send is running.
     Copy {
         /// Where to copy to: a postgres:// URL (the password may come from $PGPASSWORD) or
         /// the path of a SQLite file, new or holding no state yet
