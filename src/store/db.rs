@@ -199,7 +199,9 @@ pub(crate) enum Backend {
     Postgres,
 }
 
-/// A connection to the state, on either backend.
+/// A connection to the state, on either backend. A store holds one or two, never a
+/// collection of them, so the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Conn {
     Sqlite(rusqlite::Connection),
     Postgres(RefCell<Pg>),

@@ -151,6 +151,7 @@ impl Store {
     }
 
     /// Which engine holds the state.
+    #[allow(dead_code)]
     pub(crate) fn backend(&self) -> Backend {
         self.conn.backend()
     }
