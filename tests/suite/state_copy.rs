@@ -366,7 +366,7 @@ fn a_target_with_rows_the_state_itself_and_bad_urls_are_refused() {
 #[test]
 fn a_send_at_work_on_the_source_is_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_server, site) = filled_site(tmp.path());
+    let (server, site) = filled_site(tmp.path());
     let url = pg::database_url();
     // A send on the SQLite state holds its send lock.
     let lock = std::fs::OpenOptions::new()
@@ -394,6 +394,50 @@ fn a_send_at_work_on_the_source_is_refused_and_nothing_is_written() {
     );
     let o = run(&site, Side::Site, &["state", "copy", "--to", &url], b"");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // A row a stopped send left in flight is copied as it is, with a warning, and the next
+    // send on the copy reports it unknown (and does not send it again).
+    rusqlite::Connection::open(site.db())
+        .unwrap()
+        .execute(
+            "UPDATE deliveries SET state = 'in_flight' WHERE address = 'user0003@example.net'",
+            [],
+        )
+        .unwrap();
+    let moved_db = site.path("moved.sqlite3");
+    let moved = Side::Config(&site.path("moved.toml"));
+    std::fs::write(
+        site.path("moved.toml"),
+        std::fs::read_to_string(&site.config)
+            .unwrap()
+            .replace("state/techshack.sqlite3", moved_db.to_str().unwrap()),
+    )
+    .unwrap();
+    let o = run(
+        &site,
+        Side::Site,
+        &["state", "copy", "--to", moved_db.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("warning: 1 row(s) of 2026-11-20 are in flight from a send that stopped"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(ok(&site, moved, &["status", ISSUE]).contains("in_flight 1\n"));
+    let sent_before = server.counts().get("user0003@example.net").copied();
+    ok(&site, moved, &["send", ISSUE]);
+    let status = ok(&site, moved, &["status", ISSUE]);
+    assert!(
+        status.contains("in_flight 0\n") && status.contains("unknown 1\n"),
+        "{status}"
+    );
+    assert_eq!(
+        server.counts().get("user0003@example.net").copied(),
+        sent_before
+    );
 
     // A sender with a live lease on a database refuses a copy out of it.
     psql(
