@@ -588,6 +588,32 @@ mod tests {
     }
 
     #[test]
+    fn a_value_the_target_cannot_hold_fails_the_copy_whole_and_says_where() {
+        let d = tempfile::tempdir().unwrap();
+        let lite = Store::open(&d.path().join("a.sqlite3")).unwrap();
+        fill(&lite);
+        // SQLite keeps text that spells no number in a number column; PostgreSQL does not.
+        lite.conn
+            .execute(
+                "INSERT INTO serve_confirm_mails VALUES ('z@x.org', 'soon')",
+                p![],
+            )
+            .unwrap();
+        let pg = Store::open_at(&Location::Postgres(database_url())).unwrap();
+        let e = format!("{:#}", copy_paged(&lite, &pg, 3).unwrap_err());
+        assert!(e.contains("copying the table serve_confirm_mails"), "{e}");
+        assert!(first_table_with_rows(&pg.conn).unwrap().is_none());
+        // Text that spells a number goes in as the number.
+        let n: i64 = pg
+            .conn
+            .query_one("SELECT ?1::bigint + 1", p!["41"])
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(n, 42);
+    }
+
+    #[test]
     fn two_urls_of_one_database_are_the_same_state() {
         let url = database_url();
         let a = Store::open_at(&Location::Postgres(url.clone())).unwrap();
