@@ -396,12 +396,15 @@ fn a_send_at_work_on_the_source_is_refused_and_nothing_is_written() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     // A row a stopped send left in flight is copied as it is, with a warning, and the next
-    // send on the copy reports it unknown (and does not send it again).
+    // send on the copy reports it unknown (and does not send it again). The killed send's
+    // lease has not run out yet, but on SQLite its free send lock says it is gone.
     rusqlite::Connection::open(site.db())
         .unwrap()
-        .execute(
-            "UPDATE deliveries SET state = 'in_flight' WHERE address = 'user0003@example.net'",
-            [],
+        .execute_batch(
+            "INSERT INTO send_workers (issue, host, pid, started_at, lease_until)
+                 VALUES ('2026-11-20', 'here', 1, 0, CAST(strftime('%s', 'now') AS INTEGER) + 600);
+             UPDATE deliveries SET state = 'in_flight', worker = last_insert_rowid()
+                 WHERE address = 'user0003@example.net';",
         )
         .unwrap();
     let moved_db = site.path("moved.sqlite3");
