@@ -57,6 +57,9 @@ pub enum Command {
     /// Manage the subscriber list
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Move the state (subscribers, sends, history) between a SQLite file and PostgreSQL
+    #[command(subcommand)]
+    State(StateCommand),
     /// Serve one-click unsubscribe and double opt-in subscribe over HTTP
     Serve(ServeArgs),
     /// Read returned mail (bounces, complaints, mailed unsubscribes) and apply it to the list:
@@ -228,6 +231,24 @@ pub enum SubscribersCommand {
     },
     /// Write every subscriber as CSV on stdout, losslessly (status, reason, times, history)
     Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy the state into an empty PostgreSQL database or a new SQLite file, checked by
+    /// counting rows
+    ///
+    /// Copies everything the configured state holds (subscribers, their history, erased
+    /// addresses, every send's deliveries, returned mail, the confirmation-mail queue), then
+    /// prints each table's rows on both sides (`subscribers 1000 = 1000`) and exits 1 if any
+    /// count differs. The configured state is left as it was. Stop `send` and `serve` first:
+    /// a copy is refused while a send is running.
+    Copy {
+        /// Where to copy to: a postgres:// URL (the password may come from $PGPASSWORD) or
+        /// the path of a SQLite file, new or holding no state yet
+        #[arg(long, value_name = "URL|FILE")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ pub mod output;
 pub mod preview;
 pub mod send;
 pub mod serve;
+pub mod state;
 pub mod status;
 pub mod subscribers;
 pub mod subscribers_csv;
@@ -87,6 +88,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Send(a) => send::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
         Command::Subscribers(a) => subscribers::run(&ctx, a),
+        Command::State(a) => state::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Inbound(a) => inbound::run(&ctx, a),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),

@@ -584,13 +584,13 @@ fn test_copy(ctx: &Ctx, composer: &Composer, slug: &str, to: &str) -> Result<Exi
 }
 
 /// `flock` on `<state db>.lock`: one send per state file; the kernel drops it with the process.
-struct SendLock {
+pub(crate) struct SendLock {
     _file: std::fs::File,
 }
 
 impl SendLock {
     /// `None` (after saying so on stderr) when another send holds the lock.
-    fn acquire(db: &Path) -> Result<Option<SendLock>> {
+    pub(crate) fn acquire(db: &Path) -> Result<Option<SendLock>> {
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the state folder {}", dir.display()))?;

@@ -95,6 +95,21 @@ pub(crate) enum Cell {
     Bytes(Vec<u8>),
 }
 
+impl Cell {
+    /// The cell as a parameter of another statement (a copy of the row elsewhere).
+    pub(crate) fn as_value(&self) -> Result<Value<'_>> {
+        Ok(match self {
+            Cell::Null => Value::Null,
+            Cell::Int(v) => Value::Int(*v),
+            Cell::Text(t) => Value::Text(Cow::Borrowed(t)),
+            Cell::Bytes(b) => Value::Bytes(b),
+            Cell::Real(v) => {
+                anyhow::bail!("a floating-point value ({v}) where the schema has none")
+            }
+        })
+    }
+}
+
 /// A result row.
 #[derive(Debug, Clone)]
 pub(crate) struct Row(Vec<Cell>);
@@ -103,6 +118,11 @@ impl Row {
     /// How many columns the row has.
     pub(crate) fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Every column, as read.
+    pub(crate) fn cells(&self) -> &[Cell] {
+        &self.0
     }
 
     /// Column `i` as a `T`.
@@ -417,6 +437,20 @@ impl Conn {
         })
     }
 
+    /// Starts a read-only transaction that sees one snapshot of the state throughout,
+    /// whatever other connections commit meanwhile (SQLite in WAL mode: a read transaction;
+    /// PostgreSQL: `REPEATABLE READ`).
+    pub(crate) fn snapshot(&self) -> Result<Tx<'_>> {
+        match self {
+            Conn::Sqlite(_) => self.batch("BEGIN DEFERRED")?,
+            Conn::Postgres(_) => self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?,
+        }
+        Ok(Tx {
+            conn: self,
+            done: false,
+        })
+    }
+
     /// Starts a transaction that does not take the write lock (PostgreSQL row locks do the
     /// work: `FOR UPDATE SKIP LOCKED`). On SQLite it is [`Conn::write`].
     pub(crate) fn begin(&self) -> Result<Tx<'_>> {
@@ -520,10 +554,11 @@ mod pg_types {
                     Type::FLOAT8 => (*i as f64).to_sql(ty, out),
                     _ => i.to_string().as_str().to_sql(&Type::TEXT, out),
                 },
+                // Text where the column is a number (what SQLite's loose typing may hold): the
+                // number it spells, or an error, never its bytes read as binary.
                 Value::Text(t) => match *ty {
-                    // Text where the statement wants a number (tests pass numbers as text).
                     Type::INT8 | Type::INT4 | Type::INT2 => {
-                        Value::Int(t.trim().parse()?).to_sql(ty, out)
+                        Value::Int(t.trim().parse::<i64>()?).to_sql(ty, out)
                     }
                     _ => t.as_ref().to_sql(&Type::TEXT, out),
                 },

@@ -78,7 +78,7 @@ impl Store {
 
 /// The clock leases are compared with; `strict` asks for the real time on SQLite too (for a
 /// lease's own times), where recovery otherwise treats every lease as run out.
-fn lease_clock(conn: &Conn, strict: bool) -> Result<i64> {
+pub(super) fn lease_clock(conn: &Conn, strict: bool) -> Result<i64> {
     if conn.is_postgres() {
         conn.query_one("SELECT extract(epoch FROM clock_timestamp())::bigint", p![])?
             .get(0)

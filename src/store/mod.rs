@@ -21,6 +21,7 @@ use db::Conn;
 mod address;
 mod confirm_queue;
 mod confirmations;
+mod copy;
 pub(crate) mod db;
 mod erase;
 mod history;
@@ -42,6 +43,7 @@ pub(crate) use address::normalize_address;
 pub use address::{Address, AddressError, ToAddress};
 pub(crate) use confirm_queue::{retry_delay, MailKind, QueuedConfirmation};
 pub(crate) use confirmations::{Confirmed, SignUp, Unsubscribed};
+pub use copy::TableCount;
 pub use erase::Erased;
 pub use history::{ChangePath, StatusEvent};
 pub use import::{ImportRow, RestoreRow};
@@ -81,6 +83,18 @@ impl Location {
             }
             None => Ok(Location::File(state.db.clone())),
         }
+    }
+
+    /// A state named on the command line: a `postgres://` URL, else a SQLite file's path.
+    pub fn parse(text: &str) -> Result<Location> {
+        if text.trim().is_empty() {
+            anyhow::bail!("no state named: give a postgres:// URL or a SQLite file's path");
+        }
+        if text.contains("://") {
+            postgres::check_url(text)?;
+            return Ok(Location::Postgres(text.to_string()));
+        }
+        Ok(Location::File(PathBuf::from(text)))
     }
 
     /// The state as messages name it: the file's path, or the URL without its password.

@@ -58,11 +58,13 @@ pub fn database_url() -> String {
 }
 
 /// The folder of the cluster's binaries (`psql`, `createdb`, ...), of the version the tests run.
+#[allow(dead_code)]
 pub fn server_bin_dir() -> PathBuf {
     find_bin_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The cluster's folder (data, log and Unix socket), removed once this process has exited.
+#[allow(dead_code)]
 pub fn cluster_dir() -> PathBuf {
     cluster().dir.clone()
 }

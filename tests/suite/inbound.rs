@@ -42,7 +42,7 @@ fn sent_site_of(
     (tmp, server, site, addrs)
 }
 
-fn add_email_lines(site: &TestSite, lines: &str) {
+pub(crate) fn add_email_lines(site: &TestSite, lines: &str) {
     let c = std::fs::read_to_string(&site.config).unwrap();
     std::fs::write(
         &site.config,
@@ -51,7 +51,7 @@ fn add_email_lines(site: &TestSite, lines: &str) {
     .unwrap();
 }
 
-const RETURN_PATH: &str = "return_path = \"bounces+{token}@example.org\"";
+pub(crate) const RETURN_PATH: &str = "return_path = \"bounces+{token}@example.org\"";
 
 fn delivery_id(site: &TestSite, address: &str) -> i64 {
     site.int("SELECT id FROM deliveries WHERE address = ?1", &[address])
@@ -86,7 +86,14 @@ fn dsn(id: &str, address: &str, status: &str, reply: &str, returned: bool) -> Ve
     dsn_to("digest@example.org", id, address, status, reply, returned)
 }
 
-fn dsn_to(to: &str, id: &str, address: &str, status: &str, reply: &str, returned: bool) -> Vec<u8> {
+pub(crate) fn dsn_to(
+    to: &str,
+    id: &str,
+    address: &str,
+    status: &str,
+    reply: &str,
+    returned: bool,
+) -> Vec<u8> {
     let original = if returned {
         format!(
             "--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: digest@example.org\r\n\

@@ -29,6 +29,7 @@ mod serve_browser;
 mod serve_send;
 mod shipped;
 mod spam_score;
+mod state_copy;
 mod status;
 mod subscribers;
 mod subscribers_lock;
