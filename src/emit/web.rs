@@ -12,7 +12,7 @@ use tera::Context;
 use super::nav::{language_name, Nav, NavLink, NavQueue, Placed};
 use crate::config::Config;
 use crate::model::Issue;
-use crate::templates::{issue_context, IssueCtx, SiteCtx, Templates};
+use crate::templates::{IssueCtx, SiteCtx, Templates};
 
 /// The page templates, built in, that a build renders (`issue.html` extends `base.html`;
 /// both pages include `subscribe_box.html` and `page_style.html`).
@@ -111,9 +111,12 @@ fn render_page_with(
     body: &str,
     nav: &Nav,
 ) -> Result<String> {
-    let mut ctx = issue_context(site, issue);
+    // The context of `issue_context`, with the issue's view made (and copied into the
+    // context) once: the body shown is the one given, and the language the page's.
     let mut shown = IssueCtx::new(issue);
     shown.html = body;
+    let mut ctx = Context::new();
+    ctx.insert("site", site);
     ctx.insert("issue", &shown);
     ctx.insert("lang", &nav.lang);
     ctx.insert("nav", nav);

@@ -123,18 +123,52 @@ struct Left {
     named: Option<Named>,
 }
 
+/// How much of a file [`order_key`] reads first. Front matter almost always ends well within
+/// it; only a file whose front matter does not is read whole.
+const HEAD: usize = 4096;
+
 /// Where a file's issue goes in the date order: its date and slug as [`super::parse`] reads
 /// them, or `None` when it reads none (the file then has an error).
 fn order_key(config: &Config, real_dir: Option<&Path>, path: &Path) -> Option<(Date, String)> {
+    use std::io::Read;
     // A file that will be refused is never opened: it may be a FIFO, or lead out of the folder.
     if super::refusal(path, real_dir).is_some() {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
-    let text = decode(path, &bytes).ok()?;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::with_capacity(HEAD);
+    (&mut file).take(HEAD as u64).read_to_end(&mut bytes).ok()?;
+    if bytes.len() == HEAD {
+        // Whole lines only: a line break never falls inside a UTF-8 sequence.
+        if let Some(end) = memchr::memrchr(b'\n', &bytes) {
+            if let Some(key) = key_of(config, path, &bytes[..=end], false) {
+                return key;
+            }
+        }
+        file.read_to_end(&mut bytes).ok()?;
+    }
+    key_of(config, path, &bytes, true).flatten()
+}
+
+/// The order key of a file from its first `bytes` (all of them when `whole`): `None` when
+/// they are not the whole file and the front matter does not end before their end, so the
+/// rest could change it.
+fn key_of(
+    config: &Config,
+    path: &Path,
+    bytes: &[u8],
+    whole: bool,
+) -> Option<Option<(Date, String)>> {
+    // Bytes that are not UTF-8 are not in the whole file either.
+    let Ok(text) = decode(path, bytes) else {
+        return Some(None);
+    };
     let split = front_matter::split(text);
-    if split.errors.iter().any(|e| e.fatal) {
+    if !whole && split.body_offset >= text.len() {
         return None;
+    }
+    if split.errors.iter().any(|e| e.fatal) {
+        return Some(None);
     }
     let mut d = Diags {
         path,
@@ -147,7 +181,7 @@ fn order_key(config: &Config, real_dir: Option<&Path>, path: &Path) -> Option<(D
         .unwrap_or_default();
     let slug = slug_of(&mut d, &split.meta, stem);
     let (date, _) = dates_of(&mut d, config, &split.meta, stem);
-    Some((date?, slug))
+    Some(date.map(|date| (date, slug)))
 }
 
 /// What makes an issue one of its own: its slug and id, and where they are written.
@@ -202,6 +236,68 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_date_order_reads_past_the_first_bytes_only_when_the_front_matter_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(
+            &format!(
+                "[site]\ntitle = \"S\"\nbase_url = \"https://example.com\"\n[issues]\ndir = {:?}\n",
+                dir.path()
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let key = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            order_key(&config, None, &p).map(|(d, s)| (d.date_naive().to_string(), s))
+        };
+        let long = "x".repeat(2 * HEAD);
+        let day = |d: &str, s: &str| Some((d.to_string(), s.to_string()));
+        // The date comes after the first bytes: in YAML, TOML and Pelican front matter.
+        assert_eq!(
+            key(
+                "2019-01-01-a.md",
+                &format!("---\ndescription: {long}\ndate: 2019-03-04\n---\nBody\n")
+            ),
+            day("2019-03-04", "2019-01-01-a")
+        );
+        assert_eq!(
+            key("2019-01-01-b.md", &format!("+++\ndescription = \"{long}\"\ndate = \"2019-03-05\"\nslug = \"b\"\n+++\nBody\n")),
+            day("2019-03-05", "b")
+        );
+        assert_eq!(
+            key(
+                "2019-01-01-c.md",
+                &format!("Title: C\nSummary: {long}\nDate: 2019-03-06\n\nBody\n")
+            ),
+            day("2019-03-06", "2019-01-01-c")
+        );
+        // Front matter that ends early decides, whatever the long body says.
+        assert_eq!(
+            key(
+                "2019-01-01-d.md",
+                &format!("---\ndate: 2019-03-07\n---\n{long}\n---\ndate: 2020-01-01\n---\n")
+            ),
+            day("2019-03-07", "2019-01-01-d")
+        );
+        // Never closed past the first bytes: no date, as when the whole file is read.
+        assert_eq!(
+            key(
+                "2019-01-01-e.md",
+                &format!("---\ndate: 2019-03-08\n{long}\n")
+            ),
+            None
+        );
+        // Not UTF-8 after the first bytes: dated still; the parse reports the error.
+        let lines = "x\n".repeat(HEAD);
+        let mut bad = format!("---\ndate: 2019-03-09\n---\n{lines}").into_bytes();
+        bad.push(0xff);
+        let p = dir.path().join("2019-01-01-f.md");
+        std::fs::write(&p, &bad).unwrap();
+        assert!(order_key(&config, None, &p).is_some());
+    }
 
     #[test]
     fn issues_come_oldest_first_with_the_diagnostics_of_load_all() {
