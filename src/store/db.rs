@@ -187,16 +187,23 @@ pub(crate) enum Conn {
 
 /// A PostgreSQL client and the statements it prepared.
 pub(crate) struct Pg {
-    pub(crate) client: postgres::Client,
+    /// `None` only while the connection is dropped.
+    client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
 }
 
 impl Pg {
     pub(crate) fn new(client: postgres::Client) -> Pg {
         Pg {
-            client,
+            client: Some(client),
             statements: HashMap::new(),
         }
+    }
+
+    fn client(&mut self) -> &mut postgres::Client {
+        self.client
+            .as_mut()
+            .expect("the client is dropped only with its Pg")
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
@@ -204,12 +211,22 @@ impl Pg {
             return Ok(s.clone());
         }
         let text = dollar_placeholders(sql);
-        let client = &mut self.client;
+        let client = self.client();
         let st = off_runtime(|| client.prepare(&text))
             .map_err(pg_error)
             .with_context(|| format!("preparing {}", one_line(sql)))?;
         self.statements.insert(sql.to_string(), st.clone());
         Ok(st)
+    }
+}
+
+impl Drop for Pg {
+    /// Closing the connection blocks on the client's own runtime too: a connection dropped
+    /// among asynchronous tasks (a send's page reader and lease) is closed off that thread.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
     }
 }
 
@@ -285,7 +302,7 @@ impl Conn {
             Conn::Postgres(pg) => {
                 let mut pg = pg.borrow_mut();
                 let st = pg.statement(sql)?;
-                let client = &mut pg.client;
+                let client = pg.client();
                 let n =
                     off_runtime(|| client.execute(&st, &pg_params(params))).map_err(pg_error)?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
@@ -313,7 +330,7 @@ impl Conn {
             Conn::Postgres(pg) => {
                 let mut pg = pg.borrow_mut();
                 let st = pg.statement(sql)?;
-                let client = &mut pg.client;
+                let client = pg.client();
                 let rows =
                     off_runtime(|| client.query(&st, &pg_params(params))).map_err(pg_error)?;
                 rows.iter()
@@ -344,7 +361,8 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Conn::Postgres(pg) => {
-                let client = &mut pg.borrow_mut().client;
+                let mut pg = pg.borrow_mut();
+                let client = pg.client();
                 off_runtime(|| client.batch_execute(sql)).map_err(pg_error)
             }
         }
