@@ -187,7 +187,11 @@ fn wait_received(s: &Shared, n: usize, senders: &mut [Child]) {
 }
 
 fn addresses() -> Vec<String> {
-    (0..N).map(|i| format!("user{i:04}@example.net")).collect()
+    addresses_of(N)
+}
+
+fn addresses_of(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("user{i:04}@example.net")).collect()
 }
 
 fn unix_now() -> f64 {
@@ -410,5 +414,35 @@ fn unsubscribes_through_two_serve_replicas_during_a_three_sender_send_are_honour
     );
     for r in replicas {
         assert!(r.stop().success());
+    }
+}
+
+#[test]
+fn two_senders_started_at_once_on_a_fresh_issue_snapshot_it_once() {
+    const FEW: usize = 300;
+    let s = Shared::new(FEW);
+    let deadline = Instant::now() + BOUND;
+    let senders = [s.send(), s.send()];
+    let outs: Vec<Output> = senders.into_iter().map(|c| finish(c, deadline)).collect();
+    for o in &outs {
+        assert_ok(o);
+    }
+    let took: Vec<bool> = outs
+        .iter()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr).contains(&format!("{FEW} subscriber(s) snapshotted"))
+        })
+        .collect();
+    assert_eq!(
+        took.iter().filter(|t| **t).count(),
+        1,
+        "one sender snapshots, the other joins: {took:?}"
+    );
+    assert_eq!(outs.iter().map(sent_by).sum::<usize>(), FEW);
+    assert_eq!(s.status(), HashMap::from([("sent".to_string(), FEW)]));
+    let counts = s.smtp.counts();
+    assert_eq!(counts.len(), FEW);
+    for a in addresses_of(FEW) {
+        assert_eq!(counts.get(&a), Some(&1), "{a}");
     }
 }
