@@ -187,15 +187,15 @@ pub(crate) enum Conn {
 
 /// A PostgreSQL client and the statements it prepared.
 pub(crate) struct Pg {
-    /// `None` only while the connection is dropped.
-    client: Option<postgres::Client>,
+    /// `None` only while the connection is dropped; boxed, so a `Conn` stays small.
+    client: Option<Box<postgres::Client>>,
     statements: HashMap<String, postgres::Statement>,
 }
 
 impl Pg {
     pub(crate) fn new(client: postgres::Client) -> Pg {
         Pg {
-            client: Some(client),
+            client: Some(Box::new(client)),
             statements: HashMap::new(),
         }
     }

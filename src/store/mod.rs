@@ -29,8 +29,10 @@ mod inbound;
 mod lease;
 mod ledger;
 mod migrations;
-/// The throwaway PostgreSQL cluster of the tests.
+/// The throwaway PostgreSQL cluster of the tests (some of its helpers serve only the
+/// integration suite).
 #[cfg(test)]
+#[allow(dead_code)]
 pub(crate) mod pg_cluster;
 mod postgres;
 mod subscribers;
@@ -137,6 +139,7 @@ impl Store {
     }
 
     /// Which engine holds the state.
+    #[allow(dead_code)] // no caller in this crate yet
     pub(crate) fn backend(&self) -> Backend {
         self.conn.backend()
     }
