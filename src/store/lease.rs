@@ -331,7 +331,9 @@ impl DuePages {
         Ok(rows)
     }
 
-    /// Whether due rows of the issue are held by another sender.
+    /// Whether due rows of the issue are held by another sender, or are being taken: a row
+    /// another sender's page has locked (`SKIP LOCKED` passed it over) still shows no
+    /// `worker` until that sender commits.
     fn held_by_others(&self) -> Result<bool> {
         if !self.conn.is_postgres() {
             return Ok(false);
@@ -340,11 +342,48 @@ impl DuePages {
             .conn
             .query_opt(
                 "SELECT 1 FROM deliveries
-                 WHERE issue = ?1 AND worker IS NOT NULL AND worker <> ?3
+                 WHERE issue = ?1 AND (worker IS NULL OR worker <> ?3)
                    AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
                  LIMIT 1",
                 p![&self.issue, self.now, self.worker],
             )?
             .is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Location;
+
+    /// Three senders start at once: while the first two take their pages, every row is locked
+    /// and none shows a sender yet. The third must look again, not end with rows unsent.
+    #[test]
+    fn rows_being_taken_by_another_sender_are_waited_for() {
+        let url = crate::store::pg_cluster::database_url();
+        let mut s = Store::open_at(&Location::Postgres(url)).unwrap();
+        let rows: Vec<_> = (0..3).map(|i| (format!("u{i}@x.org"), None)).collect();
+        s.import(&rows).unwrap();
+        s.snapshot("i").unwrap();
+        let other = s.reconnect().unwrap();
+        let taking = other.begin().unwrap();
+        let locked = taking
+            .query("SELECT id FROM deliveries FOR UPDATE", p![])
+            .unwrap();
+        assert_eq!(locked.len(), 3);
+        let lease = s.lease("i", 30, Arc::new(AtomicBool::new(false))).unwrap();
+        let mut pages = s.due_pages("i", 0, lease.id()).unwrap();
+        assert!(pages.next_page(1000).unwrap().is_empty());
+        assert!(
+            !pages.is_done(),
+            "gave up on rows another sender was taking"
+        );
+        // The other sender let them go (it stopped before committing).
+        taking.rollback().unwrap();
+        std::thread::sleep(POLL + Duration::from_millis(100));
+        assert_eq!(pages.next_page(1000).unwrap().len(), 3);
+        assert!(pages.next_page(1000).unwrap().is_empty());
+        assert!(pages.is_done());
+        lease.finish().unwrap();
     }
 }

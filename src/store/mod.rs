@@ -30,7 +30,8 @@ mod inbound;
 mod lease;
 mod ledger;
 mod migrations;
-/// The throwaway PostgreSQL cluster of the tests.
+/// The throwaway PostgreSQL cluster of the tests (some of its helpers serve only the
+/// integration suite).
 #[cfg(test)]
 #[allow(dead_code)]
 pub(crate) mod pg_cluster;

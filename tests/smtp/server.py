@@ -27,6 +27,12 @@ Faults come from a JSON file (--faults), every key optional:
   tls:   {"cert": FILE, "key": FILE}   STARTTLS offered and required
   implicit_tls: true     with tls: TLS from the first byte (smtps) instead of STARTTLS
   no_pipelining: true    do not advertise PIPELINING (commands then go one at a time)
+  data_delay_ms: N       wait N ms before answering each message's final dot (a relay's
+                         latency: the throughput of a send is bound by it, not by the CPU)
+  record_rcpt: true      append "unix-seconds<TAB>address" to --log + ".rcpt" for every RCPT
+                         accepted, flushed at once (the order of arrival, with its time), and
+                         "address<TAB>List-Unsubscribe" to --log + ".unsubscribe" for every
+                         message received
 """
 
 import argparse
@@ -40,6 +46,7 @@ import re
 import socket
 import ssl
 import sys
+import time
 import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -59,6 +66,11 @@ class State:
         self.disconnected = False
         self.stalled = False
         self.connections = 0
+        self.rcpts = None
+        self.unsubscribe = None
+        if faults.get("record_rcpt"):
+            self.rcpts = open(log.name + ".rcpt", "a", buffering=1)
+            self.unsubscribe = open(log.name + ".unsubscribe", "a", buffering=1)
 
 
 def matches(rule, address):
@@ -91,6 +103,8 @@ class Handler:
                 self.s.tempfails[a] = n + 1
                 return tf.get("reply", "451 4.3.0 Try again later")
         envelope.rcpt_tos.append(address)
+        if self.s.rcpts is not None:
+            self.s.rcpts.write(f"{time.time():.6f}\t{a}\n")
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
@@ -99,9 +113,15 @@ class Handler:
             raw = raw.encode("utf-8", "surrogateescape")
         head = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw)
         subject = " ".join(str(head.get("subject", "")).split())
+        delay = self.s.faults.get("data_delay_ms")
+        if delay:
+            await asyncio.sleep(delay / 1000)
+        unsubscribe = " ".join(str(head.get("list-unsubscribe", "")).split())
         for r in envelope.rcpt_tos:
             self.s.subjects.write(r.lower() + "\t" + subject + "\n")
             self.s.log.write(r.lower() + "\n")
+            if self.s.unsubscribe is not None:
+                self.s.unsubscribe.write(r.lower() + "\t" + unsubscribe + "\n")
         self.s.log.flush()
         self.s.accepted += 1
         rule = self.s.faults.get("drop_after_dot")

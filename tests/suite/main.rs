@@ -24,6 +24,7 @@ mod render_chromium;
 mod send;
 mod send_relay;
 mod send_tls;
+mod senders;
 mod serve;
 mod serve_browser;
 mod serve_send;
