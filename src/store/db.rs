@@ -289,6 +289,32 @@ fn one_line(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Whether `e` is a lock wait that gave up (PostgreSQL's `lock_timeout`, or a deadlock it
+/// broke): the transaction may be tried again.
+pub(crate) fn is_lock_wait(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<LockWait>().is_some()
+            || c.downcast_ref::<postgres::Error>()
+                .and_then(|e| e.code())
+                .is_some_and(|code| {
+                    *code == postgres::error::SqlState::LOCK_NOT_AVAILABLE
+                        || *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                })
+    })
+}
+
+/// A lock wait that gave up, kept through [`pg_error`]'s message.
+#[derive(Debug)]
+pub(crate) struct LockWait(String);
+
+impl std::fmt::Display for LockWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LockWait {}
+
 /// A PostgreSQL error with its server message (the driver's `Display` says only "db error").
 pub(crate) fn pg_error(e: postgres::Error) -> anyhow::Error {
     match e.as_db_error() {
@@ -296,6 +322,12 @@ pub(crate) fn pg_error(e: postgres::Error) -> anyhow::Error {
             let mut s = format!("{}: {}", db.severity(), db.message());
             if let Some(d) = db.detail() {
                 s.push_str(&format!(" ({d})"));
+            }
+            let code = db.code();
+            if *code == postgres::error::SqlState::LOCK_NOT_AVAILABLE
+                || *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            {
+                return anyhow::Error::new(LockWait(s));
             }
             anyhow::anyhow!(s)
         }
@@ -423,7 +455,10 @@ impl Conn {
             Conn::Postgres(_) => {
                 self.batch("BEGIN")?;
                 if let Some(secs) = secs {
-                    self.batch(&format!("SET LOCAL lock_timeout = '{secs}s'"))?;
+                    if let Err(e) = self.batch(&format!("SET LOCAL lock_timeout = '{secs}s'")) {
+                        let _ = self.batch("ROLLBACK");
+                        return Err(e);
+                    }
                 }
                 if let Err(e) = self.execute("SELECT pg_advisory_xact_lock(?1)", p![WRITE_LOCK]) {
                     let _ = self.batch("ROLLBACK");

@@ -70,7 +70,6 @@ impl Store {
             worker,
             after: i64::MIN,
             done: false,
-            rescan: false,
             next_look: None,
         })
     }
@@ -90,8 +89,9 @@ pub(super) fn lease_clock(conn: &Conn, strict: bool) -> Result<i64> {
     }
 }
 
-/// This host as a sender's registration names it: the host name, and the PID namespace
-/// (two containers may share a name, never a namespace), so that a PID means one process.
+/// This host as a sender's registration names it: the host name, the boot (two machines may
+/// share a name) and the PID namespace (so may two containers), so that a PID means one
+/// process.
 fn hostname() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -99,8 +99,11 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into());
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| b.trim().to_string())
+        .unwrap_or_default();
     match std::fs::read_link("/proc/self/ns/pid") {
-        Ok(ns) => format!("{name} {}", ns.display()),
+        Ok(ns) => format!("{name} {boot} {}", ns.display()),
         Err(_) => name,
     }
 }
@@ -153,12 +156,22 @@ fn renew(conn: Conn, id: i64, secs: i64, stop: mpsc::Receiver<()>, lost: Arc<Ato
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        let renewed = lease_clock(&conn, true).and_then(|now| {
+        // One statement, on the server's clock: a lease another sender found run out stays
+        // run out.
+        let renewed = if conn.is_postgres() {
+            conn.execute(
+                "UPDATE send_workers
+                 SET lease_until = extract(epoch FROM clock_timestamp())::bigint + ?2
+                 WHERE id = ?1 AND lease_until >= extract(epoch FROM clock_timestamp())::bigint",
+                p![id, secs],
+            )
+        } else {
+            let now = chrono::Utc::now().timestamp();
             conn.execute(
                 "UPDATE send_workers SET lease_until = ?2 WHERE id = ?1 AND lease_until >= ?3",
                 p![id, now + secs, now],
             )
-        });
+        };
         match renewed {
             Ok(1) => failing_since = None,
             Ok(_) => {
@@ -236,9 +249,6 @@ pub(crate) struct DuePages {
     /// The last id taken; pages go forward from it.
     after: i64,
     done: bool,
-    /// The pass from `after` found nothing: look again from the start, for rows another
-    /// sender gave back or left behind.
-    rescan: bool,
     /// While other senders still hold due rows: when to look again.
     next_look: Option<Instant>,
 }
@@ -260,15 +270,13 @@ impl DuePages {
             self.after = rows.last().map_or(self.after, |r| r.id);
             return Ok(rows);
         }
-        if !self.rescan {
-            self.rescan = true;
-            self.after = i64::MIN;
-            let rows = self.take(limit)?;
-            if let Some(last) = rows.last() {
-                self.after = last.id;
-                self.rescan = false;
-                return Ok(rows);
-            }
+        // The pass from `after` found nothing: look again from the start, for rows another
+        // sender gave back, left behind when it died, or had locked a moment ago.
+        self.after = i64::MIN;
+        let rows = self.take(limit)?;
+        if let Some(last) = rows.last() {
+            self.after = last.id;
+            return Ok(rows);
         }
         if self.held_by_others()? {
             self.next_look = Some(Instant::now() + POLL);
@@ -285,14 +293,18 @@ impl DuePages {
 
     fn take(&mut self, limit: usize) -> Result<Vec<Row>> {
         let postgres = self.conn.is_postgres();
+        if postgres {
+            // Rows a stopped sender left in flight: unknown, once its lease ran out. Under
+            // the write lock, as the ledger writers change rows.
+            let tx = self.conn.write()?;
+            end_leases_of_dead_processes(&tx)?;
+            let alive_at = lease_clock(&tx, false)?;
+            recover_in_flight(&tx, &self.issue, alive_at)?;
+            tx.commit()?;
+        }
         let tx = self.conn.begin()?;
         // On SQLite, under the send lock, no other sender is alive.
         let alive_at = lease_clock(&tx, false)?;
-        if postgres {
-            // Rows a stopped sender left in flight: unknown, once its lease ran out.
-            end_leases_of_dead_processes(&tx)?;
-            recover_in_flight(&tx, &self.issue, alive_at)?;
-        }
         let sql = format!(
             "UPDATE deliveries SET worker = ?3
              WHERE id IN (
@@ -385,5 +397,79 @@ mod tests {
         assert!(pages.next_page(1000).unwrap().is_empty());
         assert!(pages.is_done());
         lease.finish().unwrap();
+    }
+
+    /// A sender stopped past its lease (paused, cut off) comes back: what it then records
+    /// for rows another sender took over changes nothing, and its in-flight row, reported
+    /// unknown meanwhile, takes the server's answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sender_whose_lease_ran_out_writes_nothing_over_the_rows_taken_from_it() {
+        let url = crate::store::pg_cluster::database_url();
+        let mut s = Store::open_at(&Location::Postgres(url)).unwrap();
+        let rows: Vec<_> = (0..3).map(|i| (format!("u{i}@x.org"), None)).collect();
+        s.import(&rows).unwrap();
+        s.snapshot("i").unwrap();
+        let a = s.lease("i", 30, Arc::new(AtomicBool::new(false))).unwrap();
+        let taken = s.due_pages("i", 0, a.id()).unwrap().next_page(10).unwrap();
+        assert_eq!(taken.len(), 3);
+        let wa = s.writer(a.id()).unwrap();
+        let h = wa.handle();
+        assert!(h.claim(taken[0].id, 100).await.unwrap());
+        // A's lease runs out; B recovers A's in-flight row and takes the other two.
+        s.conn
+            .execute(
+                "UPDATE send_workers SET lease_until = 0 WHERE id = ?1",
+                p![a.id()],
+            )
+            .unwrap();
+        let b = s.lease("i", 30, Arc::new(AtomicBool::new(false))).unwrap();
+        let got = s.due_pages("i", 0, b.id()).unwrap().next_page(10).unwrap();
+        let got: Vec<i64> = got.iter().map(|r| r.id).collect();
+        assert_eq!(got, [taken[1].id, taken[2].id]);
+        assert_eq!(
+            s.counts("i")
+                .unwrap()
+                .get(super::super::DeliveryState::Unknown),
+            1
+        );
+        // A, back, defers what it still had queued and hears its server's 250.
+        use super::super::Change;
+        for r in &taken[1..] {
+            h.record(
+                r.id,
+                Change::Deferred {
+                    reply: "not attempted".into(),
+                    next_attempt_at: 0,
+                    attempts: 0,
+                },
+            )
+            .unwrap();
+        }
+        assert!(!h.claim(taken[1].id, 100).await.unwrap(), "B holds it");
+        h.record(
+            taken[0].id,
+            Change::Sent {
+                reply: "250 ok".into(),
+            },
+        )
+        .unwrap();
+        h.flush().await.unwrap();
+        wa.finish().unwrap();
+        let c = s.counts("i").unwrap();
+        use super::super::DeliveryState::{Pending, Sent};
+        assert_eq!((c.get(Sent), c.get(Pending)), (1, 2), "{}", c.one_line());
+        let held: Vec<i64> = s
+            .conn
+            .query(
+                "SELECT id FROM deliveries WHERE worker = ?1 ORDER BY id",
+                p![b.id()],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0).unwrap())
+            .collect();
+        assert_eq!(held, [taken[1].id, taken[2].id], "still B's");
+        drop(a);
+        b.finish().unwrap();
     }
 }

@@ -570,10 +570,48 @@ fn writer_loop(conn: Conn, worker: i64, rx: mpsc::Receiver<Op>, error: Arc<Mutex
 
 type Reply = Box<dyn FnOnce() + Send>;
 
+/// How long the writer goes on retrying a batch that waited too long for the write lock
+/// (another sender's snapshot, a large import) before the send stops.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Commits `batch` in one transaction and returns the answers to send once it is committed;
+/// a batch that lost a lock wait (PostgreSQL) is rolled back and tried again.
 fn apply(conn: &Conn, worker: i64, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
+    let started = std::time::Instant::now();
+    let claimed = loop {
+        match apply_once(conn, worker, batch) {
+            Ok(claimed) => break claimed,
+            Err(e) if super::db::is_lock_wait(&e) && started.elapsed() < LOCK_PATIENCE => {
+                tracing::warn!("the ledger waited too long for the state's write lock: again");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut claimed = claimed.into_iter();
+    let mut replies: Vec<Reply> = Vec::new();
+    for op in batch.drain(..) {
+        match op {
+            Op::Claim { done, .. } => {
+                let go = claimed.next().unwrap_or(false);
+                replies.push(Box::new(move || {
+                    let _ = done.send(go);
+                }));
+            }
+            Op::Flush(done) => replies.push(Box::new(move || {
+                let _ = done.send(());
+            })),
+            Op::Change { .. } | Op::Stop => {}
+        }
+    }
+    Ok(replies)
+}
+
+/// One try of [`apply`]: whether each claim of `batch` went in flight, in order.
+fn apply_once(conn: &Conn, worker: i64, batch: &[Op]) -> Result<Vec<bool>> {
     let tx = conn.write()?;
     let now = now_text();
-    let mut replies: Vec<Reply> = Vec::new();
+    let mut claimed = Vec::new();
     // A claim takes only a row this sender holds: one whose lease expired (the sender was
     // stopped for longer than its lease) may have gone to another sender since.
     let claim = "UPDATE deliveries SET
@@ -592,25 +630,24 @@ fn apply(conn: &Conn, worker: i64, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
              updated_at = ?2
          WHERE id = ?1 AND state IN ('pending', 'deferred') AND worker = ?4
          RETURNING state";
-    // A deferred row leaves its sender: any sender may take it once it is due.
+    // A change too is written only while this sender holds the row: after its lease ran out
+    // another sender may have taken, sent or deferred it. A deferred row leaves its sender:
+    // any sender may take it once it is due.
     let set = "UPDATE deliveries SET state = ?2, last_reply = ?3,
              attempts = coalesce(?4, attempts), next_attempt_at = ?5, updated_at = ?6,
              worker = CASE WHEN ?2 = 'deferred' THEN NULL ELSE worker END
-         WHERE id = ?1";
-    for op in batch.drain(..) {
+         WHERE id = ?1 AND worker = ?7";
+    for op in batch {
         match op {
-            Op::Claim { id, at, done } => {
+            Op::Claim { id, at, .. } => {
                 let state: Option<String> = tx
-                    .query_opt(claim, p![id, &now, at, worker])?
+                    .query_opt(claim, p![*id, &now, *at, worker])?
                     .map(|r| r.get(0))
                     .transpose()?;
-                let go = state.as_deref() == Some("in_flight");
-                replies.push(Box::new(move || {
-                    let _ = done.send(go);
-                }));
+                claimed.push(state.as_deref() == Some("in_flight"));
             }
             Op::Change { id, change } => {
-                let (state, reply, attempts, next) = match &change {
+                let (state, reply, attempts, next) = match change {
                     Change::Sent { reply } => (DeliveryState::Sent, reply, None, None),
                     Change::Deferred {
                         reply,
@@ -628,19 +665,19 @@ fn apply(conn: &Conn, worker: i64, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
                     Change::Unknown { reply } => (DeliveryState::Unknown, reply, None, None),
                     Change::Release { reply } => (DeliveryState::Pending, reply, None, None),
                 };
-                tx.execute(set, p![id, state.as_str(), reply, attempts, next, &now])?;
-                if let Change::Failed { bounce: true, .. } = change {
-                    bounce_subscriber(&tx, id, reply, &now)?;
+                let held = tx.execute(
+                    set,
+                    p![*id, state.as_str(), reply, attempts, next, &now, worker],
+                )? == 1;
+                if let (true, Change::Failed { bounce: true, .. }) = (held, change) {
+                    bounce_subscriber(&tx, *id, reply, &now)?;
                 }
             }
-            Op::Flush(done) => replies.push(Box::new(move || {
-                let _ = done.send(());
-            })),
-            Op::Stop => {}
+            Op::Flush(_) | Op::Stop => {}
         }
     }
     tx.commit()?;
-    Ok(replies)
+    Ok(claimed)
 }
 
 /// Marks the subscriber of delivery `id` bounced, if they still receive mail, through the

@@ -135,6 +135,10 @@ fn config(url: &str) -> Result<postgres::Config> {
     if c.get_connect_timeout().is_none() {
         c.connect_timeout(std::time::Duration::from_secs(10));
     }
+    // A connection to a server that vanished (a network split) is noticed within a minute,
+    // so a sender stops renewing its lease instead of hanging.
+    c.keepalives(true);
+    c.keepalives_idle(std::time::Duration::from_secs(30));
     Ok(c)
 }
 
