@@ -630,13 +630,14 @@ fn apply_once(conn: &Conn, worker: i64, batch: &[Op]) -> Result<Vec<bool>> {
              updated_at = ?2
          WHERE id = ?1 AND state IN ('pending', 'deferred') AND worker = ?4
          RETURNING state";
-    // A change too is written only while this sender holds the row: after its lease ran out
-    // another sender may have taken, sent or deferred it. A deferred row leaves its sender:
-    // any sender may take it once it is due.
+    // A change too is written only while no other sender holds the row: after this one's
+    // lease ran out another may have taken, sent or deferred it. A deferred row leaves its
+    // sender (any sender may take it once it is due), and may still be given back to
+    // pending by the one that deferred it (the breaker).
     let set = "UPDATE deliveries SET state = ?2, last_reply = ?3,
              attempts = coalesce(?4, attempts), next_attempt_at = ?5, updated_at = ?6,
              worker = CASE WHEN ?2 = 'deferred' THEN NULL ELSE worker END
-         WHERE id = ?1 AND worker = ?7";
+         WHERE id = ?1 AND (worker = ?7 OR worker IS NULL)";
     for op in batch {
         match op {
             Op::Claim { id, at, .. } => {
