@@ -13,7 +13,7 @@ use crate::store::{DeliveryState, Location, Store};
 pub fn run(ctx: &Ctx, args: crate::cli::StatusArgs) -> Result<Exit> {
     let location = Location::of(&ctx.config.state)?;
     // Looking must not create the state file (nor its folder).
-    if let Some(Location::File(db)) = location.clone().filter(|db| !db.exists()) {
+    if let Some(db) = location.missing_file() {
         return Ok(match &args.issue {
             Some(issue) => {
                 eprintln!(

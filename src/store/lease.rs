@@ -92,7 +92,13 @@ pub(super) fn lease_clock(conn: &Conn, strict: bool) -> Result<i64> {
 /// This host as a sender's registration names it: the host name, the boot (two machines may
 /// share a name) and the PID namespace (so may two containers), so that a PID means one
 /// process.
-fn hostname() -> String {
+fn hostname() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(host_identity)
+}
+
+/// What [`hostname`] returns, read from the system once per process.
+fn host_identity() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()

@@ -110,11 +110,10 @@ impl Location {
         matches!(self, Location::Postgres(_))
     }
 
-    /// `Some(self)` when `keep` says so of a SQLite file's path; `None` for a database or a
-    /// path `keep` refuses.
-    pub fn filter(self, keep: impl FnOnce(&Path) -> bool) -> Option<Self> {
-        match &self {
-            Location::File(p) if keep(p) => Some(self),
+    /// The SQLite file's path while the file does not exist yet; `None` for a database.
+    pub fn missing_file(&self) -> Option<&Path> {
+        match self {
+            Location::File(p) if !p.exists() => Some(p),
             _ => None,
         }
     }
