@@ -2,12 +2,11 @@
 //! Postfix, Postfix relays to the fault-injecting test server, and Postfix's own bounce daemon
 //! writes the delivery reports, delivered to a Maildir for the sender's domain.
 
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use crate::support::postfix::Relay;
 use crate::support::smtp::{Server, ISSUE};
-use crate::support::{TestSite, SECRET};
+use crate::support::{output_with_stdin, TestSite, SECRET};
 use serde_json::json;
 use techshack::inbound::{self, Action, Envelope, Kind};
 use techshack::store::SubscriberStatus;
@@ -58,17 +57,9 @@ fn delivery_id(site: &TestSite, address: &str) -> i64 {
 }
 
 fn inbound(site: &TestSite, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = site
-        .cmd()
-        .arg("inbound")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    let mut c = site.cmd();
+    c.arg("inbound").args(args);
+    output_with_stdin(c, stdin)
 }
 
 fn status_of(site: &TestSite, address: &str) -> SubscriberStatus {
@@ -459,25 +450,12 @@ fn a_busy_state_exits_75_for_the_mail_system_to_retry() {
 fn an_unreachable_database_exits_75_and_names_it_without_its_password() {
     let (_t, _s, site, addrs) = sent_site(1);
     // Nothing listens on port 1.
-    let mut child = site
-        .cmd()
-        .arg("inbound")
-        .env(
-            "TECHSHACK_STATE_URL",
-            "postgres://news:s3cret@127.0.0.1:1/list?connect_timeout=2",
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&dsn("b1", &addrs[0], "5.1.1", "550 5.1.1 unknown", true))
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let mut c = site.cmd();
+    c.arg("inbound").env(
+        "TECHSHACK_STATE_URL",
+        "postgres://news:s3cret@127.0.0.1:1/list?connect_timeout=2",
+    );
+    let o = output_with_stdin(c, &dsn("b1", &addrs[0], "5.1.1", "550 5.1.1 unknown", true));
     assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("postgres://news:***@127.0.0.1:1/list"), "{e}");

@@ -3,13 +3,12 @@
 //! mail, queued confirmation mails) moves from its SQLite file into a real PostgreSQL database
 //! and back into a new SQLite file, and reads the same through every command on all three.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::inbound::{add_email_lines, dsn_to, RETURN_PATH};
 use crate::support::smtp::{Server, ISSUE};
-use crate::support::{pg, TestSite, SECRET};
+use crate::support::{output_with_stdin, pg, TestSite, SECRET};
 use serde_json::json;
 
 /// Where a command finds its state: the site's SQLite file, a database, or another file.
@@ -37,15 +36,9 @@ fn on(site: &TestSite, side: Side<'_>) -> Command {
 }
 
 fn run(site: &TestSite, side: Side<'_>, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = on(site, side)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    let mut c = on(site, side);
+    c.args(args);
+    output_with_stdin(c, stdin)
 }
 
 /// Runs a command that must succeed (exit 0, or 75 for a send that left rows deferred).

@@ -244,6 +244,25 @@ impl TestSite {
     }
 }
 
+/// Runs `c` with `stdin` as its standard input; its exit status and both outputs.
+pub fn output_with_stdin(mut c: Command, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the command");
+    child
+        .stdin
+        .take()
+        .expect("a piped stdin")
+        .write_all(stdin)
+        .expect("writing its standard input");
+    child.wait_with_output().expect("waiting for the command")
+}
+
 fn write(path: &Path, bytes: &[u8]) {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("making {}: {e}", dir.display()));
