@@ -526,11 +526,26 @@ async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -
             s.push_front(job);
             return Ok(());
         };
+        if !s.limiter.wait(&s.stop).await {
+            // Stopped while waiting for the pace: the row was never claimed, so it goes back
+            // and is recorded as not attempted with the rest of the queue.
+            s.push_front(job);
+            break;
+        }
+        // Re-checks the subscriber and commits in_flight before MAIL FROM; the message is
+        // built while that commits.
+        let claimed_at = chrono::Utc::now().timestamp();
+        let claim = s.ledger.claim(job.row.id, claimed_at);
         let recipient = Recipient {
             address: job.row.address.clone(),
             name: job.row.name.clone(),
         };
-        let (envelope, body) = match (s.build)(&recipient, job.row.id) {
+        let built = (s.build)(&recipient, job.row.id);
+        if !claim.await? {
+            s.done(&s.stats.skipped);
+            continue;
+        }
+        let (envelope, body) = match built {
             Ok(m) => m,
             Err(e) => {
                 s.ledger.record(
@@ -545,18 +560,6 @@ async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -
                 continue;
             }
         };
-        if !s.limiter.wait(&s.stop).await {
-            // Stopped while waiting for the pace: the row was never claimed, so it goes back
-            // and is recorded as not attempted with the rest of the queue.
-            s.push_front(job);
-            break;
-        }
-        // Re-checks the subscriber and commits in_flight before MAIL FROM.
-        let claimed_at = chrono::Utc::now().timestamp();
-        if !s.ledger.claim(job.row.id, claimed_at).await? {
-            s.done(&s.stats.skipped);
-            continue;
-        }
         let outcome = c.send(step, &envelope, &body).await;
         if !outcome.keeps_connection() {
             conn = None;

@@ -362,7 +362,11 @@ impl Store {
     /// Starts the one writer of the ledger for a send (on SQLite), or for this sender (on
     /// PostgreSQL), on its own connection; its claims hold only rows `worker` holds.
     pub(crate) fn writer(&self, worker: i64) -> Result<Writer> {
-        Writer::start(self.reconnect()?, worker)
+        let checkpoints = match self.conn.is_postgres() {
+            false => Some(self.reconnect()?),
+            true => None,
+        };
+        Writer::start(self.reconnect()?, worker, checkpoints)
     }
 }
 
@@ -442,6 +446,7 @@ pub(crate) struct Writer {
     tx: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
     error: Arc<Mutex<Option<String>>>,
+    checkpoints: Option<Checkpointer>,
 }
 
 /// A cheap handle the delivery workers use.
@@ -452,8 +457,19 @@ pub(crate) struct WriterHandle {
 }
 
 impl Writer {
-    /// Starts the writer on its own connection to the state file.
-    fn start(conn: Conn, worker: i64) -> Result<Writer> {
+    /// Starts the writer on its own connection to the state file; `checkpoints`, on a
+    /// second connection to a SQLite file, copies the log into the file meanwhile.
+    fn start(conn: Conn, worker: i64, checkpoints: Option<Conn>) -> Result<Writer> {
+        let checkpoints = match checkpoints {
+            Some(c) => {
+                // The writer's commits never stop to copy the log into the file: that
+                // thread does it (a checkpoint syncs the file, for milliseconds, and every
+                // claim waiting behind it would wait as long).
+                conn.sqlite_pragma("wal_autocheckpoint", 0)?;
+                Some(Checkpointer::start(c)?)
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::channel::<Op>();
         let error = Arc::new(Mutex::new(None));
         let err = error.clone();
@@ -465,6 +481,7 @@ impl Writer {
             tx: Some(tx),
             thread: Some(thread),
             error,
+            checkpoints,
         })
     }
 
@@ -483,6 +500,9 @@ impl Writer {
         if let Some(t) = self.thread.take() {
             t.join()
                 .map_err(|_| anyhow::anyhow!("the ledger writer panicked"))?;
+        }
+        if let Some(c) = self.checkpoints.take() {
+            c.finish();
         }
         match self.error.lock().ok().and_then(|e| e.clone()) {
             Some(e) => anyhow::bail!("writing the delivery ledger: {e}"),
@@ -505,12 +525,21 @@ impl WriterHandle {
     /// Commits the row `in_flight` (true) or, when its subscriber is no longer active,
     /// `skipped` (false). `at` (Unix seconds) becomes the row's first attempt time unless it
     /// has one. Returns only once committed.
-    pub(crate) async fn claim(&self, id: i64, at: i64) -> Result<bool> {
+    ///
+    /// The claim is queued at once, not when the answer is first awaited, so the caller can
+    /// do other work while it commits.
+    pub(crate) fn claim(
+        &self,
+        id: i64,
+        at: i64,
+    ) -> impl std::future::Future<Output = Result<bool>> + Send + 'static {
         let (done, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Op::Claim { id, at, done })
-            .map_err(|_| self.failed())?;
-        rx.await.map_err(|_| self.failed())
+        let queued = self.tx.send(Op::Claim { id, at, done });
+        let handle = self.clone();
+        async move {
+            queued.map_err(|_| handle.failed())?;
+            rx.await.map_err(|_| handle.failed())
+        }
     }
 
     /// Queues a change; it is committed with the next batch, before any later claim.
@@ -530,6 +559,20 @@ impl WriterHandle {
 
 const BATCH: usize = 512;
 
+/// How long changes nobody waits for (a `sent`, a deferral) may wait for company before they
+/// are committed on their own. A claim commits them at once, with it: while messages go out
+/// there is one commit per claim, not one per claim and one per reply. A crash within this
+/// time leaves those rows `in_flight`, so they become `unknown`, as they would if it had come
+/// just before the reply: never sent twice.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Op {
+    /// Whether someone waits for this op's commit.
+    fn awaited(&self) -> bool {
+        matches!(self, Op::Claim { .. } | Op::Flush(_))
+    }
+}
+
 fn writer_loop(conn: Conn, worker: i64, rx: mpsc::Receiver<Op>, error: Arc<Mutex<Option<String>>>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut stop = false;
@@ -537,15 +580,24 @@ fn writer_loop(conn: Conn, worker: i64, rx: mpsc::Receiver<Op>, error: Arc<Mutex
         if matches!(first, Op::Stop) {
             return;
         }
+        let since = std::time::Instant::now();
+        let mut awaited = first.awaited();
         batch.push(first);
         while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(Op::Stop) => {
+            let next = match awaited {
+                true => rx.try_recv().ok(),
+                false => rx.recv_timeout(LINGER.saturating_sub(since.elapsed())).ok(),
+            };
+            match next {
+                Some(Op::Stop) => {
                     stop = true;
                     break;
                 }
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+                Some(op) => {
+                    awaited |= op.awaited();
+                    batch.push(op);
+                }
+                None => break,
             }
         }
         match apply(&conn, worker, &mut batch) {
@@ -569,6 +621,47 @@ fn writer_loop(conn: Conn, worker: i64, rx: mpsc::Receiver<Op>, error: Arc<Mutex
 }
 
 type Reply = Box<dyn FnOnce() + Send>;
+
+/// How often the checkpointer copies the committed log into a SQLite state file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A thread that copies a SQLite file's write-ahead log into the file while a send commits,
+/// so no commit of the ledger waits for it; when the send ends, the log is emptied.
+struct Checkpointer {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(conn: Conn) -> Result<Checkpointer> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                // PASSIVE never waits for the writer or a reader: it copies what it can.
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    if let Err(e) = conn.query_opt("PRAGMA wal_checkpoint(PASSIVE)", p![]) {
+                        tracing::debug!("checkpoint: {e:#}");
+                    }
+                }
+                // The send is over: the log goes into the file and is emptied, so the state
+                // file is its own size again. Another process may still be reading: then
+                // the log stays as long as it is, which is harmless.
+                if let Err(e) = conn.query_opt("PRAGMA wal_checkpoint(TRUNCATE)", p![]) {
+                    tracing::debug!("final checkpoint: {e:#}");
+                }
+            })
+            .context("starting the checkpointer")?;
+        Ok(Checkpointer { stop, thread })
+    }
+
+    fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
 
 /// How long the writer goes on retrying a batch that waited too long for the write lock
 /// (another sender's snapshot, a large import) before the send stops.
