@@ -311,23 +311,35 @@ impl DuePages {
         let tx = self.conn.begin()?;
         // On SQLite, under the send lock, no other sender is alive.
         let alive_at = lease_clock(&tx, false)?;
+        // Pending rows and due deferred ones are read as two runs of the index on (issue,
+        // state), each in id order and cut at the page: a page costs its own rows, not the
+        // rows still due after it (one condition over both states made SQLite collect and
+        // sort every due row, for every page).
+        let lock = if postgres {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let free = "(worker IS NULL
+                     OR (worker <> ?3
+                         AND worker NOT IN (SELECT id FROM send_workers
+                                            WHERE lease_until >= ?5)))";
         let sql = format!(
             "UPDATE deliveries SET worker = ?3
              WHERE id IN (
-                 SELECT id FROM deliveries
-                 WHERE issue = ?1 AND id > ?4
-                   AND (state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?2))
-                   AND (worker IS NULL
-                        OR (worker <> ?3
-                            AND worker NOT IN (SELECT id FROM send_workers
-                                               WHERE lease_until >= ?5)))
-                 ORDER BY id LIMIT ?6 {})
-             RETURNING id, address, name, attempts, first_attempt_at",
-            if postgres {
-                "FOR UPDATE SKIP LOCKED"
-            } else {
-                ""
-            }
+                 SELECT id FROM (
+                     SELECT id FROM (
+                         SELECT id FROM deliveries
+                         WHERE issue = ?1 AND state = 'pending' AND id > ?4 AND {free}
+                         ORDER BY id LIMIT ?6 {lock}) pending
+                     UNION ALL
+                     SELECT id FROM (
+                         SELECT id FROM deliveries
+                         WHERE issue = ?1 AND state = 'deferred' AND id > ?4
+                           AND next_attempt_at <= ?2 AND {free}
+                         ORDER BY id LIMIT ?6 {lock}) deferred) due
+                 ORDER BY id LIMIT ?6)
+             RETURNING id, address, name, attempts, first_attempt_at"
         );
         let mut rows = tx
             .query(

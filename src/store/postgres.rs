@@ -12,7 +12,8 @@ use super::db::{p, pg_error, Conn, Pg, MIGRATE_LOCK};
 /// Each entry moves a PostgreSQL schema from version `i` to `i + 1`; never edit one that
 /// shipped. The tables are those of the SQLite file, with 64-bit integers, and the columns
 /// that are sorted on compared byte by byte (`COLLATE "C"`), as SQLite compares them.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE subscribers (
     address    TEXT COLLATE "C" PRIMARY KEY,
     name       TEXT,
@@ -107,7 +108,14 @@ CREATE TABLE confirm_queue (
     PRIMARY KEY (address, kind)
 );
 CREATE INDEX confirm_queue_due ON confirm_queue (next_attempt_at);
-"#];
+"#,
+    // The rows of one state of an issue in id order, as a sender takes them a page at a
+    // time (SQLite's index on (issue, state) holds the row id already).
+    r#"
+DROP INDEX deliveries_state;
+CREATE INDEX deliveries_state ON deliveries (issue, state, id);
+"#,
+];
 
 /// Checks that `url` is a PostgreSQL URL this build can connect with.
 pub(crate) fn check_url(url: &str) -> Result<()> {
