@@ -540,7 +540,12 @@ async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -
             address: job.row.address.clone(),
             name: job.row.name.clone(),
         };
-        let built = (s.build)(&recipient, job.row.id);
+        // A panic in there is a bug, not a reason to leave the claimed row in flight (it
+        // would become unknown): the row fails with the reason, `--retry-failed` takes it.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (s.build)(&recipient, job.row.id)
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("building it panicked")));
         if !claim.await? {
             s.done(&s.stats.skipped);
             continue;

@@ -559,17 +559,25 @@ impl WriterHandle {
 
 const BATCH: usize = 512;
 
-/// How long changes nobody waits for (a `sent`, a deferral) may wait for company before they
-/// are committed on their own. A claim commits them at once, with it: while messages go out
-/// there is one commit per claim, not one per claim and one per reply. A crash within this
-/// time leaves those rows `in_flight`, so they become `unknown`, as they would if it had come
-/// just before the reply: never sent twice.
+/// How long a `sent` may wait for company before it is committed on its own. A claim
+/// commits it at once, with it: while messages go out there is one commit per claim, not one
+/// per claim and one per reply. A crash within this time leaves those rows `in_flight`, so
+/// they become `unknown`, as after a crash just before the reply: never sent twice. Every
+/// other change is committed at once, since `unknown` would hide that the message was not
+/// taken (a deferral, a release) and keep it from being sent again.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Op {
-    /// Whether someone waits for this op's commit.
-    fn awaited(&self) -> bool {
-        matches!(self, Op::Claim { .. } | Op::Flush(_))
+    /// Whether this op's commit should not wait for company: someone waits for it, or it
+    /// says the message was not taken.
+    fn urgent(&self) -> bool {
+        !matches!(
+            self,
+            Op::Change {
+                change: Change::Sent { .. },
+                ..
+            }
+        )
     }
 }
 
@@ -581,10 +589,10 @@ fn writer_loop(conn: Conn, worker: i64, rx: mpsc::Receiver<Op>, error: Arc<Mutex
             return;
         }
         let since = std::time::Instant::now();
-        let mut awaited = first.awaited();
+        let mut urgent = first.urgent();
         batch.push(first);
         while batch.len() < BATCH {
-            let next = match awaited {
+            let next = match urgent {
                 true => rx.try_recv().ok(),
                 false => rx.recv_timeout(LINGER.saturating_sub(since.elapsed())).ok(),
             };
@@ -594,7 +602,7 @@ fn writer_loop(conn: Conn, worker: i64, rx: mpsc::Receiver<Op>, error: Arc<Mutex
                     break;
                 }
                 Some(op) => {
-                    awaited |= op.awaited();
+                    urgent |= op.urgent();
                     batch.push(op);
                 }
                 None => break,
@@ -623,10 +631,15 @@ fn writer_loop(conn: Conn, worker: i64, rx: mpsc::Receiver<Op>, error: Arc<Mutex
 type Reply = Box<dyn FnOnce() + Send>;
 
 /// How often the checkpointer copies the committed log into a SQLite state file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Log pages past which the checkpointer starts the log over (32 MiB). A PASSIVE
+/// checkpoint copies the log but only a writer can rewind it, and only at a moment no page
+/// of it is left to copy, which commits hundreds of times a second never leave.
+const LOG_PAGES_RESTART: i64 = 8192;
 
 /// A thread that copies a SQLite file's write-ahead log into the file while a send commits,
-/// so no commit of the ledger waits for it; when the send ends, the log is emptied.
+/// so that no claim waits behind a checkpoint; when the send ends, the log is emptied.
 struct Checkpointer {
     stop: mpsc::Sender<()>,
     thread: JoinHandle<()>,
@@ -637,22 +650,7 @@ impl Checkpointer {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
-            .spawn(move || {
-                // PASSIVE never waits for the writer or a reader: it copies what it can.
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(CHECKPOINT_EVERY)
-                {
-                    if let Err(e) = conn.query_opt("PRAGMA wal_checkpoint(PASSIVE)", p![]) {
-                        tracing::debug!("checkpoint: {e:#}");
-                    }
-                }
-                // The send is over: the log goes into the file and is emptied, so the state
-                // file is its own size again. Another process may still be reading: then
-                // the log stays as long as it is, which is harmless.
-                if let Err(e) = conn.query_opt("PRAGMA wal_checkpoint(TRUNCATE)", p![]) {
-                    tracing::debug!("final checkpoint: {e:#}");
-                }
-            })
+            .spawn(move || checkpoint_loop(&conn, &stopped))
             .context("starting the checkpointer")?;
         Ok(Checkpointer { stop, thread })
     }
@@ -661,6 +659,45 @@ impl Checkpointer {
         let _ = self.stop.send(());
         let _ = self.thread.join();
     }
+}
+
+fn checkpoint_loop(conn: &Conn, stopped: &mpsc::Receiver<()>) {
+    let mut warned = false;
+    let mut warn = |e: anyhow::Error| {
+        if !std::mem::replace(&mut warned, true) {
+            tracing::warn!("copying the state's write-ahead log into the file: {e:#}");
+        }
+    };
+    // PASSIVE never waits for the writer or a reader: it copies what it can. Once the log is
+    // long, RESTART waits up to the busy timeout for the write lock and for readers of the
+    // log, copies the rest and has the next commit write from the log's start.
+    let _ = conn.sqlite_pragma("busy_timeout", 200);
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+        match checkpoint(conn, "PASSIVE") {
+            Ok(pages) if pages > LOG_PAGES_RESTART => {
+                if let Err(e) = checkpoint(conn, "RESTART") {
+                    warn(e);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn(e),
+        }
+    }
+    // The send is over: the log goes into the file and is emptied, so the state file is its
+    // own size again. A reader in another process (a backup tool, a shell) would make this
+    // wait while holding the write lock: it does not wait, the log then stays as it is.
+    let _ = conn.sqlite_pragma("busy_timeout", 0);
+    if let Err(e) = checkpoint(conn, "TRUNCATE") {
+        tracing::debug!("the last checkpoint of the send: {e:#}");
+    }
+}
+
+/// Runs one checkpoint of the given mode; returns the pages in the log.
+fn checkpoint(conn: &Conn, mode: &str) -> Result<i64> {
+    let row = conn
+        .query_opt(&format!("PRAGMA wal_checkpoint({mode})"), p![])?
+        .context("no answer to the checkpoint")?;
+    row.get(1)
 }
 
 /// How long the writer goes on retrying a batch that waited too long for the write lock
@@ -1123,6 +1160,91 @@ mod tests {
         let later = chrono::Utc::now().timestamp();
         assert_eq!(expire(&mut s, later, 72), 0);
         assert_eq!(s.due("i", later).unwrap().len(), 2);
+    }
+
+    /// The size of the SQLite state's write-ahead log, 0 when there is none.
+    fn log_size(d: &crate::store::testing::Keep) -> u64 {
+        let wal = d.path().unwrap().join("state.sqlite3-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
+    }
+
+    /// Claims and sends every row of a snapshot of `n`, one claim at a time, as a send does.
+    async fn send_all(s: &Store, w: &Writer, n: usize) {
+        let h = w.handle();
+        for r in s.due("i", 0).unwrap().iter().take(n) {
+            assert!(h.claim(r.id, 1).await.unwrap());
+            h.record(
+                r.id,
+                Change::Sent {
+                    reply: "250 ok".into(),
+                },
+            )
+            .unwrap();
+        }
+        h.flush().await.unwrap();
+    }
+
+    /// Thousands of small commits, as a fast send makes: the checkpointer rewinds the log
+    /// while they go on, and empties it when the send ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sqlite_send_s_log_stays_short_and_is_emptied_at_the_end() {
+        let (d, mut s) = setup(Backend::Sqlite, 10_000);
+        s.snapshot("i").unwrap();
+        let (lease, w) = sender(&s, &["i"]);
+        // The log's length, looked at every 10 ms while the commits go on without a pause.
+        let wal = d.path().unwrap().join("state.sqlite3-wal");
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut longest = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    longest = longest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                longest
+            })
+        };
+        send_all(&s, &w, 10_000).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let longest = watcher.join().unwrap();
+        w.finish().unwrap();
+        assert_eq!(log_size(&d), 0, "the log is emptied when the send ends");
+        lease.finish().unwrap();
+        // 8192 pages of 4 KiB, and the commits of one round of the checkpointer.
+        assert!(
+            longest < 64 << 20,
+            "the log grew to {longest} bytes during the send"
+        );
+        assert_eq!(s.counts("i").unwrap().get(DeliveryState::Sent), 10_000);
+    }
+
+    /// A reader in another process holds the log: the send's last checkpoint gives up at
+    /// once instead of holding the write lock for the busy timeout, and nothing is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_last_checkpoint_does_not_wait_for_a_reader() {
+        let (d, mut s) = setup(Backend::Sqlite, 50);
+        s.snapshot("i").unwrap();
+        let reader = rusqlite::Connection::open(d.path().unwrap().join("state.sqlite3")).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let n: i64 = reader
+            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 50);
+        let (lease, w) = sender(&s, &["i"]);
+        send_all(&s, &w, 50).await;
+        let started = std::time::Instant::now();
+        w.finish().unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the writer took {:?} to finish",
+            started.elapsed()
+        );
+        // Another process may write while the reader still reads.
+        s.unsubscribe("u0@x.org").unwrap();
+        reader.execute_batch("COMMIT").unwrap();
+        lease.finish().unwrap();
+        assert_eq!(s.counts("i").unwrap().get(DeliveryState::Sent), 50);
     }
 
     on_both!(

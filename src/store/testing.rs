@@ -5,7 +5,14 @@ use super::db::Backend;
 use super::{Location, Store};
 
 /// What keeps a test's state alive (the SQLite file's folder).
-pub(crate) struct Keep(#[allow(dead_code)] Option<tempfile::TempDir>);
+pub(crate) struct Keep(Option<tempfile::TempDir>);
+
+impl Keep {
+    /// The SQLite file's folder, `None` on PostgreSQL.
+    pub(crate) fn path(&self) -> Option<&std::path::Path> {
+        self.0.as_ref().map(|d| d.path())
+    }
+}
 
 /// A new, empty, migrated store on `backend`.
 pub(crate) fn store(backend: Backend) -> (Keep, Store) {
