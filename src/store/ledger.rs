@@ -462,10 +462,12 @@ impl Writer {
     fn start(conn: Conn, worker: i64, checkpoints: Option<Conn>) -> Result<Writer> {
         let checkpoints = match checkpoints {
             Some(c) => {
-                // The writer's commits never stop to copy the log into the file: that
-                // thread does it (a checkpoint syncs the file, for milliseconds, and every
-                // claim waiting behind it would wait as long).
-                conn.sqlite_pragma("wal_autocheckpoint", 0)?;
+                // That thread copies the log into the file, so the writer's commits seldom
+                // stop for it (a checkpoint syncs the file, for milliseconds, and every claim
+                // waiting behind it would wait as long). Only a long log is checkpointed by
+                // the writer itself, right after a commit: little is left to copy by then,
+                // and only then does its next commit start the log over.
+                conn.sqlite_pragma("wal_autocheckpoint", LOG_PAGES_RESTART)?;
                 Some(Checkpointer::start(c)?)
             }
             None => None,
@@ -633,9 +635,11 @@ type Reply = Box<dyn FnOnce() + Send>;
 /// How often the checkpointer copies the committed log into a SQLite state file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Log pages past which the checkpointer starts the log over (32 MiB). A PASSIVE
-/// checkpoint copies the log but only a writer can rewind it, and only at a moment no page
-/// of it is left to copy, which commits hundreds of times a second never leave.
+/// Log pages past which the writer checkpoints after its commit (32 MiB), as SQLite's own
+/// automatic checkpoint does at 1,000. The checkpointer's PASSIVE copies the log but cannot
+/// start it over: only a writer does, at a moment no page is left to copy, and commits
+/// hundreds of times a second never leave one. A RESTART from the checkpointer's thread
+/// lost the write lock to those commits under load, for long enough to let the log double.
 const LOG_PAGES_RESTART: i64 = 8192;
 
 /// A thread that copies a SQLite file's write-ahead log into the file while a send commits,
@@ -668,19 +672,10 @@ fn checkpoint_loop(conn: &Conn, stopped: &mpsc::Receiver<()>) {
             tracing::warn!("copying the state's write-ahead log into the file: {e:#}");
         }
     };
-    // PASSIVE never waits for the writer or a reader: it copies what it can. Once the log is
-    // long, RESTART waits up to the busy timeout for the write lock and for readers of the
-    // log, copies the rest and has the next commit write from the log's start.
-    let _ = conn.sqlite_pragma("busy_timeout", 200);
+    // PASSIVE never waits for the writer or a reader: it copies what it can.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-        match checkpoint(conn, "PASSIVE") {
-            Ok(pages) if pages > LOG_PAGES_RESTART => {
-                if let Err(e) = checkpoint(conn, "RESTART") {
-                    warn(e);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => warn(e),
+        if let Err(e) = checkpoint(conn, "PASSIVE") {
+            warn(e);
         }
     }
     // The send is over: the log goes into the file and is emptied, so the state file is its
@@ -692,12 +687,10 @@ fn checkpoint_loop(conn: &Conn, stopped: &mpsc::Receiver<()>) {
     }
 }
 
-/// Runs one checkpoint of the given mode; returns the pages in the log.
-fn checkpoint(conn: &Conn, mode: &str) -> Result<i64> {
-    let row = conn
-        .query_opt(&format!("PRAGMA wal_checkpoint({mode})"), p![])?
-        .context("no answer to the checkpoint")?;
-    row.get(1)
+/// Runs one checkpoint of the given mode.
+fn checkpoint(conn: &Conn, mode: &str) -> Result<()> {
+    conn.query_opt(&format!("PRAGMA wal_checkpoint({mode})"), p![])?;
+    Ok(())
 }
 
 /// How long the writer goes on retrying a batch that waited too long for the write lock
@@ -1162,9 +1155,13 @@ mod tests {
         assert_eq!(s.due("i", later).unwrap().len(), 2);
     }
 
-    /// The size of the SQLite state's write-ahead log, 0 when there is none.
-    fn log_size(d: &crate::store::testing::Keep) -> u64 {
-        let wal = d.path().unwrap().join("state.sqlite3-wal");
+    /// The SQLite test state's write-ahead log.
+    fn log_of(d: &crate::store::testing::Keep) -> std::path::PathBuf {
+        d.path().unwrap().join("state.sqlite3-wal")
+    }
+
+    /// The size of a write-ahead log, 0 when there is none.
+    fn log_size(wal: &std::path::Path) -> u64 {
         std::fs::metadata(wal).map_or(0, |m| m.len())
     }
 
@@ -1192,14 +1189,15 @@ mod tests {
         s.snapshot("i").unwrap();
         let (lease, w) = sender(&s, &["i"]);
         // The log's length, looked at every 10 ms while the commits go on without a pause.
-        let wal = d.path().unwrap().join("state.sqlite3-wal");
+        let wal = log_of(&d);
         let done = Arc::new(AtomicBool::new(false));
         let watcher = {
             let done = done.clone();
+            let wal = wal.clone();
             std::thread::spawn(move || {
                 let mut longest = 0;
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    longest = longest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                    longest = longest.max(log_size(&wal));
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 longest
@@ -1209,7 +1207,7 @@ mod tests {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let longest = watcher.join().unwrap();
         w.finish().unwrap();
-        assert_eq!(log_size(&d), 0, "the log is emptied when the send ends");
+        assert_eq!(log_size(&wal), 0, "the log is emptied when the send ends");
         lease.finish().unwrap();
         // 8192 pages of 4 KiB, and the commits of one round of the checkpointer.
         assert!(
