@@ -179,39 +179,6 @@ impl Store {
         Ok(Some(rows))
     }
 
-    /// Rows left `in_flight` by a sender that stopped become `unknown`. On SQLite, call only
-    /// while holding the send lock: then no other process can have a row in flight. On
-    /// PostgreSQL only the rows of senders whose lease expired change.
-    pub(crate) fn recover_in_flight(&mut self, issue: &str) -> Result<usize> {
-        super::lease::end_leases_of_dead_processes(&self.conn)?;
-        let alive_after = self.lease_clock()?;
-        recover_in_flight(&self.conn, issue, alive_after)
-    }
-
-    /// [`Store::recover_in_flight`] for every issue at once; returns the rows changed per issue.
-    pub(crate) fn recover_all_in_flight(&mut self) -> Result<Vec<(String, usize)>> {
-        super::lease::end_leases_of_dead_processes(&self.conn)?;
-        let alive_after = self.lease_clock()?;
-        let tx = self.conn.write()?;
-        let issues = tx
-            .query(
-                "SELECT DISTINCT issue FROM deliveries WHERE state = 'in_flight' ORDER BY issue",
-                p![],
-            )?
-            .iter()
-            .map(|r| r.get::<String>(0))
-            .collect::<Result<Vec<_>>>()?;
-        let mut out = Vec::new();
-        for issue in issues {
-            let n = recover_in_flight(&tx, &issue, alive_after)?;
-            if n > 0 {
-                out.push((issue, n));
-            }
-        }
-        tx.commit()?;
-        Ok(out)
-    }
-
     /// Issues whose send was started and still has rows to deliver (pending, in flight or
     /// deferred), in the order first sent.
     pub(crate) fn unfinished_issues(&self) -> Result<Vec<String>> {
