@@ -236,7 +236,7 @@ impl Conn {
             return None;
         }
         Some(
-            match timeout(step, self.inner.command(Stuffed(text))).await {
+            match timeout(step, self.inner.command(stuffed(text))).await {
                 Err(_) => Outcome::Unknown(format!(
                     "no reply to the final dot within {} s",
                     step.as_secs()
@@ -384,25 +384,24 @@ impl Conn {
 }
 
 /// Message content as it goes after DATA: a `.` that starts a line doubled (RFC 5321
-/// 4.5.2, lines ending in CRLF, as lettre's codec does), then the final dot.
-struct Stuffed<'a>(&'a str);
-
-impl std::fmt::Display for Stuffed<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let t = self.0;
-        let mut from = 0;
-        if t.starts_with('.') {
-            f.write_str(".")?;
-        }
-        for (i, _) in t.match_indices("\r\n.") {
-            // Up to and including the CRLF and the dot, then the dot again.
-            f.write_str(&t[from..i + 3])?;
-            f.write_str(".")?;
-            from = i + 3;
-        }
-        f.write_str(&t[from..])?;
-        f.write_str("\r\n.\r\n")
+/// 4.5.2, lines ending in CRLF, as lettre's codec does), then the final dot. Built whole at
+/// its final size: lettre copies a `String` command as it is, where a `Display` one would be
+/// formatted into a string that grows as it goes.
+fn stuffed(t: &str) -> String {
+    let mut out = String::with_capacity(t.len() + t.len() / 64 + 6);
+    if t.starts_with('.') {
+        out.push('.');
     }
+    let mut from = 0;
+    for i in memchr::memmem::find_iter(t.as_bytes(), b"\r\n.") {
+        // Up to and including the CRLF and the dot, then the dot again.
+        out.push_str(&t[from..i + 3]);
+        out.push('.');
+        from = i + 3;
+    }
+    out.push_str(&t[from..]);
+    out.push_str("\r\n.\r\n");
+    out
 }
 
 struct Parts<'a> {
@@ -439,11 +438,7 @@ mod tests {
             ("", ""),
             ("\r\n.", "\r\n.."),
         ] {
-            assert_eq!(
-                Stuffed(body).to_string(),
-                format!("{want}\r\n.\r\n"),
-                "{body:?}"
-            );
+            assert_eq!(stuffed(body), format!("{want}\r\n.\r\n"), "{body:?}");
         }
     }
 

@@ -431,6 +431,18 @@ impl Conn {
         }
     }
 
+    /// A transaction's own statement (`BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`): on SQLite
+    /// prepared once per connection, as the ledger writer runs one per batch.
+    fn control(&self, sql: &str) -> Result<()> {
+        match self {
+            Conn::Sqlite(c) => {
+                c.prepare_cached(sql)?.execute([])?;
+                Ok(())
+            }
+            Conn::Postgres(_) => self.batch(sql),
+        }
+    }
+
     /// Sets a SQLite pragma; nothing on PostgreSQL.
     pub(crate) fn sqlite_pragma(&self, name: &str, value: i64) -> Result<()> {
         match self {
@@ -451,7 +463,7 @@ impl Conn {
     /// connection's 10 s (a send's snapshot of a long list waits for another sender's).
     pub(crate) fn write_waiting(&self, secs: Option<u32>) -> Result<Tx<'_>> {
         match self {
-            Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
+            Conn::Sqlite(_) => self.control("BEGIN IMMEDIATE")?,
             Conn::Postgres(_) => {
                 self.batch("BEGIN")?;
                 if let Some(secs) = secs {
@@ -516,12 +528,12 @@ pub(crate) struct Tx<'a> {
 impl Tx<'_> {
     pub(crate) fn commit(mut self) -> Result<()> {
         self.done = true;
-        self.conn.batch("COMMIT")
+        self.conn.control("COMMIT")
     }
 
     pub(crate) fn rollback(mut self) -> Result<()> {
         self.done = true;
-        self.conn.batch("ROLLBACK")
+        self.conn.control("ROLLBACK")
     }
 }
 
@@ -535,7 +547,7 @@ impl std::ops::Deref for Tx<'_> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.conn.batch("ROLLBACK");
+            let _ = self.conn.control("ROLLBACK");
         }
     }
 }

@@ -704,22 +704,17 @@ fn apply_once(conn: &Conn, worker: i64, batch: &[Op]) -> Result<Vec<bool>> {
     let mut claimed = Vec::new();
     // A claim takes only a row this sender holds: one whose lease expired (the sender was
     // stopped for longer than its lease) may have gone to another sender since.
-    let claim = "UPDATE deliveries SET
-             state = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
-                                       WHERE s.address = deliveries.address
-                                         AND s.status = 'active')
-                     THEN 'in_flight' ELSE 'skipped' END,
-             last_reply = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
-                                       WHERE s.address = deliveries.address
-                                         AND s.status = 'active')
-                     THEN last_reply ELSE 'the subscriber is no longer active' END,
-             first_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM subscribers s
-                                       WHERE s.address = deliveries.address
-                                         AND s.status = 'active')
-                     THEN coalesce(first_attempt_at, ?3) ELSE first_attempt_at END,
-             updated_at = ?2
+    // The subscriber is checked in the claim itself, so nobody who left since the snapshot
+    // gets the message; a row whose subscriber left is marked skipped by the second
+    // statement, which runs only then.
+    let claim = "UPDATE deliveries SET state = 'in_flight',
+             first_attempt_at = coalesce(first_attempt_at, ?3), updated_at = ?2
          WHERE id = ?1 AND state IN ('pending', 'deferred') AND worker = ?4
-         RETURNING state";
+           AND EXISTS (SELECT 1 FROM subscribers s
+                       WHERE s.address = deliveries.address AND s.status = 'active')";
+    let skip = "UPDATE deliveries SET state = 'skipped',
+             last_reply = 'the subscriber is no longer active', updated_at = ?2
+         WHERE id = ?1 AND state IN ('pending', 'deferred') AND worker = ?3";
     // A change too is written only while no other sender holds the row: after this one's
     // lease ran out another may have taken, sent or deferred it. A deferred row leaves its
     // sender (any sender may take it once it is due), and may still be given back to
@@ -731,11 +726,11 @@ fn apply_once(conn: &Conn, worker: i64, batch: &[Op]) -> Result<Vec<bool>> {
     for op in batch {
         match op {
             Op::Claim { id, at, .. } => {
-                let state: Option<String> = tx
-                    .query_opt(claim, p![*id, &now, *at, worker])?
-                    .map(|r| r.get(0))
-                    .transpose()?;
-                claimed.push(state.as_deref() == Some("in_flight"));
+                let taken = tx.execute(claim, p![*id, &now, *at, worker])? == 1;
+                if !taken {
+                    tx.execute(skip, p![*id, &now, worker])?;
+                }
+                claimed.push(taken);
             }
             Op::Change { id, change } => {
                 let (state, reply, attempts, next) = match change {
