@@ -181,8 +181,10 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         tx.execute_batch(sql)
             .with_context(|| format!("migrating {path} to schema version {}", i + 1))?;
         tx.pragma_update(None, "user_version", i + 1)?;
-        // A migration that edits the schema's text needs the cookie moved by hand; after any
-        // other one, moving it again only makes other connections read the schema anew.
+    }
+    if version < MIGRATIONS.len() {
+        // A migration that edits the schema's text needs the cookie moved by hand; after the
+        // others, moving it once more only makes other connections read the schema anew.
         let cookie: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
         tx.pragma_update(None, "schema_version", cookie + 1)?;
     }
