@@ -88,6 +88,11 @@ impl Sink {
 
     /// Waits until `n` messages have arrived; returns them all.
     pub fn wait_for(&self, n: usize) -> Vec<Vec<u8>> {
+        self.wait_for_within(n, Duration::from_secs(20))
+    }
+
+    /// [`Sink::wait_for`] with a longer patience, for a mail that may wait out a backoff.
+    pub fn wait_for_within(&self, n: usize, patience: Duration) -> Vec<Vec<u8>> {
         let t = Instant::now();
         loop {
             let m = self.messages();
@@ -95,7 +100,7 @@ impl Sink {
                 return m;
             }
             assert!(
-                t.elapsed() < Duration::from_secs(20),
+                t.elapsed() < patience,
                 "expected {n} messages, the sink has {}",
                 m.len()
             );
