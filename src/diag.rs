@@ -172,6 +172,38 @@ pub fn report(e: &anyhow::Error) {
     }
 }
 
+/// What a panic prints instead of Rust's own message: one `error:` line that says it is a bug,
+/// what failed and where, and how to get a backtrace. Outputs are staged and deliveries are
+/// journaled, so a panic leaves what was there before; the line does not need to say more.
+pub fn panic_line(payload: &(dyn std::any::Any + Send), at: Option<String>) -> String {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "an unexpected failure".to_owned());
+    let what: String = what.chars().filter(|c| !c.is_control()).collect();
+    let at = at.map(|l| format!(" (at {l})")).unwrap_or_default();
+    format!(
+        "error: internal error, a bug in techshack: {what}{at}; please report it with the \
+         command line (RUST_BACKTRACE=1 shows where it came from)"
+    )
+}
+
+/// Installs the hook that prints [`panic_line`] for every panic; with `RUST_BACKTRACE` set,
+/// Rust's own report (with the backtrace) follows it.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        eprintln!("{}", panic_line(info.payload(), at));
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            default(info);
+        }
+    }));
+}
+
 /// `"s"` unless `n` is 1.
 pub fn plural(n: usize) -> &'static str {
     if n == 1 {
@@ -184,6 +216,26 @@ pub fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_is_one_error_line_that_calls_it_a_bug() {
+        let p: Box<dyn std::any::Any + Send> = Box::new("index out of bounds");
+        let line = panic_line(p.as_ref(), Some("src/x.rs:3".into()));
+        assert!(
+            line.starts_with(
+                "error: internal error, a bug in techshack: index out of bounds (at src/x.rs:3); "
+            ),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+        // A formatted message, with a control character in it that must not reach the terminal.
+        let p: Box<dyn std::any::Any + Send> = Box::new(format!("bad \u{1b}[31mvalue {}", 7));
+        let line = panic_line(p.as_ref(), None);
+        assert!(line.contains(": bad [31mvalue 7; please report"), "{line}");
+        // Any other payload still names the failure.
+        let p: Box<dyn std::any::Any + Send> = Box::new(42u8);
+        assert!(panic_line(p.as_ref(), None).contains("an unexpected failure"));
+    }
 
     #[test]
     fn line_col_counts_characters() {
