@@ -10,7 +10,9 @@
 # /usr/bin/time. Prints one table row per size: both rates and their ratio (target >= 0.85),
 # the send's wall time and peak RSS, the state file's size; then ten million extrapolated from
 # the largest size (time and state file linear in the list, memory flat), and the peak-memory
-# ratio of the largest size to the smallest (target <= 1.5). 13 items make a message of
+# ratio of the largest size to the smallest (target <= 1.5); last, the CPU time per message of
+# each sender and of the sink while it served that sender, which show whether the two cores
+# were the limit. 13 items make a message of
 # about 20 KB. Needs smtp-sink and smtp-source (scripts/setup-test-deps installs Postfix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,10 +92,15 @@ SIZE=$(stat -c %s "$work"/eml/*.eml)
 
 now() { date +%s.%N; }
 py() { python3 -c "print($1)"; }
+# CPU seconds (user + system) the sink has used so far, from /proc.
+sink_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$sink_pid/stat"; }
+# Microseconds of CPU per message: us_per_msg SECONDS N.
+us_per_msg() { py "f'{($1) * 1e6 / $2:.0f}'"; }
 
 echo "concurrency=$CONC message=${SIZE}B"
 printf '%10s %12s %12s %6s %10s %10s %12s\n' recipients smtp-source techshack ratio send-time peak-RSS state-file
 rows=()
+cpu=()
 for N in "${SIZES[@]}"; do
   config "bench$N" > "$work/bench$N.toml"
   export TECHSHACK_CONFIG="$work/bench$N.toml"
@@ -108,17 +115,27 @@ PY
   "$BIN" -q subscribers import "$work/subscribers.csv"
 
   t0=$(now)
-  "$SOURCE" -d -s "$CONC" -m "$N" -l "$SIZE" -f digest@example.org -t reader@example.net "127.0.0.1:$PORT"
+  k0=$(sink_cpu)
+  /usr/bin/time -f '%U %S' -o "$work/src-cpu" \
+    "$SOURCE" -d -s "$CONC" -m "$N" -l "$SIZE" -f digest@example.org -t reader@example.net "127.0.0.1:$PORT"
+  k1=$(sink_cpu)
   t1=$(now)
   src_rate=$(py "f'{$N / ($t1 - $t0):.0f}'")
+  read -r u s < "$work/src-cpu"
+  src_cpu=$(us_per_msg "$u + $s" "$N")
+  src_sink_cpu=$(us_per_msg "$k1 - $k0" "$N")
 
   t0=$(now)
-  /usr/bin/time -f '%M' -o "$work/rss" "$BIN" send bench 2> "$work/send.log" \
+  k0=$(sink_cpu)
+  /usr/bin/time -f '%M %U %S' -o "$work/rss" "$BIN" send bench 2> "$work/send.log" \
     || { cat "$work/send.log" >&2; exit 1; }
+  k1=$(sink_cpu)
   t1=$(now)
   secs=$(py "f'{$t1 - $t0:.1f}'")
   ts_rate=$(py "f'{$N / ($t1 - $t0):.0f}'")
-  rss_kib=$(tail -n 1 "$work/rss")
+  read -r rss_kib u s <<< "$(tail -n 1 "$work/rss")"
+  ts_cpu=$(us_per_msg "$u + $s" "$N")
+  ts_sink_cpu=$(us_per_msg "$k1 - $k0" "$N")
 
   sent=$("$BIN" status bench | awk '$1 == "sent" {print $2}')
   total=$("$BIN" status bench | awk '$1 == "total" {print $2}')
@@ -131,6 +148,7 @@ PY
   printf '%10s %8s msg/s %6s msg/s %6s %9ss %7s MiB %8s MiB\n' "$N" "$src_rate" "$ts_rate" \
     "$(py "f'{$ts_rate / $src_rate:.2f}'")" "$secs" "$(py "f'{$rss_kib / 1024:.1f}'")" \
     "$(py "f'{$state / 1048576:.1f}'")"
+  cpu+=("$(printf '%10s %10s us %10s us %10s us %10s us' "$N" "$src_cpu" "$src_sink_cpu" "$ts_cpu" "$ts_sink_cpu")")
   rows+=("$N $secs $rss_kib $state")
   rm -f "$db" "$db-wal" "$db-shm"
 done
@@ -140,3 +158,6 @@ read -r nl secsl rssl statel <<< "${rows[-1]}"
 echo "peak RSS at $nl recipients is $(py "f'{$rssl / $rss0:.2f}'")x the peak at $n0 (target <= 1.5)"
 echo "ten million extrapolated from $nl: $(py "f'{$secsl * 1e7 / $nl / 60:.0f}'") min," \
   "state file $(py "f'{$statel * 1e7 / $nl / 1073741824:.1f}'") GiB, peak RSS about $(py "f'{$rssl / 1024:.0f}'") MiB"
+echo "CPU per message (user + system), each sender and the sink while it ran:"
+printf '%10s %13s %13s %13s %13s\n' recipients smtp-source its-sink techshack its-sink
+printf '%s\n' "${cpu[@]}"
