@@ -532,8 +532,8 @@ async fn worker<T: Transport>(s: Arc<Shared<T>>, mut conn: Option<T::Session>) -
             s.push_front(job);
             break;
         }
-        // Re-checks the subscriber and commits in_flight before MAIL FROM; the message is
-        // built while that commits.
+        // Re-checks the subscriber and commits in_flight before MAIL FROM (on PostgreSQL
+        // the message is built while that commits; on SQLite it has committed on return).
         let claimed_at = chrono::Utc::now().timestamp();
         let claim = s.ledger.claim(job.row.id, claimed_at);
         let recipient = Recipient {

@@ -1,5 +1,5 @@
 //! The delivery ledger: one row per (issue, address), every state change of a send, and the
-//! thread that commits the changes of a send in batches.
+//! writer that commits the changes of a send in batches.
 //!
 //! The order of commits is what makes a send resumable: a row is committed `in_flight` before
 //! `MAIL FROM` and `sent` only after the server's 250 to the final dot, so after a crash a row
@@ -403,24 +403,48 @@ enum Op {
         change: Change,
     },
     Flush(tokio::sync::oneshot::Sender<()>),
-    /// Commit what came before and end the thread, whatever handles are still around.
-    Stop,
 }
 
-/// The one writer of the ledger during a send: a thread that commits each batch of changes
-/// in one transaction, so many connections share one commit.
+/// The one writer of the ledger during a send. Changes wait in a queue and are committed
+/// together: with the next claim, or by the writer's thread once one is urgent or has waited
+/// [`LINGER`]. On SQLite a claim commits on the caller's own thread, holding the connection
+/// for that one transaction: the commit is short (no fsync in WAL mode), and handing it to
+/// another thread and back cost more than the commit itself. On PostgreSQL, where a commit is
+/// a round trip to the server, the caller queues its claim and the thread commits it, with
+/// whatever else is queued, while the caller builds its message.
 pub(crate) struct Writer {
-    tx: Option<mpsc::Sender<Op>>,
+    core: Arc<Core>,
+    wake: Option<mpsc::Sender<Wake>>,
     thread: Option<JoinHandle<()>>,
-    error: Arc<Mutex<Option<String>>>,
     checkpoints: Option<Checkpointer>,
+}
+
+/// What the writer's handles share.
+struct Core {
+    /// The writer's connection, held for one transaction at a time.
+    conn: Mutex<Conn>,
+    /// Changes, flushes and (on PostgreSQL) claims waiting for the next commit, in order.
+    queue: Mutex<Vec<Op>>,
+    /// Why the writer stopped, once it has: every later call fails with it.
+    error: Mutex<Option<String>>,
+    worker: i64,
+    /// Claims commit on the caller's thread (SQLite).
+    inline: bool,
+}
+
+/// What wakes the writer's thread.
+enum Wake {
+    /// Something urgent was queued: commit now.
+    Now,
+    /// Commit what is queued and end the thread.
+    Stop,
 }
 
 /// A cheap handle the delivery workers use.
 #[derive(Clone)]
 pub(crate) struct WriterHandle {
-    tx: mpsc::Sender<Op>,
-    error: Arc<Mutex<Option<String>>>,
+    core: Arc<Core>,
+    wake: mpsc::Sender<Wake>,
 }
 
 impl Writer {
@@ -439,32 +463,38 @@ impl Writer {
             }
             None => None,
         };
-        let (tx, rx) = mpsc::channel::<Op>();
-        let error = Arc::new(Mutex::new(None));
-        let err = error.clone();
+        let core = Arc::new(Core {
+            inline: !conn.is_postgres(),
+            conn: Mutex::new(conn),
+            queue: Mutex::new(Vec::with_capacity(BATCH)),
+            error: Mutex::new(None),
+            worker,
+        });
+        let (wake, woken) = mpsc::channel::<Wake>();
+        let c = core.clone();
         let thread = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || writer_loop(conn, worker, rx, err))
+            .spawn(move || writer_loop(&c, &woken))
             .context("starting the ledger writer")?;
         Ok(Writer {
-            tx: Some(tx),
+            core,
+            wake: Some(wake),
             thread: Some(thread),
-            error,
             checkpoints,
         })
     }
 
     pub(crate) fn handle(&self) -> WriterHandle {
         WriterHandle {
-            tx: self.tx.clone().expect("writer running"),
-            error: self.error.clone(),
+            core: self.core.clone(),
+            wake: self.wake.clone().expect("writer running"),
         }
     }
 
-    /// Commits everything sent so far and stops the thread.
+    /// Commits everything queued so far and stops the thread.
     pub(crate) fn finish(mut self) -> Result<()> {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Op::Stop);
+        if let Some(wake) = self.wake.take() {
+            let _ = wake.send(Wake::Stop);
         }
         if let Some(t) = self.thread.take() {
             t.join()
@@ -473,62 +503,133 @@ impl Writer {
         if let Some(c) = self.checkpoints.take() {
             c.finish();
         }
-        match self.error.lock().ok().and_then(|e| e.clone()) {
+        match self.core.stopped() {
             Some(e) => anyhow::bail!("writing the delivery ledger: {e}"),
             None => Ok(()),
         }
     }
 }
 
-impl WriterHandle {
+impl Core {
+    fn stopped(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+
     fn failed(&self) -> anyhow::Error {
         let e = self
-            .error
-            .lock()
-            .ok()
-            .and_then(|e| e.clone())
+            .stopped()
             .unwrap_or_else(|| "the writer stopped".into());
         anyhow::anyhow!("writing the delivery ledger: {e}")
     }
 
+    /// Queues `op` for the next commit.
+    fn queue(&self, op: Op) -> Result<()> {
+        if self.stopped().is_some() {
+            return Err(self.failed());
+        }
+        self.queue.lock().map_err(|_| self.failed())?.push(op);
+        Ok(())
+    }
+
+    /// Commits what is queued, and `claim` after it when given, in one transaction; returns
+    /// whether the claim went in flight. An error stops the writer for good.
+    fn commit(&self, claim: Option<(i64, i64)>) -> Result<Option<bool>> {
+        if self.stopped().is_some() {
+            return Err(self.failed());
+        }
+        let conn = self.conn.lock().map_err(|_| self.failed())?;
+        // Taken only once the connection is ours: whatever was queued before this claim
+        // commits with it or before it, never after.
+        let mut batch = std::mem::take(&mut *self.queue.lock().map_err(|_| self.failed())?);
+        let answer = claim.map(|(id, at)| {
+            let (done, rx) = tokio::sync::oneshot::channel();
+            batch.push(Op::Claim { id, at, done });
+            rx
+        });
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        match apply(&conn, self.worker, &mut batch) {
+            Ok(replies) => {
+                drop(conn);
+                for r in replies {
+                    r();
+                }
+                Ok(answer.map(|mut rx| rx.try_recv().unwrap_or(false)))
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                if let Ok(mut slot) = self.error.lock() {
+                    slot.get_or_insert(why);
+                }
+                // What was queued is dropped with `batch`: every flush and claim waiting on
+                // it fails, and nothing more is sent.
+                Err(self.failed())
+            }
+        }
+    }
+}
+
+impl WriterHandle {
     /// Commits the row `in_flight` (true) or, when its subscriber is no longer active,
     /// `skipped` (false). `at` (Unix seconds) becomes the row's first attempt time unless it
-    /// has one. Returns only once committed.
+    /// has one. The answer is ready only once committed, with every change queued before.
     ///
-    /// The claim is queued at once, not when the answer is first awaited, so the caller can
-    /// do other work while it commits.
+    /// On SQLite the claim is committed here, before this returns; on PostgreSQL it is queued
+    /// at once, not when the answer is first awaited, so the caller can do other work while
+    /// it commits.
     pub(crate) fn claim(
         &self,
         id: i64,
         at: i64,
     ) -> impl std::future::Future<Output = Result<bool>> + Send + 'static {
-        let (done, rx) = tokio::sync::oneshot::channel();
-        let queued = self.tx.send(Op::Claim { id, at, done });
-        let handle = self.clone();
+        let (inline, queued) = if self.core.inline {
+            let r = self.core.commit(Some((id, at))).map(|c| c.unwrap_or(false));
+            (Some(r), None)
+        } else {
+            let (done, rx) = tokio::sync::oneshot::channel();
+            let r = self
+                .core
+                .queue(Op::Claim { id, at, done })
+                .and_then(|()| self.wake.send(Wake::Now).map_err(|_| self.core.failed()));
+            (None, Some((r, rx)))
+        };
+        let core = self.core.clone();
         async move {
-            queued.map_err(|_| handle.failed())?;
-            rx.await.map_err(|_| handle.failed())
+            match (inline, queued) {
+                (Some(r), _) => r,
+                (None, Some((r, rx))) => {
+                    r?;
+                    rx.await.map_err(|_| core.failed())
+                }
+                (None, None) => Err(core.failed()),
+            }
         }
     }
 
     /// Queues a change; it is committed with the next batch, before any later claim.
     pub(crate) fn record(&self, id: i64, change: Change) -> Result<()> {
-        self.tx
-            .send(Op::Change { id, change })
-            .map_err(|_| self.failed())
+        let op = Op::Change { id, change };
+        let urgent = op.urgent();
+        self.core.queue(op)?;
+        if urgent {
+            self.wake.send(Wake::Now).map_err(|_| self.core.failed())?;
+        }
+        Ok(())
     }
 
     /// Waits until everything queued is committed.
     pub(crate) async fn flush(&self) -> Result<()> {
         let (done, rx) = tokio::sync::oneshot::channel();
-        self.tx.send(Op::Flush(done)).map_err(|_| self.failed())?;
-        rx.await.map_err(|_| self.failed())
+        self.core.queue(Op::Flush(done))?;
+        self.wake.send(Wake::Now).map_err(|_| self.core.failed())?;
+        rx.await.map_err(|_| self.core.failed())
     }
 }
 
 const BATCH: usize = 512;
 
-/// How long a `sent` may wait for company before it is committed on its own. A claim
+/// How long a `sent` may wait for company before the writer's thread commits it. A claim
 /// commits it at once, with it: while messages go out there is one commit per claim, not one
 /// per claim and one per reply. A crash within this time leaves those rows `in_flight`, so
 /// they become `unknown`, as after a crash just before the reply: never sent twice. Every
@@ -550,51 +651,32 @@ impl Op {
     }
 }
 
-fn writer_loop(conn: Conn, worker: i64, rx: mpsc::Receiver<Op>, error: Arc<Mutex<Option<String>>>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut stop = false;
-    while let Ok(first) = rx.recv() {
-        if matches!(first, Op::Stop) {
-            return;
-        }
-        let since = std::time::Instant::now();
-        let mut urgent = first.urgent();
-        batch.push(first);
-        while batch.len() < BATCH {
-            let next = match urgent {
-                true => rx.try_recv().ok(),
-                false => rx.recv_timeout(LINGER.saturating_sub(since.elapsed())).ok(),
-            };
-            match next {
-                Some(Op::Stop) => {
-                    stop = true;
-                    break;
-                }
-                Some(op) => {
-                    urgent |= op.urgent();
-                    batch.push(op);
-                }
-                None => break,
-            }
-        }
-        match apply(&conn, worker, &mut batch) {
-            Ok(replies) => {
-                for r in replies {
-                    r();
-                }
-            }
-            Err(e) => {
-                if let Ok(mut slot) = error.lock() {
-                    *slot = Some(format!("{e:#}"));
-                }
-                // Dropping the receiver fails every later claim: nothing more is sent.
-                return;
+/// The writer's thread: commits what is queued when woken, and at least every [`LINGER`]
+/// while anything is queued; ends on [`Wake::Stop`] (after a last commit), when every handle
+/// is gone, or at the first failed commit.
+fn writer_loop(core: &Core, woken: &mpsc::Receiver<Wake>) {
+    loop {
+        let stop = match woken.recv_timeout(LINGER) {
+            Ok(Wake::Now) | Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Ok(Wake::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        };
+        // Wake-ups that came meanwhile are served by this one commit.
+        while let Ok(w) = woken.try_recv() {
+            if matches!(w, Wake::Stop) {
+                return finish_loop(core);
             }
         }
         if stop {
+            return finish_loop(core);
+        }
+        if core.commit(None).is_err() {
             return;
         }
     }
+}
+
+fn finish_loop(core: &Core) {
+    let _ = core.commit(None);
 }
 
 type Reply = Box<dyn FnOnce() + Send>;
@@ -691,7 +773,7 @@ fn apply(conn: &Conn, worker: i64, batch: &mut Vec<Op>) -> Result<Vec<Reply>> {
             Op::Flush(done) => replies.push(Box::new(move || {
                 let _ = done.send(());
             })),
-            Op::Change { .. } | Op::Stop => {}
+            Op::Change { .. } => {}
         }
     }
     Ok(replies)
@@ -759,7 +841,7 @@ fn apply_once(conn: &Conn, worker: i64, batch: &[Op]) -> Result<Vec<bool>> {
                     bounce_subscriber(&tx, *id, reply, &now)?;
                 }
             }
-            Op::Flush(_) | Op::Stop => {}
+            Op::Flush(_) => {}
         }
     }
     tx.commit()?;
