@@ -408,8 +408,7 @@ impl Composer {
         h.update([0]);
         h.update(address.to_ascii_lowercase().as_bytes());
         let d = h.finalize();
-        let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
-        format!("<{}.{hex}@{}>", self.msgid_left, self.domain)
+        format!("<{}.{}@{}>", self.msgid_left, hex(&d[..12]), self.domain)
     }
 
     /// The MIME boundary of the message to `address`: fixed per issue and recipient, and
@@ -421,8 +420,7 @@ impl Composer {
         h.update([0]);
         h.update(address.as_bytes());
         let d = h.finalize();
-        let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
-        format!("=_{hex}")
+        format!("=_{}", hex(&d[..16]))
     }
 
     /// The HTML body for one recipient.
@@ -496,7 +494,13 @@ impl Composer {
         if let Some(m) = &self.unsubscribe_mailto {
             list_unsub.push_str(&format!(", <mailto:{m}?subject=unsubscribe%20{}>", v.token));
         }
+        // The envelope lettre would derive from From and To, given so it does not parse
+        // them back out of the headers.
+        let envelope =
+            lettre::address::Envelope::new(Some(self.from.email.clone()), vec![address.clone()])
+                .context("the message's envelope")?;
         let mut b = Message::builder()
+            .envelope(envelope)
             .from(self.from.clone())
             .to(Mailbox::new(v.name.clone(), address.clone()))
             .subject(self.subject.clone())
@@ -650,6 +654,17 @@ fn crlf(s: &str) -> String {
             out.push_str("\r\n");
         }
         out.push_str(line.strip_suffix('\r').unwrap_or(line));
+    }
+    out
+}
+
+/// `bytes` as lowercase hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
     }
     out
 }

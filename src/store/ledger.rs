@@ -531,23 +531,32 @@ impl Core {
         Ok(())
     }
 
-    /// Commits what is queued, and `claim` after it when given, in one transaction; returns
-    /// whether the claim went in flight. An error stops the writer for good.
-    fn commit(&self, claim: Option<(i64, i64)>) -> Result<Option<bool>> {
+    /// Queues a claim and commits it on this thread, with everything queued before it,
+    /// unless a commit on another thread took it meanwhile (claims that wait for the
+    /// connection together share one commit). Returns whether the row went in flight.
+    fn claim_here(&self, id: i64, at: i64) -> Result<bool> {
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        self.queue(Op::Claim { id, at, done })?;
+        loop {
+            use tokio::sync::oneshot::error::TryRecvError;
+            match answer.try_recv() {
+                Ok(went) => return Ok(went),
+                Err(TryRecvError::Closed) => return Err(self.failed()),
+                Err(TryRecvError::Empty) => self.commit()?,
+            }
+        }
+    }
+
+    /// Commits everything queued in one transaction. An error stops the writer for good.
+    fn commit(&self) -> Result<()> {
         if self.stopped().is_some() {
             return Err(self.failed());
         }
         let conn = self.conn.lock().map_err(|_| self.failed())?;
-        // Taken only once the connection is ours: whatever was queued before this claim
-        // commits with it or before it, never after.
+        // Taken only once the connection is ours, so commits keep the order of the queue.
         let mut batch = std::mem::take(&mut *self.queue.lock().map_err(|_| self.failed())?);
-        let answer = claim.map(|(id, at)| {
-            let (done, rx) = tokio::sync::oneshot::channel();
-            batch.push(Op::Claim { id, at, done });
-            rx
-        });
         if batch.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         match apply(&conn, self.worker, &mut batch) {
             Ok(replies) => {
@@ -555,7 +564,7 @@ impl Core {
                 for r in replies {
                     r();
                 }
-                Ok(answer.map(|mut rx| rx.try_recv().unwrap_or(false)))
+                Ok(())
             }
             Err(e) => {
                 let why = format!("{e:#}");
@@ -584,8 +593,7 @@ impl WriterHandle {
         at: i64,
     ) -> impl std::future::Future<Output = Result<bool>> + Send + 'static {
         let (inline, queued) = if self.core.inline {
-            let r = self.core.commit(Some((id, at))).map(|c| c.unwrap_or(false));
-            (Some(r), None)
+            (Some(self.core.claim_here(id, at)), None)
         } else {
             let (done, rx) = tokio::sync::oneshot::channel();
             let r = self
@@ -669,14 +677,14 @@ fn writer_loop(core: &Core, woken: &mpsc::Receiver<Wake>) {
         if stop {
             return finish_loop(core);
         }
-        if core.commit(None).is_err() {
+        if core.commit().is_err() {
             return;
         }
     }
 }
 
 fn finish_loop(core: &Core) {
-    let _ = core.commit(None);
+    let _ = core.commit();
 }
 
 type Reply = Box<dyn FnOnce() + Send>;
