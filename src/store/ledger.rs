@@ -409,7 +409,10 @@ enum Op {
 /// together: with the next claim, or by the writer's thread once one is urgent or has waited
 /// [`LINGER`]. On SQLite a claim commits on the caller's own thread, holding the connection
 /// for that one transaction: the commit is short (no fsync in WAL mode), and handing it to
-/// another thread and back cost more than the commit itself. On PostgreSQL, where a commit is
+/// another thread and back cost more than the commit itself. (A claim that waits for the
+/// file's write lock, held by another process, holds its runtime thread as long, up to the
+/// busy timeout; the send waits for that claim either way, and SMTP servers wait minutes.)
+/// On PostgreSQL, where a commit is
 /// a round trip to the server, the caller queues its claim and the thread commits it, with
 /// whatever else is queued, while the caller builds its message.
 pub(crate) struct Writer {
@@ -421,15 +424,25 @@ pub(crate) struct Writer {
 
 /// What the writer's handles share.
 struct Core {
-    /// The writer's connection, held for one transaction at a time.
+    /// The writer's connection, held for one transaction at a time. Always taken before
+    /// `queue` when both are.
     conn: Mutex<Conn>,
-    /// Changes, flushes and (on PostgreSQL) claims waiting for the next commit, in order.
-    queue: Mutex<Vec<Op>>,
-    /// Why the writer stopped, once it has: every later call fails with it.
-    error: Mutex<Option<String>>,
+    queue: Mutex<Queue>,
     worker: i64,
     /// Claims commit on the caller's thread (SQLite).
     inline: bool,
+}
+
+/// What waits for the next commit, and whether commits go on.
+#[derive(Default)]
+struct Queue {
+    /// Changes, flushes and (on PostgreSQL) claims, in order.
+    ops: Vec<Op>,
+    /// Why nothing more is committed, once that is so: a failed commit, or the end of the
+    /// send. Set under the same lock that queues, so nothing is queued after it.
+    stopped: Option<String>,
+    /// `stopped` is a failure, not the end of the send.
+    failed: bool,
 }
 
 /// What wakes the writer's thread.
@@ -466,8 +479,10 @@ impl Writer {
         let core = Arc::new(Core {
             inline: !conn.is_postgres(),
             conn: Mutex::new(conn),
-            queue: Mutex::new(Vec::with_capacity(BATCH)),
-            error: Mutex::new(None),
+            queue: Mutex::new(Queue {
+                ops: Vec::with_capacity(BATCH),
+                ..Queue::default()
+            }),
             worker,
         });
         let (wake, woken) = mpsc::channel::<Wake>();
@@ -503,31 +518,51 @@ impl Writer {
         if let Some(c) = self.checkpoints.take() {
             c.finish();
         }
-        match self.core.stopped() {
-            Some(e) => anyhow::bail!("writing the delivery ledger: {e}"),
-            None => Ok(()),
+        let q = self.core.lock_queue();
+        match (&q.stopped, q.failed) {
+            (Some(e), true) => anyhow::bail!("writing the delivery ledger: {e}"),
+            _ => Ok(()),
         }
     }
 }
 
 impl Core {
-    fn stopped(&self) -> Option<String> {
-        self.error.lock().ok().and_then(|e| e.clone())
+    /// The queue, even after a panic elsewhere: its state is valid after any push or take.
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn failed(&self) -> anyhow::Error {
         let e = self
-            .stopped()
+            .lock_queue()
+            .stopped
+            .clone()
             .unwrap_or_else(|| "the writer stopped".into());
         anyhow::anyhow!("writing the delivery ledger: {e}")
     }
 
+    /// Ends commits for good: everything still queued is dropped, so whoever waits for it
+    /// gets an error, and nothing more can be queued.
+    fn stop(&self, why: String, failed: bool) {
+        let dropped = {
+            let mut q = self.lock_queue();
+            if q.stopped.is_none() {
+                q.stopped = Some(why);
+                q.failed = failed;
+            }
+            std::mem::take(&mut q.ops)
+        };
+        drop(dropped);
+    }
+
     /// Queues `op` for the next commit.
     fn queue(&self, op: Op) -> Result<()> {
-        if self.stopped().is_some() {
+        let mut q = self.lock_queue();
+        if q.stopped.is_some() {
+            drop(q);
             return Err(self.failed());
         }
-        self.queue.lock().map_err(|_| self.failed())?.push(op);
+        q.ops.push(op);
         Ok(())
     }
 
@@ -542,37 +577,44 @@ impl Core {
             match answer.try_recv() {
                 Ok(went) => return Ok(went),
                 Err(TryRecvError::Closed) => return Err(self.failed()),
+                // Answers are sent before the connection is let go: once this caller holds
+                // it, its claim is either answered or still queued.
                 Err(TryRecvError::Empty) => self.commit()?,
             }
         }
     }
 
-    /// Commits everything queued in one transaction. An error stops the writer for good.
+    /// Commits everything queued in one transaction. An error (or a panic in an earlier
+    /// commit) stops the writer for good.
     fn commit(&self) -> Result<()> {
-        if self.stopped().is_some() {
+        let Ok(conn) = self.conn.lock() else {
+            self.stop("a commit of the ledger panicked".into(), true);
             return Err(self.failed());
-        }
-        let conn = self.conn.lock().map_err(|_| self.failed())?;
-        // Taken only once the connection is ours, so commits keep the order of the queue.
-        let mut batch = std::mem::take(&mut *self.queue.lock().map_err(|_| self.failed())?);
+        };
+        // Taken only once the connection is ours, so commits keep the order of the queue;
+        // and checked then, so no commit follows a failed one.
+        let mut batch = {
+            let mut q = self.lock_queue();
+            if q.stopped.is_some() {
+                drop(q);
+                return Err(self.failed());
+            }
+            std::mem::take(&mut q.ops)
+        };
         if batch.is_empty() {
             return Ok(());
         }
         match apply(&conn, self.worker, &mut batch) {
             Ok(replies) => {
-                drop(conn);
                 for r in replies {
                     r();
                 }
                 Ok(())
             }
             Err(e) => {
-                let why = format!("{e:#}");
-                if let Ok(mut slot) = self.error.lock() {
-                    slot.get_or_insert(why);
-                }
-                // What was queued is dropped with `batch`: every flush and claim waiting on
-                // it fails, and nothing more is sent.
+                // What this batch held is dropped with it, and the rest of the queue with
+                // `stop`: every flush and claim waiting on either fails.
+                self.stop(format!("{e:#}"), true);
                 Err(self.failed())
             }
         }
@@ -684,7 +726,9 @@ fn writer_loop(core: &Core, woken: &mpsc::Receiver<Wake>) {
 }
 
 fn finish_loop(core: &Core) {
-    let _ = core.commit();
+    if core.commit().is_ok() {
+        core.stop("the send has ended".into(), false);
+    }
 }
 
 type Reply = Box<dyn FnOnce() + Send>;
@@ -1295,6 +1339,65 @@ mod tests {
         reader.execute_batch("COMMIT").unwrap();
         lease.finish().unwrap();
         assert_eq!(s.counts("i").unwrap().get(DeliveryState::Sent), 50);
+    }
+
+    /// Once a commit fails, every claim, change and flush after it fails with its reason (a
+    /// flush queued before the failure too, instead of waiting for ever), and `finish` says
+    /// why; once the send has ended, a late claim is refused rather than committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_stops_the_writer_and_every_waiter_hears_why() {
+        let limit = std::time::Duration::from_secs(30);
+        let (_d, mut s) = setup(Backend::Sqlite, 4);
+        s.snapshot("i").unwrap();
+        let rows = s.due("i", 0).unwrap();
+        let (_lease, w) = sender(&s, &["i"]);
+        let h = w.handle();
+        assert!(h.claim(rows[0].id, 100).await.unwrap());
+        // A `sent` waits for company; the table is gone before it commits.
+        h.record(
+            rows[0].id,
+            Change::Sent {
+                reply: "250".into(),
+            },
+        )
+        .unwrap();
+        s.conn
+            .batch("ALTER TABLE deliveries RENAME TO gone")
+            .unwrap();
+        let flushed = tokio::time::timeout(limit, h.flush()).await;
+        let e = flushed.expect("the flush returns").unwrap_err();
+        assert!(format!("{e:#}").contains("no such table"), "{e:#}");
+        let e = tokio::time::timeout(limit, h.claim(rows[1].id, 100))
+            .await
+            .expect("the claim returns")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("no such table"), "{e:#}");
+        assert!(h
+            .record(
+                rows[1].id,
+                Change::Sent {
+                    reply: "250".into()
+                }
+            )
+            .is_err());
+        let e = w.finish().unwrap_err();
+        assert!(format!("{e:#}").contains("no such table"), "{e:#}");
+        s.conn
+            .batch("ALTER TABLE gone RENAME TO deliveries")
+            .unwrap();
+        // Nothing after the failure was committed.
+        let c = s.counts("i").unwrap();
+        assert_eq!(c.get(DeliveryState::InFlight), 1);
+        assert_eq!(c.get(DeliveryState::Pending), 3);
+
+        // A writer that ended cleanly refuses a late claim and still says it ended well.
+        let (_lease, w) = sender(&s, &["i"]);
+        let h = w.handle();
+        assert!(h.claim(rows[1].id, 100).await.unwrap());
+        w.finish().unwrap();
+        let e = h.claim(rows[2].id, 100).await.unwrap_err();
+        assert!(format!("{e:#}").contains("the send has ended"), "{e:#}");
+        assert_eq!(s.counts("i").unwrap().get(DeliveryState::InFlight), 2);
     }
 
     on_both!(
