@@ -1400,6 +1400,65 @@ mod tests {
         assert_eq!(s.counts("i").unwrap().get(DeliveryState::InFlight), 2);
     }
 
+    /// Many sending tasks on two runtime threads claim at once, so claims meet at the
+    /// connection (and may share a commit): every answer matches what the row holds
+    /// afterwards, a row claimed twice goes in flight once, and every `sent` is committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_claims_share_commits_and_each_answer_matches_its_row() {
+        const ROWS: usize = 600;
+        const TASKS: usize = 8;
+        let (_d, mut s) = setup(Backend::Sqlite, ROWS);
+        s.snapshot("i").unwrap();
+        // Every seventh subscriber leaves after the snapshot.
+        for i in (0..ROWS).step_by(7) {
+            s.unsubscribe(format!("u{i}@x.org").as_str()).unwrap();
+        }
+        let rows = s.due("i", 0).unwrap();
+        let (_lease, w) = sender(&s, &["i"]);
+        let mut tasks = Vec::new();
+        for t in 0..TASKS {
+            let h = w.handle();
+            // Each task takes its own rows, and every fifth row of the next task's too.
+            let mine: Vec<i64> = rows
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k % TASKS == t || (k % TASKS == (t + 1) % TASKS && k % 5 == 0))
+                .map(|(_, r)| r.id)
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                let mut went = Vec::new();
+                for id in mine {
+                    if h.claim(id, 100).await.unwrap() {
+                        h.record(
+                            id,
+                            Change::Sent {
+                                reply: "250".into(),
+                            },
+                        )
+                        .unwrap();
+                        went.push(id);
+                    }
+                    tokio::task::yield_now().await;
+                }
+                went
+            }));
+        }
+        let mut went = Vec::new();
+        for t in tasks {
+            went.extend(t.await.unwrap());
+        }
+        w.handle().flush().await.unwrap();
+        w.finish().unwrap();
+        let unique: std::collections::BTreeSet<i64> = went.iter().copied().collect();
+        assert_eq!(unique.len(), went.len(), "a row went in flight twice");
+        let left = ROWS.div_ceil(7);
+        assert_eq!(went.len(), ROWS - left);
+        let c = s.counts("i").unwrap();
+        assert_eq!(c.get(DeliveryState::Sent), ROWS - left);
+        assert_eq!(c.get(DeliveryState::Skipped), left);
+        assert_eq!(c.total(), ROWS);
+    }
+
     on_both!(
         a_snapshot_of_nobody_records_nothing_and_an_old_one_is_taken_again,
         due_rows_come_a_page_at_a_time_in_id_order,
