@@ -136,11 +136,18 @@ pub fn address_hash(secret: &[u8], address: &str) -> String {
     let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
     m.update(b"erased\0");
     m.update(address.as_bytes());
-    m.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&m.finalize().into_bytes())
+}
+
+/// `bytes` as lowercase hexadecimal, two digits a byte.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 #[cfg(test)]

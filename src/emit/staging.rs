@@ -416,12 +416,7 @@ fn manifest_line(rel: &Path, stamp: Option<Stamp>) -> Option<String> {
     }
     Some(match stamp {
         Some(Stamp::Hash { size, sha256 }) => {
-            use std::fmt::Write as _;
-            let mut line = format!("{path}\t{size}\tsha256:");
-            for b in sha256 {
-                let _ = write!(line, "{b:02x}");
-            }
-            line
+            format!("{path}\t{size}\tsha256:{}", crate::token::hex(&sha256))
         }
         Some(Stamp::Time { size, mtime_ns }) => format!("{path}\t{size}\t{mtime_ns}"),
         None => path,

@@ -28,7 +28,7 @@ use crate::html::escape as escape_html;
 use crate::model::Issue;
 use crate::store::Address;
 use crate::templates::{issue_context, SiteCtx, Templates};
-use crate::token::{sign, Purpose};
+use crate::token::{hex, sign, Purpose};
 
 /// Who a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -654,17 +654,6 @@ fn crlf(s: &str) -> String {
             out.push_str("\r\n");
         }
         out.push_str(line.strip_suffix('\r').unwrap_or(line));
-    }
-    out
-}
-
-/// `bytes` as lowercase hexadecimal.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
     }
     out
 }

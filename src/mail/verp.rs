@@ -28,11 +28,7 @@ fn mac(key: &[u8], id: i64, address: &str) -> [u8; 10] {
 
 /// The token of delivery `id` to `address`.
 pub fn token(key: &[u8], id: i64, address: &str) -> String {
-    let hex: String = mac(key, id, address)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{id}-{hex}")
+    format!("{id}-{}", crate::token::hex(&mac(key, id, address)))
 }
 
 /// The delivery id a token names, before it is checked against the delivery's address.
