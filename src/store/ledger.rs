@@ -479,10 +479,7 @@ impl Writer {
         let core = Arc::new(Core {
             inline: !conn.is_postgres(),
             conn: Mutex::new(conn),
-            queue: Mutex::new(Queue {
-                ops: Vec::with_capacity(BATCH),
-                ..Queue::default()
-            }),
+            queue: Mutex::new(Queue::default()),
             worker,
         });
         let (wake, woken) = mpsc::channel::<Wake>();
@@ -634,50 +631,50 @@ impl WriterHandle {
         id: i64,
         at: i64,
     ) -> impl std::future::Future<Output = Result<bool>> + Send + 'static {
-        let (inline, queued) = if self.core.inline {
-            (Some(self.core.claim_here(id, at)), None)
+        enum Answer {
+            Known(Result<bool>),
+            Coming(tokio::sync::oneshot::Receiver<bool>),
+        }
+        let answer = if self.core.inline {
+            Answer::Known(self.core.claim_here(id, at))
         } else {
             let (done, rx) = tokio::sync::oneshot::channel();
-            let r = self
-                .core
-                .queue(Op::Claim { id, at, done })
-                .and_then(|()| self.wake.send(Wake::Now).map_err(|_| self.core.failed()));
-            (None, Some((r, rx)))
+            match self.queue_now(Op::Claim { id, at, done }) {
+                Ok(()) => Answer::Coming(rx),
+                Err(e) => Answer::Known(Err(e)),
+            }
         };
         let core = self.core.clone();
         async move {
-            match (inline, queued) {
-                (Some(r), _) => r,
-                (None, Some((r, rx))) => {
-                    r?;
-                    rx.await.map_err(|_| core.failed())
-                }
-                (None, None) => Err(core.failed()),
+            match answer {
+                Answer::Known(r) => r,
+                Answer::Coming(rx) => rx.await.map_err(|_| core.failed()),
             }
         }
+    }
+
+    /// Queues `op` and wakes the writer's thread to commit it now.
+    fn queue_now(&self, op: Op) -> Result<()> {
+        self.core.queue(op)?;
+        self.wake.send(Wake::Now).map_err(|_| self.core.failed())
     }
 
     /// Queues a change; it is committed with the next batch, before any later claim.
     pub(crate) fn record(&self, id: i64, change: Change) -> Result<()> {
         let op = Op::Change { id, change };
-        let urgent = op.urgent();
-        self.core.queue(op)?;
-        if urgent {
-            self.wake.send(Wake::Now).map_err(|_| self.core.failed())?;
+        match op.urgent() {
+            true => self.queue_now(op),
+            false => self.core.queue(op),
         }
-        Ok(())
     }
 
     /// Waits until everything queued is committed.
     pub(crate) async fn flush(&self) -> Result<()> {
         let (done, rx) = tokio::sync::oneshot::channel();
-        self.core.queue(Op::Flush(done))?;
-        self.wake.send(Wake::Now).map_err(|_| self.core.failed())?;
+        self.queue_now(Op::Flush(done))?;
         rx.await.map_err(|_| self.core.failed())
     }
 }
-
-const BATCH: usize = 512;
 
 /// How long a `sent` may wait for company before the writer's thread commits it. A claim
 /// commits it at once, with it: while messages go out there is one commit per claim, not one
